@@ -1,0 +1,43 @@
+"""qrhead-integrations: query-focused retrieval heads (QRHead) as a re-ranker and long-context compressor.
+
+Public API only; the engine imports no framework. Framework adapters live in
+``qrhead_integrations.langchain`` and ``qrhead_integrations.llama_index`` (optional extras).
+"""
+
+from .errors import (
+    DataFormatError,
+    EmptyQueryError,
+    HeadSpecError,
+    InvalidInputError,
+    ModelLoadError,
+    PassageTypeError,
+    QRHeadError,
+    UnsupportedModelError,
+)
+from .heads import HeadSet
+from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
+from .prompt import Passage
+from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "EMPTY_PASSAGE_SCORE",
+    "FAST_MODEL",
+    "DataFormatError",
+    "EmptyQueryError",
+    "HeadSet",
+    "HeadSpecError",
+    "InvalidInputError",
+    "ModelLoadError",
+    "Passage",
+    "PassageTypeError",
+    "QRHeadError",
+    "QRHeadScorer",
+    "RankedPassage",
+    "ScorerConfig",
+    "UnsupportedModelError",
+    "load_model",
+]
+
+__version__ = "0.1.0"

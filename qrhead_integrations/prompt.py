@@ -1,0 +1,242 @@
+"""The one place that knows how a QRHead prompt is laid out and where each passage's tokens are.
+
+Layout (method.md): one user turn — an opening line, the passages as ``[i] title\\ntext`` separated by blank
+lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template with the
+assistant header appended, or a plain layout when the tokenizer has no template.
+
+The prompt is encoded as a shared **prefix** (template head, opening, passages) and one **tail** per query
+(instruction, query, template end). Both the real query and the content-free ``"N/A"`` query share the same
+prefix token ids, so the prefix can be run once and its key/value cache reused for every tail.
+
+User text (passages, titles, queries) is tokenised with ``split_special_tokens=True``: a passage that contains
+``<|im_start|>`` or ``<|eot_id|>`` is read as those characters, never as control tokens. Only the template's own
+markup is parsed for special tokens.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import EmptyQueryError, PassageTypeError
+
+OPENING = "Here are some paragraphs:\n\n"
+PASSAGE_SEPARATOR = "\n\n"
+INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above.\n\nQuery: "
+NULL_QUERY = "N/A"
+"""The content-free query used for calibration (ICR)."""
+
+_SENTINEL = "\u2063QRHEAD_BODY\u2063"
+
+Layout = Literal["auto", "chat", "plain"]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One candidate passage: its text and an optional title (shown on the marker line)."""
+
+    text: str
+    title: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to attend to: no text and no title besides whitespace."""
+        return not self.text.strip() and not self.title.strip()
+
+
+PassageLike = str | Passage | Sequence[str] | Mapping[str, Any]
+"""Accepted passage inputs: ``str``, :class:`Passage`, ``(title, text)``, or a mapping with ``text``/``title``."""
+
+
+def to_passage(item: Any, index: int = 0) -> Passage:
+    """Normalise one passage input, raising :class:`PassageTypeError` (naming its index) for non-text input."""
+    if isinstance(item, Passage):
+        return item
+    if isinstance(item, str):
+        return Passage(text=item)
+    if isinstance(item, Mapping):
+        text = item.get("text", item.get("page_content"))
+        title = item.get("title", "") or ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise PassageTypeError(
+                f"passage {index}: a mapping needs a str 'text' (and optional str 'title'); got keys {sorted(item)}"
+            )
+        return Passage(text=text, title=title)
+    if isinstance(item, Sequence) and not isinstance(item, bytes | bytearray) and len(item) == 2:
+        title, text = item
+        if isinstance(title, str) and isinstance(text, str):
+            return Passage(text=text, title=title)
+    raise PassageTypeError(
+        f"passage {index}: expected str, (title, text) or a mapping with 'text'; got {type(item).__name__}"
+    )
+
+
+def to_passages(items: Iterable[Any]) -> list[Passage]:
+    """Normalise a sequence of passage inputs (a bare ``str`` is rejected: it is one passage, not a list)."""
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise PassageTypeError("passages must be a list of passages, not a single string or non-iterable")
+    return [to_passage(item, i) for i, item in enumerate(items)]
+
+
+def check_query(query: Any) -> str:
+    """Return the query, or raise a typed error for non-text or empty queries."""
+    if not isinstance(query, str):
+        raise PassageTypeError(f"the query must be a str, got {type(query).__name__}")
+    if not query.strip():
+        raise EmptyQueryError("the query is empty: QRHead scores passages by the attention of query tokens")
+    return query
+
+
+def passage_block(number: int, passage: Passage) -> str:
+    """``[i] title\\ntext`` (or ``[i] text`` without a title): the marker and title belong to the span."""
+    head = f"[{number}] {passage.title}".rstrip() if passage.title.strip() else f"[{number}]"
+    return f"{head}\n{passage.text}" if passage.title.strip() else f"{head} {passage.text}"
+
+
+@dataclass
+class EncodedPrompt:
+    """Token ids of one prompt: the shared prefix, each passage's span in it, and one tail per query."""
+
+    prefix_ids: list[int]
+    passage_spans: list[tuple[int, int]]
+    """``[start, end)`` token positions of each passage (in prompt order) inside ``prefix_ids``."""
+    tails: list[list[int]]
+    """Token ids after the prefix, one list per query, in the order the queries were given."""
+
+
+class PromptBuilder:
+    """Builds and tokenises QRHead prompts for one tokenizer.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (fast tokenizers give character offsets).
+        layout: ``"chat"`` wraps the body in the tokenizer's chat template, ``"plain"`` does not, ``"auto"``
+            uses the template when the tokenizer has one.
+    """
+
+    def __init__(self, tokenizer: Any, layout: Layout = "auto") -> None:
+        self.tokenizer = tokenizer
+        self.layout = self._choose_layout(layout)
+        self.before_ids, self.after_ids = self._template_ids()
+        self._instruction_ids = self._user_ids(INSTRUCTION)
+
+    # -------------------------------------------------------------------------------------------- template
+    def _choose_layout(self, layout: Layout) -> Literal["chat", "plain"]:
+        if layout not in ("auto", "chat", "plain"):
+            raise ValueError(f"layout must be 'auto', 'chat' or 'plain', got {layout!r}")
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if layout == "chat" and not has_template:
+            raise ValueError("layout='chat' but the tokenizer has no chat template; use 'plain' or 'auto'")
+        if layout == "auto":
+            return "chat" if has_template else "plain"
+        return layout
+
+    def _template_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids the template puts before and after the user message body."""
+        if self.layout == "chat":
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
+            )
+            if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
+                before, after = rendered.split(_SENTINEL)
+                return self._markup_ids(before), self._markup_ids(after)
+            warnings.warn(
+                "the chat template does not keep the message text verbatim; using the plain layout", stacklevel=3
+            )
+            self.layout = "plain"
+        return self._plain_before_ids(), []
+
+    def _plain_before_ids(self) -> list[int]:
+        """The BOS token, when the tokenizer normally adds one (Gemma depends on it)."""
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if bos is None:
+            return []
+        probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        return [bos] if probe and probe[0] == bos else []
+
+    def _markup_ids(self, text: str) -> list[int]:
+        """Template markup: special tokens in it are real control tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def _user_ids(self, text: str) -> list[int]:
+        """User text: special-token look-alikes are split into ordinary tokens."""
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    # -------------------------------------------------------------------------------------------- passages
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` read as user text."""
+        return len(self._user_ids(text))
+
+    def block_tokens(self, passages: Sequence[Passage]) -> list[int]:
+        """Approximate token count of each passage's block in a prompt (marker, title, text, separator)."""
+        counts = []
+        for passage in passages:
+            counts.append(len(self._user_ids(passage_block(99, passage) + PASSAGE_SEPARATOR)))
+        return counts
+
+    def truncate(self, passage: Passage, max_tokens: int) -> Passage:
+        """Cut a passage's text to at most ``max_tokens`` tokens (at a token boundary)."""
+        encoding = self.tokenizer(
+            passage.text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
+        )
+        offsets = encoding["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return passage
+        end = offsets[max_tokens - 1][1] if max_tokens > 0 else 0
+        return Passage(text=passage.text[:end], title=passage.title)
+
+    def fixed_tokens(self, tail_tokens: int) -> int:
+        """Tokens of everything but the passages, for a tail of ``tail_tokens`` tokens."""
+        return len(self.before_ids) + len(self._user_ids(OPENING)) + tail_tokens + len(self.after_ids)
+
+    def tail_ids(self, query: str) -> list[int]:
+        """Token ids after the prefix for ``query``: instruction, query, template end."""
+        return self._instruction_ids + self._user_ids(query) + self.after_ids
+
+    # ---------------------------------------------------------------------------------------------- encode
+    def encode(self, passages: Sequence[Passage], queries: Sequence[str]) -> EncodedPrompt:
+        """Encode the shared prefix for ``passages`` (in the given order) and one tail per query."""
+        body, char_spans = self._prefix_body(passages)
+        encoding = self.tokenizer(
+            body, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
+        )
+        body_ids = list(encoding["input_ids"])
+        offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        token_spans = _char_to_token_spans(offsets, char_spans)
+        shift = len(self.before_ids)
+        return EncodedPrompt(
+            prefix_ids=self.before_ids + body_ids,
+            passage_spans=[(start + shift, end + shift) for start, end in token_spans],
+            tails=[self.tail_ids(query) for query in queries],
+        )
+
+    @staticmethod
+    def _prefix_body(passages: Sequence[Passage]) -> tuple[str, list[tuple[int, int]]]:
+        parts = [OPENING]
+        spans = []
+        cursor = len(OPENING)
+        for number, passage in enumerate(passages, start=1):
+            block = passage_block(number, passage)
+            spans.append((cursor, cursor + len(block)))
+            parts.append(block + PASSAGE_SEPARATOR)
+            cursor += len(block) + len(PASSAGE_SEPARATOR)
+        return "".join(parts), spans
+
+
+def _char_to_token_spans(offsets: np.ndarray, char_spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Map ``[start, end)`` character spans to ``[start, end)`` token spans: every token overlapping the span."""
+    if len(offsets) == 0:
+        return [(0, 0) for _ in char_spans]
+    token_ends = offsets[:, 1]
+    token_starts = offsets[:, 0]
+    spans = []
+    for start, end in char_spans:
+        first = int(np.searchsorted(token_ends, start, side="right"))
+        last = int(np.searchsorted(token_starts, end, side="left"))
+        spans.append((first, max(first, last)))
+    return spans

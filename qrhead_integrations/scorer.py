@@ -1,0 +1,342 @@
+"""`QRHeadScorer`: score, rank and re-rank passages for queries with a model's query-focused retrieval heads.
+
+Every feature of the package (adapters, compressor, detection, evaluation) goes through
+:meth:`QRHeadScorer.score_per_head_many`, which runs the pipeline once:
+
+    passages + queries → prompt (prefix + one tail per query and one for "N/A")
+    → prefix forward once, cut after the deepest selected layer (KV cache)
+    → one short tail forward per query on a fork of that cache, capturing the selected heads
+    → token scores (calibrated) → per-passage sums (optionally filtered) → per-head scores.
+
+The content-free ``"N/A"`` tail is shared by all queries of a call, so ``k`` queries over the same passages cost
+one prefix forward and ``k + 1`` tail forwards.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from . import capture
+from .errors import InvalidInputError
+from .heads import HeadSet
+from .models import DEFAULT_MODEL, load_model
+from .presets import resolve_heads
+from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
+from .scoring import combine_heads, passage_scores, token_scores
+
+Order = Literal["as_given", "reversed", "shuffled"]
+
+EMPTY_PASSAGE_SCORE = float("-inf")
+"""Score of a passage with no text and no title: it has nothing to attend to, so it ranks last."""
+
+_WINDOW_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """How passages are laid out and scored. Defaults were chosen by measurement (see docs/engine.md).
+
+    Attributes:
+        calibrate: subtract the content-free ``"N/A"`` query's attention (ICR). Without it scores collapse to
+            position and recall falls to chance, so only turn it off to study that.
+        outlier_filter: zero token scores ``<= mean - 2·std`` within each passage before summing (both reference
+            codes do; measured neutral for selected heads), off by default.
+        order: prompt order of the passages: ``"as_given"``, ``"reversed"`` (the reference puts the retriever's
+            best passage last, next to the query) or ``"shuffled"`` (seeded by ``seed``).
+        seed: seed of the ``"shuffled"`` order (a local RNG; global random state is never touched).
+        debias: score the passages in the chosen order and in the reverse order and average, reducing the
+            preference for passages next to the query or at the start (costs a second prefix forward).
+        max_passage_tokens: cut each passage's text to this many tokens for scoring (``None``: no cap). The
+            caller's passages are returned untouched; only the model sees the cut text.
+        max_length: most prompt tokens per forward (default: the model's context length). Passages that do not
+            fit are scored in windows (see :meth:`QRHeadScorer.score_per_head_many`).
+        layout: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
+        show_progress: show a progress bar over the forward passes.
+    """
+
+    calibrate: bool = True
+    outlier_filter: bool = False
+    order: Order = "as_given"
+    seed: int = 0
+    debias: bool = False
+    max_passage_tokens: int | None = 512
+    max_length: int | None = None
+    layout: Layout = "auto"
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.order not in ("as_given", "reversed", "shuffled"):
+            raise ValueError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
+        if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
+            raise ValueError(f"max_passage_tokens must be >= 1 or None, got {self.max_passage_tokens}")
+        if self.max_length is not None and self.max_length < 64:
+            raise ValueError(f"max_length must be >= 64 or None, got {self.max_length}")
+
+
+@dataclass(frozen=True)
+class RankedPassage:
+    """One ranked result: the passage's position in the input, its score, and the passage itself."""
+
+    index: int
+    score: float
+    passage: Passage = field(repr=False)
+
+
+class QRHeadScorer:
+    """Scores passages for a query by the attention its query-focused retrieval heads pay them.
+
+    Args:
+        model: a loaded Hugging Face causal LM (it is switched to the capturing sdpa attention, which computes
+            the same outputs as sdpa when nothing is being recorded).
+        tokenizer: its tokenizer.
+        heads: which heads to read — see :func:`qrhead_integrations.presets.resolve_heads` (``None`` = the
+            model's default preset; all heads for a model without presets).
+        model_id: the id used to look up head presets (defaults to the model's ``name_or_path``).
+        config: a :class:`ScorerConfig`; keyword arguments override its fields.
+
+    Example:
+        >>> scorer = QRHeadScorer.from_pretrained("smollm2-135m-instruct")  # doctest: +SKIP
+        >>> scorer.rank("Who wrote Hamlet?", ["Paris is in France.", "Hamlet is a play by Shakespeare."])
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        heads: Any = None,
+        model_id: str | None = None,
+        config: ScorerConfig | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id or getattr(model.config, "name_or_path", None) or type(model).__name__
+        self.config = replace(config or ScorerConfig(), **config_overrides)
+        self.num_layers, self.num_heads = _layer_shape(model)
+        self.heads = resolve_heads(
+            heads, model_id=self.model_id, num_layers=self.num_layers, num_heads=self.num_heads
+        )
+        capture.prepare_model(model)
+        self._builder = PromptBuilder(tokenizer, self.config.layout)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        heads: Any = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        config: ScorerConfig | None = None,
+        **config_overrides: Any,
+    ) -> QRHeadScorer:
+        """Load a model and build a scorer.
+
+        Args:
+            model: a bundled offline model (``"qwen2.5-coder-0.5b-instruct"``, the default, or the 4x faster
+                ``"smollm2-135m-instruct"``), a local folder, a ``.gguf`` file, or a hub id.
+            heads: head specification (see the class docstring).
+            device: ``"cpu"``, ``"cuda"``, ``"mps"``... chosen automatically when ``None``.
+            dtype: ``torch.dtype`` or name; float32 on CPU, bf16/fp16 on GPUs by default.
+            model_kwargs: passed through to ``AutoModelForCausalLM.from_pretrained``.
+            tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
+            cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
+            config: a :class:`ScorerConfig`; further keyword arguments override its fields.
+        """
+        loaded = load_model(
+            model,
+            device=device,
+            dtype=dtype,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            cache=cache_dir,
+        )
+        return cls(
+            loaded.model, loaded.tokenizer, heads=heads, model_id=loaded.model_id, config=config, **config_overrides
+        )
+
+    def with_heads(self, heads: Any) -> QRHeadScorer:
+        """A scorer over the same model (no reload) reading other heads — for ablations and detection."""
+        return self.with_config(heads=heads)
+
+    def with_config(self, *, heads: Any = None, **config_overrides: Any) -> QRHeadScorer:
+        """A scorer over the same model with other heads and/or config fields."""
+        return QRHeadScorer(
+            self.model,
+            self.tokenizer,
+            heads=self.heads if heads is None else heads,
+            model_id=self.model_id,
+            config=replace(self.config, **config_overrides),
+        )
+
+    # -------------------------------------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def context_length(self) -> int:
+        """Most prompt tokens per forward: the model's context, or ``config.max_length`` when smaller."""
+        native = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        return min(native, self.config.max_length) if self.config.max_length else native
+
+    def __repr__(self) -> str:
+        return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
+
+    # ------------------------------------------------------------------------------------------- public API
+    def score(self, query: str, passages: Iterable[Any]) -> list[float]:
+        """Calibrated QRHead score of each passage (input order); higher is more relevant."""
+        return self.score_many([query], passages)[0]
+
+    def score_many(self, queries: Sequence[str], passages: Iterable[Any]) -> list[list[float]]:
+        """Scores of the same passages for several queries, encoding the passages once."""
+        per_head = self.score_per_head_many(queries, passages)
+        return [combine_heads(q).tolist() for q in per_head]
+
+    def score_per_head(self, query: str, passages: Iterable[Any]) -> torch.Tensor:
+        """``(heads, passages)`` per-head scores, heads in ``self.heads`` order (what detection reads)."""
+        return self.score_per_head_many([query], passages)[0]
+
+    def rank(self, query: str, passages: Iterable[Any], top_n: int | None = None) -> list[RankedPassage]:
+        """Passages sorted by score (ties keep input order), the best ``top_n`` of them when given."""
+        items = to_passages(passages)
+        scores = self.score(query, items)
+        order = sorted(range(len(items)), key=lambda i: (-scores[i], i))
+        if top_n is not None:
+            if top_n < 0:
+                raise InvalidInputError(f"top_n must be >= 0, got {top_n}")
+            order = order[:top_n]
+        return [RankedPassage(index=i, score=scores[i], passage=items[i]) for i in order]
+
+    @torch.inference_mode()
+    def score_per_head_many(self, queries: Sequence[str], passages: Iterable[Any]) -> torch.Tensor:
+        """``(queries, heads, passages)`` per-head scores on the CPU — the one pipeline every feature uses.
+
+        Passages are cut to ``max_passage_tokens`` for scoring. When they do not fit ``context_length`` together,
+        they are split into consecutive windows of about equal token counts, each scored with its own prefix
+        and its own ``"N/A"`` calibration. Calibrated scores measure how much more attention a passage gets
+        from the query than from a content-free query, which keeps windows comparable to a first
+        approximation; windows of equal size keep the attention budget per passage similar.
+
+        Empty passages (no text, no title) are left out of the prompt and score ``EMPTY_PASSAGE_SCORE``.
+        """
+        if isinstance(queries, str):
+            raise InvalidInputError("score_many/score_per_head_many take a list of queries, not a single string")
+        query_list = [check_query(q) for q in queries]
+        items = to_passages(passages)
+        result = torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE)
+        if not query_list:
+            return result
+        scorable = [i for i, p in enumerate(items) if not p.is_empty]
+        if not scorable:
+            return result
+        cut = {i: self._cut(items[i]) for i in scorable}
+        orders = self._orders(scorable)
+        tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
+        plans = [(order, window) for order in orders for window in self._windows(order, cut, tails)]
+        total = torch.zeros(len(query_list), len(self.heads), len(items))
+        with self._lock, tqdm(total=len(plans), disable=not self.config.show_progress, desc="qrhead") as bar:
+            for _, window in plans:
+                encoded = self._builder.encode([cut[i] for i in window], tails)
+                weights = self._capture(encoded.prefix_ids, encoded.tails)
+                null = weights[-1] if self.config.calibrate else None
+                for qi in range(len(query_list)):
+                    tokens = token_scores(weights[qi], null)
+                    per_passage = passage_scores(
+                        tokens, encoded.passage_spans, outlier_filter=self.config.outlier_filter
+                    )
+                    total[qi][:, window] += per_passage
+                bar.update()
+        result[:, :, scorable] = total[:, :, scorable] / len(orders)
+        return result
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _cut(self, passage: Passage) -> Passage:
+        limit = self.config.max_passage_tokens
+        return passage if limit is None else self._builder.truncate(passage, limit)
+
+    def _orders(self, indices: list[int]) -> list[list[int]]:
+        """The prompt order(s) of the passages: the configured one, plus its reverse when de-biasing."""
+        if self.config.order == "reversed":
+            first = indices[::-1]
+        elif self.config.order == "shuffled":
+            first = list(indices)
+            random.Random(self.config.seed).shuffle(first)
+        else:
+            first = list(indices)
+        return [first, first[::-1]] if self.config.debias and len(first) > 1 else [first]
+
+    def _windows(self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]) -> list[list[int]]:
+        """Split ``order`` into consecutive windows that fit the context, of about equal token counts."""
+        tail_tokens = max(len(self._builder.tail_ids(t)) for t in tails)
+        budget = self.context_length - self._builder.fixed_tokens(tail_tokens) - _WINDOW_MARGIN
+        if budget < 32:
+            raise InvalidInputError(
+                f"the query needs {tail_tokens} tokens, leaving no room for passages in a "
+                f"{self.context_length}-token context"
+            )
+        counts = self._builder.block_tokens([passages[i] for i in order])
+        for pos, i in enumerate(order):
+            if counts[pos] > budget:
+                warnings.warn(
+                    f"passage {i} has ~{counts[pos]} tokens, more than fits the context with the query "
+                    f"({budget}); it is cut to fit for scoring. Set max_passage_tokens to control this.",
+                    stacklevel=4,
+                )
+                passages[i] = self._builder.truncate(passages[i], max(1, budget - 2 * _WINDOW_MARGIN))
+                counts[pos] = self._builder.block_tokens([passages[i]])[0]
+        total = sum(counts)
+        if total <= budget:
+            return [order]
+        target = total / math.ceil(total / budget)
+        windows: list[list[int]] = [[]]
+        filled = 0
+        for i, count in zip(order, counts, strict=True):
+            if windows[-1] and (filled + count > budget or filled + count / 2 > target):
+                windows.append([])
+                filled = 0
+            windows[-1].append(i)
+            filled += count
+        return windows
+
+    def _capture(self, prefix_ids: list[int], tails: list[list[int]]) -> list[torch.Tensor]:
+        """Selected heads' attention over the prefix, one ``(heads, prefix_len)`` tensor per tail."""
+        stop = self.heads.deepest_layer
+        cache = capture.new_cache(self.model)
+        capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop)
+        prefix_len = len(prefix_ids)
+        out = []
+        for tail in tails:
+            recorder = capture.HeadRecorder(self.heads, n_rows=len(tail), total_length=prefix_len + len(tail))
+            capture.run_layers(
+                self.model, tail, capture.fork_cache(cache), start=prefix_len, stop_after=stop, recorder=recorder
+            )
+            out.append(recorder.collect()[:, :prefix_len].cpu())
+        return out
+
+
+def _layer_shape(model: Any) -> tuple[int, int]:
+    """``(num_layers, num_attention_heads)`` from the model's (text) config."""
+    config = model.config
+    text_config = getattr(config, "get_text_config", lambda: config)()
+    layers = getattr(text_config, "num_hidden_layers", None)
+    heads = getattr(text_config, "num_attention_heads", None)
+    if not isinstance(layers, int) or not isinstance(heads, int):
+        raise InvalidInputError(f"{type(model).__name__}: config lacks num_hidden_layers/num_attention_heads")
+    return layers, heads

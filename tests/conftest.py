@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random models (fast, in code) and the real bundled SmolLM2 loaded once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tiny_models import tiny_model, tiny_tokenizer
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def plain_tokenizer() -> Any:
+    return tiny_tokenizer(chat_template=False)
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2", "gemma3"])
+def tiny_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> Any:
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer(tiny_llama: Any, tokenizer: Any) -> Any:
+    from qrhead_integrations import QRHeadScorer
+
+    return QRHeadScorer(tiny_llama, tokenizer, heads="1-0,2-3,2-1", model_id="tiny-llama")
+
+
+def _require_bundled(name: str) -> None:
+    from qrhead_integrations.models import BUNDLED_MODELS
+
+    if BUNDLED_MODELS[name].find_parts() is None:
+        pytest.fail(
+            f"bundled model {name} is not installed; the README's test command installs it "
+            f"({BUNDLED_MODELS[name].install_hint})"
+        )
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Any:
+    """The real SmolLM2-135M-Instruct scorer (bundled, offline), loaded once per test session."""
+    from qrhead_integrations import QRHeadScorer
+
+    _require_bundled("smollm2-135m-instruct")
+    return QRHeadScorer.from_pretrained("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def hotpotqa_rows() -> list[dict[str, Any]]:
+    path = SHARED_DATA / "hotpotqa" / "hotpotqa_dev200.jsonl"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: tests expect ../shared/data beside the checkout")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

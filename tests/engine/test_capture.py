@@ -1,0 +1,110 @@
+"""Captured attention equals eager attention, for GQA and sliding-window layers, truncated or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from qrhead_integrations import QRHeadScorer, capture
+from qrhead_integrations.prompt import to_passages
+from tests.tiny_models import tiny_model
+
+PASSAGES = [
+    ("Moon", "The moon orbits the earth. The sun is a star."),
+    ("Paris", "Paris is the capital of France. Hamlet is a play."),
+    ("Water", "Water boils at one hundred degrees. Cats and dogs are animals."),
+    ("Fox", "The quick brown fox jumps over the lazy dog, again and again."),
+]
+HEADS = "0-0,1-3,2-1,3-2,1-0"
+
+
+def _eager_reference(kind: str, ids: list[int], n_rows: int, heads: list[tuple[int, int]]) -> torch.Tensor:
+    eager = tiny_model(kind, attn="eager")
+    with torch.no_grad():
+        out = eager(torch.tensor([ids]), output_attentions=True)
+    return torch.stack([out.attentions[layer][0, head, -n_rows:, :].mean(0) for layer, head in heads])
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gemma3"])
+def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
+    scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
+    encoded = scorer._builder.encode(to_passages(PASSAGES), ["Which city is the capital of France?", "N/A"])
+    weights = scorer._capture(encoded.prefix_ids, encoded.tails)
+    prefix_len = len(encoded.prefix_ids)
+    assert prefix_len > 40  # far beyond gemma3's 8-token window: the sliding mask and cache matter
+    for tail, captured in zip(encoded.tails, weights, strict=True):
+        reference = _eager_reference(kind, encoded.prefix_ids + tail, len(tail), list(scorer.heads))
+        torch.testing.assert_close(captured, reference[:, :prefix_len], atol=1e-4, rtol=0)
+        # The weights really vary across positions (not uniform), so equality is not trivial.
+        visible = captured[captured > 0]
+        assert visible.std() > 0.1 * visible.mean()
+
+
+def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
+    scorer = QRHeadScorer(tiny_model("gemma3"), tokenizer, heads="0-1,1-1", model_id="tiny-gemma3")
+    encoded = scorer._builder.encode(to_passages(PASSAGES), ["capital of France?"])
+    (weights,) = scorer._capture(encoded.prefix_ids, encoded.tails)
+    window_layer, full_layer = weights[0], weights[1]
+    # Layer 0 slides over 8 tokens: the first tail rows see the last 7 prefix tokens and nothing before them;
+    # layer 1 is full attention and sees every prefix token.
+    assert torch.count_nonzero(window_layer[:-7]) == 0
+    assert torch.count_nonzero(window_layer[-7:]) == 7
+    assert torch.count_nonzero(full_layer) == len(encoded.prefix_ids)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_truncated_forward_gives_the_same_capture_as_the_full_one(kind: str, tokenizer: Any) -> None:
+    model = tiny_model(kind)
+    scorer = QRHeadScorer(model, tokenizer, heads="1-2,0-1", model_id=f"tiny-{kind}")
+    encoded = scorer._builder.encode(to_passages(PASSAGES), ["the capital of France"])
+    prefix, (tail,) = encoded.prefix_ids, encoded.tails
+
+    def run(stop_after: int | None) -> torch.Tensor:
+        cache = capture.new_cache(model)
+        capture.run_layers(model, prefix, cache, start=0, stop_after=stop_after)
+        recorder = capture.HeadRecorder(scorer.heads, n_rows=len(tail), total_length=len(prefix) + len(tail))
+        capture.run_layers(model, tail, capture.fork_cache(cache), start=len(prefix), stop_after=stop_after,
+                           recorder=recorder)
+        return recorder.collect()
+
+    truncated, full = run(1), run(None)
+    torch.testing.assert_close(truncated, full, atol=1e-6, rtol=0)
+
+
+def test_truncated_forward_skips_later_layers(tokenizer: Any) -> None:
+    model = tiny_model("llama")
+    scorer = QRHeadScorer(model, tokenizer, heads="1-0", model_id="tiny-llama")
+    called: list[int] = []
+    hooks = [
+        layer.register_forward_hook(lambda *_, i=i: called.append(i))
+        for i, layer in enumerate(capture.decoder_of(model).layers)
+    ]
+    try:
+        scorer.score("capital of France", [text for _, text in PASSAGES])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert set(called) == {0, 1}
+
+
+def test_fork_cache_leaves_the_prefix_cache_untouched(tokenizer: Any) -> None:
+    model = tiny_model("gemma3")
+    capture.prepare_model(model)
+    cache = capture.new_cache(model)
+    capture.run_layers(model, list(range(5, 40)), cache, start=0, stop_after=None)
+    before = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    lengths = [layer.get_seq_length() for layer in cache.layers]
+    capture.run_layers(model, [7, 8, 9], capture.fork_cache(cache), start=35, stop_after=None)
+    for layer, (keys, values), length in zip(cache.layers, before, lengths, strict=True):
+        assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+        assert layer.get_seq_length() == length
+
+
+def test_model_outputs_unchanged_when_not_recording(tokenizer: Any) -> None:
+    plain, patched = tiny_model("qwen2"), tiny_model("qwen2")
+    capture.prepare_model(patched)
+    ids = torch.tensor([list(range(3, 60))])
+    with torch.no_grad():
+        torch.testing.assert_close(patched(ids).logits, plain(ids).logits, atol=1e-5, rtol=0)
