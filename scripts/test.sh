@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the test suite: lint, types, then pytest (tiny models + the real bundled SmolLM2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check qrhead_integrations tests benchmarks examples
+.venv/bin/mypy qrhead_integrations
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
