@@ -187,7 +187,7 @@ def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
 
     logger.info("converting %s once into %s (later loads read the converted copy)", gguf_file, out_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
     )
     # A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse; the weights are already
@@ -272,6 +272,7 @@ def load_model(
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     model_id = spec
+    source: Path | None
     if spec.lower() in BUNDLED_MODELS:
         model_id = spec.lower()
         source = converted_bundled_model(model_id, cache)
@@ -285,7 +286,7 @@ def load_model(
     location = str(source) if source is not None else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
-        lm = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
+        lm: Any = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
     except OSError as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(

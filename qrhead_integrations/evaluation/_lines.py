@@ -76,7 +76,7 @@ def optional_str(obj: Mapping[str, Any], key: str, path: Path, line: int) -> str
 
 
 def require_id(obj: Mapping[str, Any], key: str, path: Path, line: int) -> str:
-    """Return an identifier field as ``str``; JSON integers are accepted because some dumps write ids as numbers."""
+    """Return an id field as ``str``; JSON integers are accepted because some dumps write ids as numbers."""
     if key not in obj:
         fail(path, line, f"missing field {key!r}")
     value = obj[key]

@@ -1,9 +1,9 @@
 """`QRHeadReranker`: a LangChain document compressor that re-ranks documents with QRHead scores.
 
 Why a compressor: ``BaseDocumentCompressor`` is the interface LangChain's post-retrieval steps share
-(``ContextualCompressionRetriever``, ``DocumentCompressorPipeline``), so the reranker drops into any of them. The
-model is loaded lazily on first use and never serialised: a reranker can be built in a config, pickled into a
-chain definition or shared between threads without paying for (or copying) the model until it scores.
+(``ContextualCompressionRetriever``, ``DocumentCompressorPipeline``), so the reranker drops into any of
+them. The model is loaded lazily on first use and never serialised: a reranker can be declared in a config or
+shared between threads without paying for (or copying) the model until it first scores.
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ _UNSET: Any = object()
 class QRHeadReranker(BaseDocumentCompressor):
     """Re-ranks documents by the attention a causal LM's query-focused retrieval heads pay them.
 
-    All documents are read in **one** prompt, so their scores are relative to each other: a document's score
-    depends on which other documents it was ranked with. Scores are comparable within one call, not across calls;
-    set ``score_threshold`` with that in mind (0 separates "more attention than from a content-free query" from
-    "less").
+    All documents are read in **one** prompt, so their scores are relative to each other: a document's
+    score depends on which other documents it was ranked with. Scores are comparable within one call, not
+    across calls; set ``score_threshold`` with that in mind (0 separates "more attention than a content-free
+    query pays it" from "less").
 
-    Each returned document is a **copy** of the input (same ``id``, same ``page_content``, all metadata kept) whose
-    metadata gains the score under ``relevance_score_key``; the caller's documents are never modified. Duplicate
-    documents (same content) are each scored and kept: they share the attention the model pays that text, so
-    deduplicate upstream (e.g. ``EmbeddingsRedundantFilter``) if your base retriever returns duplicates.
+    Each returned document is a **copy** of the input (same class, ``id`` and ``page_content``, all metadata
+    kept) whose metadata gains the score under ``relevance_score_key``; the caller's documents are never
+    modified. Duplicate documents (same content) are each scored and kept: they compete for the attention the
+    model pays that text, so deduplicate upstream (e.g. ``EmbeddingsRedundantFilter``) if your base retriever
+    returns duplicates.
 
-    Either pass a loaded ``scorer`` (to share one model between rerankers, retrievers and threads), or ``model``
-    (plus optional ``heads``, ``device``, ``scorer_kwargs``) to load one lazily on first use.
+    Either pass a loaded ``scorer`` (to share one model between rerankers, retrievers and threads), or
+    ``model`` (plus optional ``heads``, ``device``, ``scorer_kwargs``) to load one lazily on first use.
 
     Example:
         .. code-block:: python
@@ -58,13 +59,13 @@ class QRHeadReranker(BaseDocumentCompressor):
     scorer: QRHeadScorer | None = Field(
         default=None,
         exclude=True,
-        description="A loaded scorer to share. Excluded from serialisation; when None, one is built from `model`.",
+        description="A loaded scorer to share (not serialised); None: one is built from `model`.",
     )
     model: str | Path | None = Field(
         default=None,
         description=(
-            "Model to load lazily when no `scorer` is given: a bundled name (e.g. 'smollm2-135m-instruct'), a "
-            "local folder, a .gguf file or a hub id. None: the package's default bundled model."
+            "Model to load lazily when no `scorer` is given: a bundled name (e.g. 'smollm2-135m-instruct'), "
+            "a local folder, a .gguf file or a hub id. None: the package's default bundled model."
         ),
     )
     heads: Any = Field(
@@ -76,10 +77,10 @@ class QRHeadReranker(BaseDocumentCompressor):
     )
     scorer_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra keyword arguments for `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields...).",
+        description="Extra keyword arguments of `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields).",
     )
     top_n: int | None = Field(
-        default=3, ge=1, description="How many documents to return, best first (None: all that pass the threshold)."
+        default=3, ge=1, description="Documents to return, best first (None: all that pass the threshold)."
     )
     score_threshold: float | None = Field(
         default=None, description="Keep only documents whose score is >= this value (None: no threshold)."
@@ -101,7 +102,8 @@ class QRHeadReranker(BaseDocumentCompressor):
     def _check_source(self) -> QRHeadReranker:
         """Reject a shared scorer combined with loading options: the options would be silently ignored."""
         if self.scorer is not None:
-            given = [name for name in ("model", "heads", "device", "scorer_kwargs") if name in self.model_fields_set]
+            options = ("model", "heads", "device", "scorer_kwargs")
+            given = [name for name in options if name in self.model_fields_set]
             if given:
                 raise ValueError(
                     f"pass either `scorer` or loading options, not both (got scorer and {', '.join(given)}); "
@@ -111,7 +113,7 @@ class QRHeadReranker(BaseDocumentCompressor):
 
     # ------------------------------------------------------------------------------------------- the model
     def get_scorer(self) -> QRHeadScorer:
-        """The scorer: the shared one, or the lazily loaded one (loaded once, even under concurrent first use)."""
+        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use)."""
         if self.scorer is not None:
             return self.scorer
         if self._loaded is None:
@@ -172,7 +174,8 @@ class QRHeadReranker(BaseDocumentCompressor):
         Args:
             documents: the retrieved documents.
             query: the query they were retrieved for.
-            callbacks: accepted for the compressor interface; scoring runs no LangChain component, so no events.
+            callbacks: accepted for the compressor interface; scoring runs no LangChain component, so it
+                emits no events.
 
         Returns:
             The best ``top_n`` documents as scored copies, highest score first.
@@ -185,7 +188,7 @@ class QRHeadReranker(BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`: the forward passes run in a worker thread, never on the event loop.
+        """Async :meth:`compress_documents`: the forward passes run in a worker thread, off the event loop.
 
         Concurrent calls are safe: the scorer serialises its model calls, so they queue in threads while the
         loop keeps serving other tasks.
@@ -194,7 +197,7 @@ class QRHeadReranker(BaseDocumentCompressor):
 
     # ---------------------------------------------------------------------------------------------- hook
     def _score(self, query: str, documents: list[Document]) -> list[float]:
-        """One QRHead score per document (input order) — the hook a subclass overrides to change the passages."""
+        """One QRHead score per document, input order: the hook to override to change what the model reads."""
         passages = [Passage(text=doc.page_content, title=self._title(doc)) for doc in documents]
         return self.get_scorer().score(query, passages)
 
@@ -206,7 +209,7 @@ class QRHeadReranker(BaseDocumentCompressor):
 
 
 def _check_documents(documents: Any) -> list[Document]:
-    """The documents as a list, or a :class:`PassageTypeError` naming the first thing that is not a Document."""
+    """The documents as a list, or a :class:`PassageTypeError` naming the first item that is no Document."""
     if isinstance(documents, Document | str | bytes) or not isinstance(documents, Sequence):
         raise PassageTypeError(
             f"documents must be a list of langchain_core Document objects, got {type(documents).__name__}"
@@ -221,5 +224,5 @@ def _check_documents(documents: Any) -> list[Document]:
 
 
 def _with_score(document: Document, key: str, score: float) -> Document:
-    """A copy of ``document`` (same class, id and fields) whose metadata gains the score; the input is untouched."""
+    """A copy of ``document`` (same class, id and fields) whose metadata gains the score; input untouched."""
     return document.model_copy(update={"metadata": {**document.metadata, key: float(score)}})

@@ -1,9 +1,9 @@
 """`QRHeadRetriever`: fetch candidates with any LangChain retriever, then re-rank them with QRHead.
 
-Why a retriever and not only the compressor: a ``BaseRetriever`` is a ``Runnable``, so this composes in LCEL
-(``retriever | format_docs | prompt | llm``), gets ``invoke``/``batch``/``ainvoke``/``abatch`` for free, and
-reports retriever start/end events with the base retriever's run nested under it. It also asks the base retriever
-for more candidates (``fetch_k``) than it returns (``top_n``), which is the point of re-ranking.
+Why a retriever and not only the compressor: a ``BaseRetriever`` is a ``Runnable``, so this composes in
+LCEL (``retriever | format_docs | prompt | llm``), gets ``invoke``/``batch``/``ainvoke``/``abatch`` for
+free, and reports retriever start/end events with the base retriever's run nested under it. It also asks the
+base retriever for more candidates (``fetch_k``) than it returns (``top_n``): the point of re-ranking.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ class QRHeadRetriever(BaseRetriever):
     """A base retriever's candidates, re-ranked by a :class:`QRHeadReranker`.
 
     ``fetch_k`` candidates are requested from the base retriever when it exposes how many it returns: a
-    ``search_kwargs`` dict (vector-store retrievers: its ``"k"`` is set) or an integer ``k`` field (BM25 and many
-    others). The base retriever is never modified: each call uses a shallow copy with the new count. Any other
-    retriever or runnable (e.g. a ``RunnableLambda``) is invoked as is and all it returns is re-ranked.
+    ``search_kwargs`` dict (vector-store retrievers: its ``"k"`` is set) or an integer ``k`` field (BM25 and
+    many others). The base retriever is never modified: each call uses a shallow copy with the new count. Any
+    other retriever or runnable (e.g. a ``RunnableLambda``) is invoked as is and all it returns is re-ranked.
 
     Example:
         .. code-block:: python
@@ -47,14 +47,16 @@ class QRHeadRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    base_retriever: RetrieverLike = Field(description="Retriever (or runnable: str -> list[Document]) of candidates.")
+    base_retriever: RetrieverLike = Field(
+        description="Retriever (or any runnable: str -> list[Document]) that supplies the candidates."
+    )
     reranker: QRHeadReranker = Field(description="The reranker that orders and cuts the candidates.")
     fetch_k: int | None = Field(
         default=20,
         ge=1,
         description=(
-            "Candidates to request from the base retriever where it supports `search_kwargs['k']` or a `k` field "
-            "(None: leave its own setting)."
+            "Candidates to request from the base retriever where it supports `search_kwargs['k']` or a `k` "
+            "field (None: leave its own setting)."
         ),
     )
     top_n: int | None = Field(
@@ -81,7 +83,7 @@ class QRHeadRetriever(BaseRetriever):
 
     # ---------------------------------------------------------------------------------------------- hook
     def _candidate_retriever(self) -> RetrieverLike:
-        """The base retriever set to return ``fetch_k`` documents (a shallow copy), or as is when it cannot be."""
+        """The base retriever set to return ``fetch_k`` documents (a shallow copy), else as it is."""
         return _with_k(self.base_retriever, self.fetch_k)
 
     def _top_n(self) -> int | None:

@@ -1,4 +1,4 @@
-"""LlamaIndex integration: :class:`QRHeadRerank`, a node postprocessor that re-ranks retrieved nodes by QRHead score.
+"""LlamaIndex integration: :class:`QRHeadRerank`, a node postprocessor re-ranking nodes by QRHead score.
 
 Needs the ``llamaindex`` extra (``llama-index-core >= 0.12``)::
 
@@ -7,7 +7,7 @@ Needs the ``llamaindex`` extra (``llama-index-core >= 0.12``)::
 Example:
     >>> from qrhead_integrations.llama_index import QRHeadRerank  # doctest: +SKIP
     >>> rerank = QRHeadRerank(model="smollm2-135m-instruct", top_n=3)  # doctest: +SKIP
-    >>> query_engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank])  # doctest: +SKIP
+    >>> engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ try:
     import llama_index.core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "qrhead_integrations.llama_index needs LlamaIndex (llama-index-core >= 0.12), which is not installed. "
-        "Install it with: pip install 'qrhead-integrations[llamaindex]'"
+        "qrhead_integrations.llama_index needs LlamaIndex (llama-index-core >= 0.12), which is not "
+        "installed. Install it with: pip install 'qrhead-integrations[llamaindex]'"
     ) from exc
 
 from .rerank import QRHeadRerank

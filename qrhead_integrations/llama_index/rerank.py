@@ -44,8 +44,8 @@ class QRHeadRerank(BaseNodePostprocessor):
     Args:
         top_n: how many nodes to return, best first (``None``: all of them, re-ordered).
         model: the model to load on first use when no ``scorer`` is given: a bundled offline model
-            (``"qwen2.5-coder-0.5b-instruct"``, the default, or the faster ``"smollm2-135m-instruct"``), a local
-            folder, a ``.gguf`` file or a hub id.
+            (``"qwen2.5-coder-0.5b-instruct"``, the default, or the faster ``"smollm2-135m-instruct"``), a
+            local folder, a ``.gguf`` file or a hub id.
         heads: which heads to read (``None``: the model's preset; see ``QRHeadScorer``).
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (``None``: chosen automatically).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
@@ -58,7 +58,7 @@ class QRHeadRerank(BaseNodePostprocessor):
 
     Example:
         >>> rerank = QRHeadRerank(model="smollm2-135m-instruct", top_n=3)  # doctest: +SKIP
-        >>> engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank])  # doctest: +SKIP
+        >>> engine = index.as_query_engine(node_postprocessors=[rerank])  # doctest: +SKIP
     """
 
     top_n: int | None = Field(
@@ -67,23 +67,23 @@ class QRHeadRerank(BaseNodePostprocessor):
     model: str = Field(
         default=DEFAULT_MODEL,
         description=(
-            "QRHead model loaded on first use: a bundled offline model name, a local folder, a .gguf file or a "
-            "hub id (the shared scorer's model id when a scorer is passed)."
+            "QRHead model loaded on first use: a bundled offline model name, a local folder, a .gguf file "
+            "or a hub id (the shared scorer's model id when a scorer is passed)."
         ),
     )
     heads: Any = Field(
         default=None,
         description=(
-            "Head specification: None (the model's preset), a preset name, 'layer-head,...' pairs, 'all', or a "
-            "head-set JSON file."
+            "Head specification: None (the model's preset), a preset name, 'layer-head,...' pairs, 'all', "
+            "or a head-set JSON file."
         ),
     )
     device: str | None = Field(
-        default=None, description="Device of the model ('cpu', 'cuda', 'mps'...); chosen automatically if None."
+        default=None, description="Device of the model ('cpu', 'cuda', 'mps'...); automatic if None."
     )
     keep_retrieval_score: bool = Field(
         default=False,
-        description="Whether to keep the retrieval score in the returned node's metadata ('retrieval_score').",
+        description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
     scorer_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -117,16 +117,16 @@ class QRHeadRerank(BaseNodePostprocessor):
                     f"pass either scorer= or {'/'.join(given)}= (they describe the model to load), not both"
                 )
             model, heads, device = scorer.model_id, str(scorer.heads), str(scorer.device)
-        super().__init__(
-            top_n=top_n,
-            model=DEFAULT_MODEL if model is None else os.fspath(model),
-            heads=heads,
-            device=device,
-            keep_retrieval_score=keep_retrieval_score,
-            scorer_kwargs=dict(scorer_kwargs or {}),
-            callback_manager=callback_manager or CallbackManager([]),
-            **kwargs,
-        )
+        fields: dict[str, Any] = {
+            "top_n": top_n,
+            "model": DEFAULT_MODEL if model is None else os.fspath(model),
+            "heads": heads,
+            "device": device,
+            "keep_retrieval_score": keep_retrieval_score,
+            "scorer_kwargs": dict(scorer_kwargs or {}),
+            "callback_manager": callback_manager or CallbackManager([]),
+        }
+        super().__init__(**fields, **kwargs)
         self._scorer = scorer
 
     @classmethod

