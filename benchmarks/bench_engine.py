@@ -106,55 +106,65 @@ def _measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[
     return {"seconds": statistics.median(times), "peak_mib": max(peaks) / 2**20, "runs": repeats}
 
 
+def _measure_length(scorer: QRHeadScorer, passages: list[Any], repeats: int, eager_max: int) -> dict[str, Any]:
+    """Time (a)-(d) on one prompt made of ``passages``."""
+    model, device = scorer.model, scorer.device
+    encoded = scorer._builder.encode(to_passages(passages), [QUERY])
+    ids = encoded.prefix_ids + encoded.tails[0]
+    tensor_ids = torch.tensor([ids], device=device)
+    row: dict[str, Any] = {"tokens": len(ids), "passages": len(passages)}
+
+    @torch.inference_mode()
+    def run_scorer() -> None:
+        scorer.score(QUERY, passages)
+
+    @torch.inference_mode()
+    def run_truncated() -> None:
+        capture.run_layers(model, ids, capture.new_cache(model), start=0, stop_after=scorer.heads.deepest_layer)
+
+    @torch.inference_mode()
+    def run_full() -> None:
+        model(tensor_ids, logits_to_keep=1)
+
+    @torch.inference_mode()
+    def run_eager() -> None:
+        model(tensor_ids, output_attentions=True, logits_to_keep=1)
+
+    row["scorer"] = _measure(run_scorer, repeats, device)
+    model.set_attn_implementation("sdpa")
+    try:
+        row["truncated_sdpa"] = _measure(run_truncated, repeats, device)
+        row["full_sdpa"] = _measure(run_full, repeats, device)
+        if len(ids) <= eager_max:
+            model.set_attn_implementation("eager")
+            row["eager_output_attentions"] = _measure(run_eager, max(1, repeats - 1), device)
+        else:
+            row["eager_output_attentions"] = None
+    finally:
+        model.set_attn_implementation(capture.ATTENTION_NAME)
+    scorer_s = row["scorer"]["seconds"]
+    row["ratio_scorer_over_truncated_sdpa"] = scorer_s / row["truncated_sdpa"]["seconds"]
+    row["ratio_scorer_over_full_sdpa"] = scorer_s / row["full_sdpa"]["seconds"]
+    eager = row["eager_output_attentions"]
+    row["ratio_eager_over_scorer"] = None if eager is None else eager["seconds"] / scorer_s
+    return row
+
+
 def bench_model(name: str, lengths: list[int], repeats: int, eager_max: int) -> dict[str, Any]:
     scorer = QRHeadScorer.from_pretrained(name)
-    model, device = scorer.model, scorer.device
     corpus = _corpus()
-    out: dict[str, Any] = {"heads": str(scorer.heads), "deepest_layer": scorer.heads.deepest_layer,
-                           "num_layers": scorer.num_layers, "lengths": {}}
+    out: dict[str, Any] = {
+        "heads": str(scorer.heads),
+        "deepest_layer": scorer.heads.deepest_layer,
+        "num_layers": scorer.num_layers,
+        "lengths": {},
+    }
     for length in lengths:
         if length > scorer.context_length:
             print(f"{name} {length}: longer than the model's context ({scorer.context_length}), skipped")
             continue
         passages = _passages_for(scorer, length, corpus)
-        encoded = scorer._builder.encode(to_passages(passages), [QUERY])
-        ids = encoded.prefix_ids + encoded.tails[0]
-        tensor_ids = torch.tensor([ids], device=device)
-        row: dict[str, Any] = {"tokens": len(ids), "passages": len(passages)}
-
-        @torch.inference_mode()
-        def run_scorer() -> None:
-            scorer.score(QUERY, passages)
-
-        @torch.inference_mode()
-        def run_truncated() -> None:
-            capture.run_layers(model, ids, capture.new_cache(model), start=0, stop_after=scorer.heads.deepest_layer)
-
-        @torch.inference_mode()
-        def run_full() -> None:
-            model(tensor_ids, logits_to_keep=1)
-
-        @torch.inference_mode()
-        def run_eager() -> None:
-            model(tensor_ids, output_attentions=True, logits_to_keep=1)
-
-        row["scorer"] = _measure(run_scorer, repeats, device)
-        model.set_attn_implementation("sdpa")
-        try:
-            row["truncated_sdpa"] = _measure(run_truncated, repeats, device)
-            row["full_sdpa"] = _measure(run_full, repeats, device)
-            if len(ids) <= eager_max:
-                model.set_attn_implementation("eager")
-                row["eager_output_attentions"] = _measure(run_eager, max(1, repeats - 1), device)
-            else:
-                row["eager_output_attentions"] = None
-        finally:
-            model.set_attn_implementation(capture.ATTENTION_NAME)
-        scorer_s = row["scorer"]["seconds"]
-        row["ratio_scorer_over_truncated_sdpa"] = scorer_s / row["truncated_sdpa"]["seconds"]
-        row["ratio_scorer_over_full_sdpa"] = scorer_s / row["full_sdpa"]["seconds"]
-        eager = row["eager_output_attentions"]
-        row["ratio_eager_over_scorer"] = None if eager is None else eager["seconds"] / scorer_s
+        row = _measure_length(scorer, passages, repeats, eager_max)
         out["lengths"][str(length)] = row
         _print_row(name, length, row)
     return out
@@ -209,8 +219,11 @@ def main() -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
     report: dict[str, Any] = {
         "info": {
-            "command": "python benchmarks/bench_engine.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("json", "markdown")
+            "command": "python benchmarks/bench_engine.py "
+            + " ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in vars(args).items()
+                if v is not None and k not in ("json", "markdown")
             ),
             "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB",

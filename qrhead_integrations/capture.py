@@ -94,7 +94,9 @@ class HeadRecorder:
         out = None
         for layer, idx in self._by_layer.items():
             if layer not in self._per_layer:
-                raise RuntimeError(f"layer {layer} was not captured: the forward stopped early or never ran it")
+                raise RuntimeError(
+                    f"layer {layer} was not captured: the forward stopped early or never ran it"
+                )
             weights = self._per_layer[layer]
             if out is None:
                 out = weights.new_zeros(len(self.heads), self.total_length)
@@ -135,7 +137,9 @@ def _qrhead_attention(
     recorder = _ACTIVE_RECORDER.get()
     if recorder is not None:
         recorder.record(module, query, key, attention_mask, scaling, kwargs)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
 
 
 _registered = False

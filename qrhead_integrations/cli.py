@@ -113,7 +113,12 @@ def rank(
         raise _fail(exc) from exc
     if as_json:
         for item in ranked:
-            record = {"index": item.index, "score": item.score, "title": item.passage.title, "text": item.passage.text}
+            record = {
+                "index": item.index,
+                "score": item.score,
+                "title": item.passage.title,
+                "text": item.passage.text,
+            }
             print(json.dumps(record, ensure_ascii=False))
         return
     console.print(_ranking_table(f"Query: {query}", ranked))
@@ -139,7 +144,9 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise _fail(exc) from exc
-    console.print(f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})")
+    console.print(
+        f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})"
+    )
     console.print(_ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(

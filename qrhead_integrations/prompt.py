@@ -26,7 +26,9 @@ from .errors import EmptyQueryError, PassageTypeError
 
 OPENING = "Here are some paragraphs:\n\n"
 PASSAGE_SEPARATOR = "\n\n"
-INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above.\n\nQuery: "
+INSTRUCTION = (
+    "Please find information that are relevant to the following query in the paragraphs above.\n\nQuery: "
+)
 NULL_QUERY = "N/A"
 """The content-free query used for calibration (ICR)."""
 
@@ -144,7 +146,8 @@ class PromptBuilder:
                 before, after = rendered.split(_SENTINEL)
                 return self._markup_ids(before), self._markup_ids(after)
             warnings.warn(
-                "the chat template does not keep the message text verbatim; using the plain layout", stacklevel=3
+                "the chat template does not keep the message text verbatim; using the plain layout",
+                stacklevel=3,
             )
             self.layout = "plain"
         return self._plain_before_ids(), []

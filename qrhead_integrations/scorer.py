@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError
-from .heads import HeadSet
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
 from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
@@ -168,7 +167,12 @@ class QRHeadScorer:
             cache=cache_dir,
         )
         return cls(
-            loaded.model, loaded.tokenizer, heads=heads, model_id=loaded.model_id, config=config, **config_overrides
+            loaded.model,
+            loaded.tokenizer,
+            heads=heads,
+            model_id=loaded.model_id,
+            config=config,
+            **config_overrides,
         )
 
     def with_heads(self, heads: Any) -> QRHeadScorer:
@@ -197,7 +201,9 @@ class QRHeadScorer:
         return min(native, self.config.max_length) if self.config.max_length else native
 
     def __repr__(self) -> str:
-        return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
+        return (
+            f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
+        )
 
     # ------------------------------------------------------------------------------------------- public API
     def score(self, query: str, passages: Iterable[Any]) -> list[float]:
@@ -237,7 +243,9 @@ class QRHeadScorer:
         Empty passages (no text, no title) are left out of the prompt and score ``EMPTY_PASSAGE_SCORE``.
         """
         if isinstance(queries, str):
-            raise InvalidInputError("score_many/score_per_head_many take a list of queries, not a single string")
+            raise InvalidInputError(
+                "score_many/score_per_head_many take a list of queries, not a single string"
+            )
         query_list = [check_query(q) for q in queries]
         items = to_passages(passages)
         result = torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE)
@@ -282,7 +290,9 @@ class QRHeadScorer:
             first = list(indices)
         return [first, first[::-1]] if self.config.debias and len(first) > 1 else [first]
 
-    def _windows(self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]) -> list[list[int]]:
+    def _windows(
+        self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]
+    ) -> list[list[int]]:
         """Split ``order`` into consecutive windows that fit the context, of about equal token counts."""
         tail_tokens = max(len(self._builder.tail_ids(t)) for t in tails)
         budget = self.context_length - self._builder.fixed_tokens(tail_tokens) - _WINDOW_MARGIN
@@ -325,7 +335,12 @@ class QRHeadScorer:
         for tail in tails:
             recorder = capture.HeadRecorder(self.heads, n_rows=len(tail), total_length=prefix_len + len(tail))
             capture.run_layers(
-                self.model, tail, capture.fork_cache(cache), start=prefix_len, stop_after=stop, recorder=recorder
+                self.model,
+                tail,
+                capture.fork_cache(cache),
+                start=prefix_len,
+                stop_after=stop,
+                recorder=recorder,
             )
             out.append(recorder.collect()[:, :prefix_len].cpu())
         return out

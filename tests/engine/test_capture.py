@@ -65,8 +65,14 @@ def test_truncated_forward_gives_the_same_capture_as_the_full_one(kind: str, tok
         cache = capture.new_cache(model)
         capture.run_layers(model, prefix, cache, start=0, stop_after=stop_after)
         recorder = capture.HeadRecorder(scorer.heads, n_rows=len(tail), total_length=len(prefix) + len(tail))
-        capture.run_layers(model, tail, capture.fork_cache(cache), start=len(prefix), stop_after=stop_after,
-                           recorder=recorder)
+        capture.run_layers(
+            model,
+            tail,
+            capture.fork_cache(cache),
+            start=len(prefix),
+            stop_after=stop_after,
+            recorder=recorder,
+        )
         return recorder.collect()
 
     truncated, full = run(1), run(None)

@@ -41,7 +41,7 @@ def test_chunker_caps_chunks_and_keeps_exact_offsets(tokenizer: Any) -> None:
     assert {c.doc_index for c in chunks} == {0, 1}
     for chunk in chunks:
         source = long_doc if chunk.doc_index == 0 else "short"
-        assert source[chunk.start:chunk.end] == chunk.text and chunk.text.strip() == chunk.text
+        assert source[chunk.start : chunk.end] == chunk.text and chunk.text.strip() == chunk.text
         assert len(tokenizer(chunk.text, add_special_tokens=False)["input_ids"]) <= 24 + 1
     starts = [c.start for c in chunks if c.doc_index == 0]
     assert starts == sorted(starts)
@@ -87,7 +87,7 @@ def test_offsets_map_back_to_the_source(compressor: ContextCompressor) -> None:
     result = compressor.compress("stars", DOCS)
     texts = [DOC, DOCS[1].text]  # type: ignore[union-attr]
     for item in result.chunks:
-        assert texts[item.chunk.doc_index][item.chunk.start:item.chunk.end] == item.chunk.text
+        assert texts[item.chunk.doc_index][item.chunk.start : item.chunk.end] == item.chunk.text
     sky = [c for c in result.chunks if c.chunk.doc_index == 1]
     assert sky and all(c.chunk.doc_id == "sky" and c.chunk.title == "Sky" for c in sky)
 
@@ -101,10 +101,12 @@ def test_top_k_instead_of_a_budget(tiny_scorer: QRHeadScorer) -> None:
 
 def test_keep_neighbors_adds_adjacent_chunks(tiny_scorer: QRHeadScorer) -> None:
     plain = ContextCompressor(tiny_scorer, top_k=1, max_chunk_tokens=32).compress("Paris", [DOC])
-    wide = ContextCompressor(tiny_scorer, top_k=1, keep_neighbors=1, max_chunk_tokens=32).compress("Paris", [DOC])
+    wide = ContextCompressor(tiny_scorer, top_k=1, keep_neighbors=1, max_chunk_tokens=32).compress(
+        "Paris", [DOC]
+    )
     (center,) = plain.kept
     index = [c.chunk.start for c in plain.chunks].index(center.chunk.start)
-    expected = {c.chunk.start for c in plain.chunks[max(0, index - 1):index + 2]}
+    expected = {c.chunk.start for c in plain.chunks[max(0, index - 1) : index + 2]}
     assert {k.chunk.start for k in wide.kept} == expected
 
 
@@ -125,7 +127,7 @@ def test_a_chunk_longer_than_the_budget_is_cut_when_nothing_fits(tiny_scorer: QR
     result = comp.compress("moon", [doc])
     (only,) = result.kept
     assert only.truncated and 0 < result.kept_tokens <= 5
-    assert doc.startswith(only.chunk.text) and doc[only.chunk.start:only.chunk.end] == only.chunk.text
+    assert doc.startswith(only.chunk.text) and doc[only.chunk.start : only.chunk.end] == only.chunk.text
 
 
 def test_bad_inputs(compressor: ContextCompressor, tiny_scorer: QRHeadScorer) -> None:

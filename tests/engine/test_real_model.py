@@ -24,7 +24,9 @@ def test_bundled_model_loads_with_its_provisional_heads(smollm2: QRHeadScorer) -
     assert smollm2._builder.layout == "chat"
 
 
-def test_hotpotqa_recall_at_2_is_well_above_chance(smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]) -> None:
+def test_hotpotqa_recall_at_2_is_well_above_chance(
+    smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]
+) -> None:
     rows = hotpotqa_rows[:20]
     found = total = 0
     for row in rows:
@@ -56,7 +58,10 @@ def test_captured_attention_matches_eager_on_the_real_model(
         with torch.inference_mode():
             out = eager(torch.tensor([encoded.prefix_ids + tail]), output_attentions=True)
         reference = torch.stack(
-            [out.attentions[layer][0, head, -len(tail):, :prefix_len].mean(0) for layer, head in scorer.heads]
+            [
+                out.attentions[layer][0, head, -len(tail) :, :prefix_len].mean(0)
+                for layer, head in scorer.heads
+            ]
         )
         torch.testing.assert_close(captured, reference, atol=1e-4, rtol=0)
 

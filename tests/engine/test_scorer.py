@@ -37,16 +37,22 @@ def test_score_returns_one_finite_float_per_passage(tiny_scorer: QRHeadScorer) -
 def test_score_per_head_mean_is_the_score(tiny_scorer: QRHeadScorer) -> None:
     per_head = tiny_scorer.score_per_head("capital of France", PASSAGES)
     assert per_head.shape == (len(tiny_scorer.heads), len(PASSAGES))
-    torch.testing.assert_close(per_head.mean(0), torch.tensor(tiny_scorer.score("capital of France", PASSAGES)))
+    torch.testing.assert_close(
+        per_head.mean(0), torch.tensor(tiny_scorer.score("capital of France", PASSAGES))
+    )
 
 
 def test_rank_sorts_by_score_and_keeps_the_passages(tiny_scorer: QRHeadScorer) -> None:
     ranked = tiny_scorer.rank("capital of France", PASSAGES)
     scores = tiny_scorer.score("capital of France", PASSAGES)
     assert [r.index for r in ranked] == sorted(range(len(PASSAGES)), key=lambda i: -scores[i])
-    assert all(isinstance(r, RankedPassage) and r.passage == Passage(PASSAGES[r.index][1], PASSAGES[r.index][0])
-               for r in ranked)
-    assert [r.index for r in tiny_scorer.rank("capital of France", PASSAGES, top_n=2)] == [r.index for r in ranked[:2]]
+    assert all(
+        isinstance(r, RankedPassage) and r.passage == Passage(PASSAGES[r.index][1], PASSAGES[r.index][0])
+        for r in ranked
+    )
+    assert [r.index for r in tiny_scorer.rank("capital of France", PASSAGES, top_n=2)] == [
+        r.index for r in ranked[:2]
+    ]
     assert tiny_scorer.rank("capital of France", PASSAGES, top_n=0) == []
     with pytest.raises(InvalidInputError):
         tiny_scorer.rank("q", PASSAGES, top_n=-1)
@@ -71,7 +77,9 @@ def test_orders_and_debias(tiny_scorer: QRHeadScorer) -> None:
     given = tiny_scorer.score(query, PASSAGES)
     reversed_ = tiny_scorer.with_config(order="reversed").score(query, PASSAGES)
     # Scoring the reversed list in reversed order is scoring the same prompt.
-    assert tiny_scorer.with_config(order="reversed").score(query, PASSAGES[::-1]) == pytest.approx(given[::-1], abs=1e-6)
+    assert tiny_scorer.with_config(order="reversed").score(query, PASSAGES[::-1]) == pytest.approx(
+        given[::-1], abs=1e-6
+    )
     debiased = tiny_scorer.with_config(debias=True).score(query, PASSAGES)
     assert debiased == pytest.approx([(a + b) / 2 for a, b in zip(given, reversed_, strict=True)], abs=1e-6)
     shuffled_a = tiny_scorer.with_config(order="shuffled", seed=1).score(query, PASSAGES)
@@ -88,12 +96,17 @@ def test_shuffle_does_not_touch_global_random_state(tiny_scorer: QRHeadScorer) -
 
 
 def test_windows_when_passages_exceed_the_context(tiny_scorer: QRHeadScorer) -> None:
-    passages = [(f"Title {i}", f"Passage {i}: " + "the moon orbits the earth and the sun is a star. " * 3)
-                for i in range(12)]
+    passages = [
+        (f"Title {i}", f"Passage {i}: " + "the moon orbits the earth and the sun is a star. " * 3)
+        for i in range(12)
+    ]
     small = tiny_scorer.with_config(max_length=256)
     with_windows = small.score("what orbits the earth", passages)
-    plans = small._windows(list(range(12)), {i: Passage(p[1], p[0]) for i, p in enumerate(passages)},
-                           ["what orbits the earth", "N/A"])
+    plans = small._windows(
+        list(range(12)),
+        {i: Passage(p[1], p[0]) for i, p in enumerate(passages)},
+        ["what orbits the earth", "N/A"],
+    )
     assert len(plans) > 1 and sorted(i for w in plans for i in w) == list(range(12))
     assert all(math.isfinite(s) for s in with_windows)
     # Each window is scored exactly as if its passages were scored alone.

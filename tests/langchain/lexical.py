@@ -15,8 +15,7 @@ from langchain_core.embeddings import Embeddings
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
-    "a an and are as at be by for from had has have he her his in is it its of on or she that the their they "
-    "this to was were which who whom what when where why how with did does do".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "had", "has", "have", "he", "her", "his", "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their", "they", "this", "to", "was", "were", "which", "who", "whom", "what", "when", "where", "why", "how", "with", "did", "does", "do"]
 )
 
 
