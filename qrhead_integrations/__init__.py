@@ -4,6 +4,7 @@ Public API only; the engine imports no framework. Framework adapters live in
 ``qrhead_integrations.langchain`` and ``qrhead_integrations.llama_index`` (optional extras).
 """
 
+from .compress import CompressionResult, ContextCompressor, ScoredChunk
 from .errors import (
     DataFormatError,
     EmptyQueryError,
@@ -18,9 +19,12 @@ from .heads import HeadSet
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
 from .prompt import Passage
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
+from .tokens import TokenCounterError
 
 __all__ = [
     "BUNDLED_MODELS",
+    "CompressionResult",
+    "ContextCompressor",
     "DEFAULT_MODEL",
     "EMPTY_PASSAGE_SCORE",
     "FAST_MODEL",
@@ -35,7 +39,9 @@ __all__ = [
     "QRHeadError",
     "QRHeadScorer",
     "RankedPassage",
+    "ScoredChunk",
     "ScorerConfig",
+    "TokenCounterError",
     "UnsupportedModelError",
     "load_model",
 ]

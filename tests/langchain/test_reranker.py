@@ -1,0 +1,205 @@
+"""QRHeadReranker: ranking, copies, metadata, thresholds, bad inputs, lazy loading, async off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.documents import BaseDocumentCompressor, Document
+
+from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
+from qrhead_integrations.langchain import QRHeadReranker
+from tests.tiny_models import tiny_model, tiny_tokenizer
+
+QUESTION = "Which Canadian rock band released a song called Counterparts?"
+
+
+def test_is_a_langchain_document_compressor(fast_scorer: QRHeadScorer) -> None:
+    assert isinstance(QRHeadReranker(scorer=fast_scorer), BaseDocumentCompressor)
+
+
+def test_returns_top_n_sorted_copies_with_scores(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
+    reranker = QRHeadReranker(scorer=fast_scorer, top_n=4, title_key="title")
+    out = reranker.compress_documents(documents, QUESTION)
+
+    expected = fast_scorer.score(QUESTION, [(d.metadata["title"], d.page_content) for d in documents])
+    order = sorted(range(len(documents)), key=lambda i: (-expected[i], i))[:4]
+    assert [doc.id for doc in out] == [documents[i].id for i in order]
+    assert [doc.metadata["relevance_score"] for doc in out] == pytest.approx([expected[i] for i in order])
+    for doc in out:
+        original = next(d for d in documents if d.id == doc.id)
+        assert doc is not original and doc.metadata is not original.metadata
+        assert doc.page_content == original.page_content
+        assert {k: v for k, v in doc.metadata.items() if k != "relevance_score"} == original.metadata
+        assert isinstance(doc.metadata["relevance_score"], float)
+
+
+def test_title_key_feeds_the_title_to_the_model(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
+    with_title = QRHeadReranker(scorer=fast_scorer, top_n=None, title_key="title")
+    without = QRHeadReranker(scorer=fast_scorer, top_n=None)
+    by_id = {d.id: d.metadata["relevance_score"] for d in with_title.compress_documents(documents, QUESTION)}
+    plain = {d.id: d.metadata["relevance_score"] for d in without.compress_documents(documents, QUESTION)}
+    titled = fast_scorer.score(QUESTION, [(d.metadata["title"], d.page_content) for d in documents])
+    untitled = fast_scorer.score(QUESTION, [d.page_content for d in documents])
+    assert [by_id[d.id] for d in documents] == pytest.approx(titled)
+    assert [plain[d.id] for d in documents] == pytest.approx(untitled)
+    assert titled != pytest.approx(untitled)
+
+
+def test_caller_documents_are_not_mutated(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
+    before = copy.deepcopy(documents)
+    out = QRHeadReranker(scorer=fast_scorer, top_n=None, title_key="title").compress_documents(documents, QUESTION)
+    assert documents == before
+    out[0].metadata["extra"] = 1  # each output owns its metadata dict
+    assert documents == before
+    assert all("relevance_score" not in d.metadata for d in documents)
+
+
+def test_score_threshold_and_custom_key(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
+    scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
+    threshold = sorted(scores)[len(scores) // 2]
+    reranker = QRHeadReranker(
+        scorer=fast_scorer, top_n=None, score_threshold=threshold, relevance_score_key="qrhead"
+    )
+    out = reranker.compress_documents(documents, QUESTION)
+    assert len(out) == sum(s >= threshold for s in scores)
+    assert all(d.metadata["qrhead"] >= threshold for d in out)
+    assert [d.metadata["qrhead"] for d in out] == sorted((d.metadata["qrhead"] for d in out), reverse=True)
+    assert all("relevance_score" not in d.metadata for d in out)
+
+
+def test_duplicates_are_each_scored_and_kept(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
+    twin = Document(page_content=documents[0].page_content, metadata={"title": "twin"}, id="twin")
+    out = QRHeadReranker(scorer=fast_scorer, top_n=None).compress_documents([*documents, twin], QUESTION)
+    assert len(out) == len(documents) + 1
+    assert {"twin", documents[0].id} <= {d.id for d in out}
+
+
+def test_empty_document_list_returns_empty(fast_scorer: QRHeadScorer) -> None:
+    assert QRHeadReranker(scorer=fast_scorer).compress_documents([], QUESTION) == []
+
+
+@pytest.mark.parametrize("query", ["", "   \n"])
+def test_empty_query_raises_the_engine_error(fast_scorer: QRHeadScorer, documents: list[Document], query: str) -> None:
+    with pytest.raises(EmptyQueryError, match="query is empty"):
+        QRHeadReranker(scorer=fast_scorer).compress_documents(documents, query)
+    with pytest.raises(ValueError):  # EmptyQueryError is a ValueError
+        QRHeadReranker(scorer=fast_scorer).compress_documents([], query)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["plain text"], r"documents\[0\] is a str, not a langchain_core Document"),
+        ([Document(page_content="ok"), {"page_content": "x"}], r"documents\[1\] is a dict"),
+        (Document(page_content="one"), "must be a list of langchain_core Document"),
+        ("a string", "must be a list"),
+        (None, "must be a list"),
+    ],
+)
+def test_non_documents_raise_a_clear_type_error(fast_scorer: QRHeadScorer, bad: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message) as info:
+        QRHeadReranker(scorer=fast_scorer).compress_documents(bad, QUESTION)
+    assert isinstance(info.value, PassageTypeError)
+
+
+def test_empty_documents_rank_last_with_minus_infinity(fast_scorer: QRHeadScorer) -> None:
+    docs = [Document(page_content=""), Document(page_content="Rush is a Canadian rock band.")]
+    out = QRHeadReranker(scorer=fast_scorer, top_n=None).compress_documents(docs, QUESTION)
+    assert out[0].page_content.startswith("Rush")
+    assert out[1].metadata["relevance_score"] == float("-inf")
+
+
+def test_field_validation(fast_scorer: QRHeadScorer) -> None:
+    with pytest.raises(ValueError, match="either `scorer` or loading options"):
+        QRHeadReranker(scorer=fast_scorer, model="smollm2-135m-instruct")
+    with pytest.raises(ValueError, match="top_n"):
+        QRHeadReranker(scorer=fast_scorer, top_n=0)
+    with pytest.raises(ValueError, match="top_n"):
+        QRHeadReranker(scorer=fast_scorer).rerank([Document(page_content="x")], QUESTION, top_n=0)
+
+
+def test_scorer_is_excluded_from_serialisation(fast_scorer: QRHeadScorer) -> None:
+    reranker = QRHeadReranker(scorer=fast_scorer, top_n=2, title_key="title")
+    dumped = reranker.model_dump()
+    assert "scorer" not in dumped and dumped["top_n"] == 2 and dumped["title_key"] == "title"
+    assert "scorer" not in json.loads(reranker.model_dump_json())
+
+
+@pytest.fixture(scope="module")
+def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_lazy_scorer_loads_once_on_first_use(saved_tiny_model: Path, documents: list[Document]) -> None:
+    reranker = QRHeadReranker(
+        model=saved_tiny_model, heads="1-0,2-3", device="cpu", scorer_kwargs={"max_passage_tokens": 32}
+    )
+    with pytest.raises(EmptyQueryError):
+        reranker.compress_documents(documents, " ")
+    with pytest.raises(PassageTypeError):
+        reranker.compress_documents(["text"], QUESTION)
+    assert reranker._loaded is None, "bad input must be rejected before the model is loaded"
+    assert "model" in reranker.model_dump()
+
+    barrier = threading.Barrier(4)
+    seen: list[QRHeadScorer] = []
+
+    def first_use() -> None:
+        barrier.wait()
+        reranker.compress_documents(documents[:3], QUESTION)
+        seen.append(reranker.get_scorer())
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 4 and all(s is seen[0] for s in seen)
+    assert seen[0].config.max_passage_tokens == 32 and len(seen[0].heads) == 2
+
+
+class SlowScorer(QRHeadScorer):
+    """A real scorer that also sleeps and records which thread ran it (to see the event loop stay free)."""
+
+    threads: list[int]
+
+    def score_many(self, queries: Any, passages: Any) -> list[list[float]]:
+        self.threads.append(threading.get_ident())
+        time.sleep(0.3)
+        return super().score_many(queries, passages)
+
+
+def test_acompress_runs_off_the_event_loop(tiny_llama: Any, tokenizer: Any, documents: list[Document]) -> None:
+    scorer = SlowScorer(tiny_llama, tokenizer, heads="1-0,2-3", max_passage_tokens=32)
+    scorer.threads = []
+    reranker = QRHeadReranker(scorer=scorer, top_n=2)
+
+    async def main() -> tuple[list[Document], int, int]:
+        ticks = 0
+        loop_thread = threading.get_ident()
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(heartbeat())
+        out = await reranker.acompress_documents(documents, QUESTION)
+        beat.cancel()
+        return list(out), ticks, loop_thread
+
+    out, ticks, loop_thread = asyncio.run(main())
+    assert ticks >= 10, f"the event loop was blocked (only {ticks} heartbeats in 0.3 s of scoring)"
+    assert scorer.threads and loop_thread not in scorer.threads
+    assert [d.id for d in out] == [d.id for d in reranker.compress_documents(documents, QUESTION)]

@@ -1,0 +1,179 @@
+"""QRHeadRetriever over real LangChain retrievers: fetch_k, invoke/batch/ainvoke/abatch, callbacks, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
+from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
+from tests.langchain.conftest import EventCollector, lexical_store, row_documents
+
+
+class ListRetriever(BaseRetriever):
+    """A real retriever with a ``k`` field (the BM25Retriever convention): the first ``k`` documents."""
+
+    docs: list[Document]
+    k: int = 4
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self.docs[: self.k]
+
+
+def ids(documents: list[Document]) -> list[str | None]:
+    return [doc.id for doc in documents]
+
+
+@pytest.fixture
+def reranker(fast_scorer: QRHeadScorer) -> QRHeadReranker:
+    return QRHeadReranker(scorer=fast_scorer, top_n=3, title_key="title")
+
+
+def test_reranks_fetch_k_candidates_from_a_vector_store(
+    store: InMemoryVectorStore, reranker: QRHeadReranker, row: dict[str, Any]
+) -> None:
+    base = store.as_retriever()  # returns 4 by default
+    retriever = QRHeadRetriever(base_retriever=base, reranker=reranker, fetch_k=10, top_n=10)
+    out = retriever.invoke(row["question"])
+    assert len(out) == 10, "fetch_k=10 must be requested from the vector store"
+    assert base.search_kwargs == {}, "the caller's base retriever is not modified"
+
+    candidates = store.as_retriever(search_kwargs={"k": 10}).invoke(row["question"])
+    expected = reranker.rerank(candidates, row["question"], top_n=10)
+    assert ids(out) == ids(expected)
+    assert [d.metadata["relevance_score"] for d in out] == [d.metadata["relevance_score"] for d in expected]
+
+
+def test_top_n_defaults_to_the_rerankers(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
+    assert len(retriever.invoke("Counterparts drummer")) == 3
+    assert len(retriever.model_copy(update={"top_n": 5}).invoke("Counterparts drummer")) == 5
+
+
+def test_fetch_k_none_keeps_the_base_setting(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
+    retriever = QRHeadRetriever(
+        base_retriever=store.as_retriever(search_kwargs={"k": 2}), reranker=reranker, fetch_k=None, top_n=10
+    )
+    assert len(retriever.invoke("Counterparts drummer")) == 2
+
+
+def test_fetch_k_with_mmr_search(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
+    base = store.as_retriever(search_type="mmr", search_kwargs={"fetch_k": 5})
+    retriever = QRHeadRetriever(base_retriever=base, reranker=reranker, fetch_k=8, top_n=8)
+    assert len(retriever.invoke("Counterparts drummer")) == 8
+    assert base.search_kwargs == {"fetch_k": 5}
+
+
+def test_fetch_k_sets_a_k_field_on_a_copy(documents: list[Document], reranker: QRHeadReranker) -> None:
+    base = ListRetriever(docs=documents, k=2)
+    retriever = QRHeadRetriever(base_retriever=base, reranker=reranker, fetch_k=6, top_n=10)
+    out = retriever.invoke("Counterparts drummer")
+    assert sorted(ids(out), key=str) == sorted(ids(documents[:6]), key=str)
+    assert base.k == 2
+
+
+def test_any_runnable_returns_what_it_returns(documents: list[Document], reranker: QRHeadReranker) -> None:
+    base = RunnableLambda(lambda query: documents[:5])
+    out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke("Counterparts drummer")
+    assert sorted(ids(out), key=str) == sorted(ids(documents[:5]), key=str)
+
+
+def test_base_returning_nothing_gives_empty(reranker: QRHeadReranker) -> None:
+    retriever = QRHeadRetriever(base_retriever=RunnableLambda(lambda query: []), reranker=reranker)
+    assert retriever.invoke("anything") == []
+
+
+def test_base_returning_non_documents_is_a_clear_error(reranker: QRHeadReranker) -> None:
+    retriever = QRHeadRetriever(base_retriever=RunnableLambda(lambda query: ["text"]), reranker=reranker)
+    with pytest.raises(PassageTypeError, match=r"documents\[0\] is a str"):
+        retriever.invoke("anything")
+
+
+def test_empty_query_fails_before_retrieval_and_reports_the_error(
+    store: InMemoryVectorStore, reranker: QRHeadReranker
+) -> None:
+    collector = EventCollector()
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
+    with pytest.raises(EmptyQueryError):
+        retriever.invoke("  ", config={"callbacks": [collector]})
+    assert [e["kind"] for e in collector.events] == ["start", "error"], "the base retriever is never called"
+    with pytest.raises(EmptyQueryError):
+        asyncio.run(retriever.ainvoke(""))
+
+
+def test_callbacks_see_both_retrievers_nested(
+    store: InMemoryVectorStore, reranker: QRHeadReranker, row: dict[str, Any]
+) -> None:
+    collector = EventCollector()
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
+    out = retriever.invoke(row["question"], config={"callbacks": [collector], "run_name": "qrhead"})
+
+    starts, ends = collector.of_kind("start"), collector.of_kind("end")
+    assert [s["name"] for s in starts] == ["qrhead", "VectorStoreRetriever"]
+    outer, inner = starts
+    assert outer["parent_run_id"] is None and inner["parent_run_id"] == outer["run_id"]
+    assert all(s["query"] == row["question"] for s in starts)
+    assert [e["run_id"] for e in ends] == [inner["run_id"], outer["run_id"]]
+    assert ends[-1]["documents"] == out and len(ends[0]["documents"]) == 10  # fetch_k=20, 10 stored
+
+
+def test_async_callbacks_see_both_retrievers_nested(
+    store: InMemoryVectorStore, reranker: QRHeadReranker, row: dict[str, Any]
+) -> None:
+    collector = EventCollector()
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
+    out = asyncio.run(retriever.ainvoke(row["question"], config={"callbacks": [collector]}))
+    starts = collector.of_kind("start")
+    assert [s["name"] for s in starts] == ["QRHeadRetriever", "VectorStoreRetriever"]
+    assert starts[1]["parent_run_id"] == starts[0]["run_id"]
+    assert collector.of_kind("end")[-1]["documents"] == out
+
+
+def test_invoke_batch_ainvoke_abatch_agree(
+    hotpotqa_rows: list[dict[str, Any]], reranker: QRHeadReranker
+) -> None:
+    rows = hotpotqa_rows[:3]
+    store = lexical_store([doc for r in rows for doc in row_documents(r)])
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker, fetch_k=8)
+    queries = [r["question"] for r in rows]
+
+    sequential = [retriever.invoke(q) for q in queries]
+    assert all(len(docs) == 3 for docs in sequential)
+    assert retriever.batch(queries) == sequential
+    assert asyncio.run(retriever.ainvoke(queries[0])) == sequential[0]
+    assert asyncio.run(retriever.abatch(queries)) == sequential
+
+
+def test_eight_concurrent_ainvoke_equal_sequential(
+    hotpotqa_rows: list[dict[str, Any]], reranker: QRHeadReranker
+) -> None:
+    rows = hotpotqa_rows[:8]
+    store = lexical_store([doc for r in rows for doc in row_documents(r)])
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker, fetch_k=6)
+    queries = [r["question"] for r in rows]
+    sequential = [retriever.invoke(q) for q in queries]
+
+    async def concurrently() -> list[list[Document]]:
+        return list(await asyncio.gather(*(retriever.ainvoke(q) for q in queries)))
+
+    assert asyncio.run(concurrently()) == sequential
+
+
+def test_caller_documents_in_the_store_are_not_mutated(
+    documents: list[Document], reranker: QRHeadReranker, row: dict[str, Any]
+) -> None:
+    before = copy.deepcopy(documents)
+    base = ListRetriever(docs=documents, k=10)
+    out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke(row["question"])
+    assert documents == before
+    for doc in out:
+        original = next(d for d in documents if d.id == doc.id)
+        assert doc.metadata == {**original.metadata, "relevance_score": doc.metadata["relevance_score"]}

@@ -1,0 +1,61 @@
+"""The `qrhead` command: argument handling, input formats, errors (real SmolLM2 for end-to-end runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qrhead_integrations.cli import _read_passages, app
+from qrhead_integrations.errors import DataFormatError
+
+runner = CliRunner()
+
+
+def test_passages_from_jsonl_text_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"title": "T", "text": "one"}\n\n"two"\n', encoding="utf-8")
+    assert [(p.title, p.text) for p in _read_passages(str(jsonl))] == [("T", "one"), ("", "two")]
+    text = tmp_path / "p.txt"
+    text.write_text("first line\n\nsecond line\n", encoding="utf-8")
+    assert [p.text for p in _read_passages(str(text))] == ["first line", "second line"]
+
+
+def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": 3}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="line 2"):
+        _read_passages(str(bad))
+    bad.write_text('{"text": "ok"\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="line 1: invalid JSON"):
+        _read_passages(str(bad))
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "rank" in result.output and "demo" in result.output
+
+
+@pytest.mark.real_model
+def test_rank_from_stdin_prints_json_best_first(smollm2: object) -> None:
+    passages = "Berlin is the capital of Germany.\nParis is the capital and largest city of France.\n"
+    result = runner.invoke(
+        app, ["rank", "-q", "What is the capital of France?", "-m", "smollm2-135m-instruct", "--json"], input=passages
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["index"] for r in rows] == [1, 0] and rows[0]["score"] > rows[1]["score"]
+
+
+def test_rank_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["rank", "-q", "x", "-p", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2 and "error" in result.output
+
+
+@pytest.mark.real_model
+def test_demo_runs_offline_and_finds_a_gold_passage(smollm2: object) -> None:
+    result = runner.invoke(app, ["demo", "--model", "smollm2-135m-instruct"])
+    assert result.exit_code == 0, result.output
+    assert "gold passages (★) in the top 2: 1 of 2" in result.output or "2 of 2" in result.output
