@@ -23,11 +23,11 @@ from .tokens import TokenCounterError
 
 __all__ = [
     "BUNDLED_MODELS",
-    "CompressionResult",
-    "ContextCompressor",
     "DEFAULT_MODEL",
     "EMPTY_PASSAGE_SCORE",
     "FAST_MODEL",
+    "CompressionResult",
+    "ContextCompressor",
     "DataFormatError",
     "EmptyQueryError",
     "HeadSet",

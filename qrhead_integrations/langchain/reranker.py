@@ -128,9 +128,7 @@ class QRHeadReranker(BaseDocumentCompressor):
         return self._loaded
 
     # ---------------------------------------------------------------------------------------- public API
-    def rerank(
-        self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET
-    ) -> list[Document]:
+    def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:
         """Score ``documents`` for ``query`` and return the best, highest score first, as scored copies.
 
         Inputs are checked before the model is touched, so a bad call never pays for a lazy model load.

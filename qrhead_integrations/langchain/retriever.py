@@ -59,13 +59,9 @@ class QRHeadRetriever(BaseRetriever):
             "field (None: leave its own setting)."
         ),
     )
-    top_n: int | None = Field(
-        default=None, ge=1, description="Documents to return (None: the reranker's own `top_n`)."
-    )
+    top_n: int | None = Field(default=None, ge=1, description="Documents to return (None: the reranker's own `top_n`).")
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         """Fetch candidates (as a child run, so callbacks nest) and re-rank them."""
         query = check_query(query)
         candidates = self._candidate_retriever().invoke(query, config={"callbacks": run_manager.get_child()})
@@ -76,9 +72,7 @@ class QRHeadRetriever(BaseRetriever):
     ) -> list[Document]:
         """Async: the base retriever's own ``ainvoke``, then the forward passes in a worker thread."""
         query = check_query(query)
-        candidates = await self._candidate_retriever().ainvoke(
-            query, config={"callbacks": run_manager.get_child()}
-        )
+        candidates = await self._candidate_retriever().ainvoke(query, config={"callbacks": run_manager.get_child()})
         return await run_in_executor(None, self.reranker.rerank, candidates, query, top_n=self._top_n())
 
     # ---------------------------------------------------------------------------------------------- hook

@@ -108,9 +108,7 @@ class QRHeadRerank(BaseNodePostprocessor):
             if not isinstance(scorer, QRHeadScorer):
                 raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
             given = [
-                name
-                for name, value in (("model", model), ("heads", heads), ("device", device))
-                if value is not None
+                name for name, value in (("model", model), ("heads", heads), ("device", device)) if value is not None
             ] + (["scorer_kwargs"] if scorer_kwargs else [])
             if given:
                 raise ValueError(
@@ -165,6 +163,22 @@ class QRHeadRerank(BaseNodePostprocessor):
             event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
+
+    async def apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+        query_str: str | None = None,
+    ) -> list[NodeWithScore]:
+        """Postprocess nodes (async): the model runs in a worker thread, never on the event loop.
+
+        Defined here as well as in LlamaIndex's base class, which only has it from llama-index-core 0.12.31 on.
+        """
+        if query_str is not None and query_bundle is not None:
+            raise ValueError("Cannot specify both query_str and query_bundle")
+        if query_str is not None:
+            query_bundle = QueryBundle(query_str)
+        return await self._apostprocess_nodes(nodes, query_bundle)
 
     async def _apostprocess_nodes(
         self,

@@ -6,76 +6,14 @@ embedding, callbacks are a real ``BaseCallbackHandler``, chains are real LCEL.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
-from uuid import UUID
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
-from langchain_core.messages import BaseMessage
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from qrhead_integrations import QRHeadScorer
-from tests.langchain.lexical import HashedBagOfWords
-
-
-def row_documents(row: dict[str, Any]) -> list[Document]:
-    """One Document per HotpotQA passage: text as content, title and gold flag in metadata, a stable id."""
-    gold = set(row["gold_idx"])
-    return [
-        Document(
-            page_content=passage["text"],
-            metadata={"title": passage["title"], "position": i, "gold": i in gold, "source": {"set": "hotpotqa"}},
-            id=f"{row['id']}-{i}",
-        )
-        for i, passage in enumerate(row["passages"])
-    ]
-
-
-def lexical_store(documents: list[Document]) -> InMemoryVectorStore:
-    store = InMemoryVectorStore(HashedBagOfWords())
-    store.add_documents(documents)
-    return store
-
-
-def format_docs(documents: list[Document]) -> str:
-    return "\n\n".join(f"{doc.metadata['title']}: {doc.page_content}" for doc in documents)
-
-
-class EventCollector(BaseCallbackHandler):
-    """Records retriever and chat-model events (thread-safe: async runs call sync handlers in threads)."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def _add(self, **event: Any) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def on_retriever_start(
-        self, serialized: dict[str, Any], query: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
-    ) -> None:
-        self._add(kind="start", name=kw.get("name"), query=query, run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_retriever_end(
-        self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
-    ) -> None:
-        self._add(kind="end", documents=list(documents), run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_retriever_error(
-        self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any
-    ) -> None:
-        self._add(kind="error", error=error, run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kw: Any
-    ) -> None:
-        self._add(kind="chat_start", messages=messages, run_id=run_id)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["kind"] == kind]
+from tests.langchain.helpers import lexical_store, row_documents
 
 
 @pytest.fixture(scope="session")

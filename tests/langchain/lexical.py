@@ -14,9 +14,13 @@ import zlib
 from langchain_core.embeddings import Embeddings
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "had", "has", "have", "he", "her", "his", "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their", "they", "this", "to", "was", "were", "which", "who", "whom", "what", "when", "where", "why", "how", "with", "did", "does", "do"]
-)
+# fmt: off
+_STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has", "have",
+    "he", "her", "his", "how", "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their", "they",
+    "this", "to", "was", "were", "what", "when", "where", "which", "who", "whom", "why", "with",
+))
+# fmt: on
 
 
 class HashedBagOfWords(Embeddings):

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -64,9 +64,7 @@ def test_caller_documents_are_not_mutated(fast_scorer: QRHeadScorer, documents: 
 def test_score_threshold_and_custom_key(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
     scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
     threshold = sorted(scores)[len(scores) // 2]
-    reranker = QRHeadReranker(
-        scorer=fast_scorer, top_n=None, score_threshold=threshold, relevance_score_key="qrhead"
-    )
+    reranker = QRHeadReranker(scorer=fast_scorer, top_n=None, score_threshold=threshold, relevance_score_key="qrhead")
     out = reranker.compress_documents(documents, QUESTION)
     assert len(out) == sum(s >= threshold for s in scores)
     assert all(d.metadata["qrhead"] >= threshold for d in out)
@@ -147,7 +145,7 @@ def test_lazy_scorer_loads_once_on_first_use(saved_tiny_model: Path, documents: 
     with pytest.raises(EmptyQueryError):
         reranker.compress_documents(documents, " ")
     with pytest.raises(PassageTypeError):
-        reranker.compress_documents(["text"], QUESTION)
+        reranker.compress_documents(cast(Any, ["text"]), QUESTION)
     assert reranker._loaded is None, "bad input must be rejected before the model is loaded"
     assert "model" in reranker.model_dump()
 

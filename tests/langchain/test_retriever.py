@@ -15,7 +15,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
-from tests.langchain.conftest import EventCollector, lexical_store, row_documents
+from tests.langchain.helpers import EventCollector, lexical_store, row_documents
 
 
 class ListRetriever(BaseRetriever):
@@ -81,7 +81,10 @@ def test_fetch_k_sets_a_k_field_on_a_copy(documents: list[Document], reranker: Q
 
 
 def test_any_runnable_returns_what_it_returns(documents: list[Document], reranker: QRHeadReranker) -> None:
-    base = RunnableLambda(lambda query: documents[:5])
+    def first_five(query: str) -> list[Document]:
+        return documents[:5]
+
+    base = RunnableLambda(first_five)
     out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke("Counterparts drummer")
     assert sorted(ids(out), key=str) == sorted(ids(documents[:5]), key=str)
 
@@ -92,7 +95,10 @@ def test_base_returning_nothing_gives_empty(reranker: QRHeadReranker) -> None:
 
 
 def test_base_returning_non_documents_is_a_clear_error(reranker: QRHeadReranker) -> None:
-    retriever = QRHeadRetriever(base_retriever=RunnableLambda(lambda query: ["text"]), reranker=reranker)
+    def texts(query: str) -> Any:
+        return ["text"]
+
+    retriever = QRHeadRetriever(base_retriever=RunnableLambda(texts), reranker=reranker)
     with pytest.raises(PassageTypeError, match=r"documents\[0\] is a str"):
         retriever.invoke("anything")
 
@@ -137,9 +143,7 @@ def test_async_callbacks_see_both_retrievers_nested(
     assert collector.of_kind("end")[-1]["documents"] == out
 
 
-def test_invoke_batch_ainvoke_abatch_agree(
-    hotpotqa_rows: list[dict[str, Any]], reranker: QRHeadReranker
-) -> None:
+def test_invoke_batch_ainvoke_abatch_agree(hotpotqa_rows: list[dict[str, Any]], reranker: QRHeadReranker) -> None:
     rows = hotpotqa_rows[:3]
     store = lexical_store([doc for r in rows for doc in row_documents(r)])
     retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker, fetch_k=8)
