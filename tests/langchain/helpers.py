@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -11,7 +14,10 @@ from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from qrhead_integrations import QRHeadScorer
 from tests.langchain.lexical import HashedBagOfWords
+
+T = TypeVar("T")
 
 
 def row_documents(row: dict[str, Any]) -> list[Document]:
@@ -68,3 +74,34 @@ class EventCollector(BaseCallbackHandler):
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [event for event in self.events if event["kind"] == kind]
+
+
+class SlowScorer(QRHeadScorer):
+    """A real scorer that also sleeps 0.3 s and records which thread ran it (to see the event loop stay free)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: list[int] = []
+
+    def score_many(self, queries: Any, passages: Any) -> list[list[float]]:
+        self.threads.append(threading.get_ident())
+        time.sleep(0.3)
+        return super().score_many(queries, passages)
+
+
+async def heartbeats_during(awaitable: Awaitable[T]) -> tuple[T, int]:
+    """Await ``awaitable`` while a task ticks every 10 ms: few ticks mean the event loop was blocked."""
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        result = await awaitable
+    finally:
+        beat.cancel()
+    return result, ticks

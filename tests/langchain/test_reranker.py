@@ -6,7 +6,6 @@ import asyncio
 import copy
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +14,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker
+from tests.langchain.helpers import SlowScorer, heartbeats_during
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
 QUESTION = "Which Canadian rock band released a song called Counterparts?"
@@ -166,38 +166,10 @@ def test_lazy_scorer_loads_once_on_first_use(saved_tiny_model: Path, documents: 
     assert seen[0].config.max_passage_tokens == 32 and len(seen[0].heads) == 2
 
 
-class SlowScorer(QRHeadScorer):
-    """A real scorer that also sleeps and records which thread ran it (to see the event loop stay free)."""
-
-    threads: list[int]
-
-    def score_many(self, queries: Any, passages: Any) -> list[list[float]]:
-        self.threads.append(threading.get_ident())
-        time.sleep(0.3)
-        return super().score_many(queries, passages)
-
-
 def test_acompress_runs_off_the_event_loop(tiny_llama: Any, tokenizer: Any, documents: list[Document]) -> None:
     scorer = SlowScorer(tiny_llama, tokenizer, heads="1-0,2-3", max_passage_tokens=32)
-    scorer.threads = []
     reranker = QRHeadReranker(scorer=scorer, top_n=2)
-
-    async def main() -> tuple[list[Document], int, int]:
-        ticks = 0
-        loop_thread = threading.get_ident()
-
-        async def heartbeat() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        beat = asyncio.create_task(heartbeat())
-        out = await reranker.acompress_documents(documents, QUESTION)
-        beat.cancel()
-        return list(out), ticks, loop_thread
-
-    out, ticks, loop_thread = asyncio.run(main())
-    assert ticks >= 10, f"the event loop was blocked (only {ticks} heartbeats in 0.3 s of scoring)"
-    assert scorer.threads and loop_thread not in scorer.threads
+    out, ticks = asyncio.run(heartbeats_during(reranker.acompress_documents(documents, QUESTION)))
+    assert ticks >= 10, f"the event loop was blocked (only {ticks} heartbeats during 0.3 s of scoring)"
+    assert scorer.threads and threading.get_ident() not in scorer.threads
     assert [d.id for d in out] == [d.id for d in reranker.compress_documents(documents, QUESTION)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
-from tests.langchain.helpers import EventCollector, lexical_store, row_documents
+from tests.langchain.helpers import EventCollector, SlowScorer, heartbeats_during, lexical_store, row_documents
 
 
 class ListRetriever(BaseRetriever):
@@ -181,3 +182,14 @@ def test_caller_documents_in_the_store_are_not_mutated(
     for doc in out:
         original = next(d for d in documents if d.id == doc.id)
         assert doc.metadata == {**original.metadata, "relevance_score": doc.metadata["relevance_score"]}
+
+
+def test_ainvoke_keeps_the_event_loop_free(
+    tiny_llama: Any, tokenizer: Any, store: InMemoryVectorStore, row: dict[str, Any]
+) -> None:
+    scorer = SlowScorer(tiny_llama, tokenizer, heads="1-0,2-3", max_passage_tokens=32)
+    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=QRHeadReranker(scorer=scorer))
+    out, ticks = asyncio.run(heartbeats_during(retriever.ainvoke(row["question"])))
+    assert ticks >= 10, f"the event loop was blocked (only {ticks} heartbeats during 0.3 s of scoring)"
+    assert scorer.threads and threading.get_ident() not in scorer.threads
+    assert out == retriever.invoke(row["question"])

@@ -1,0 +1,28 @@
+"""docs/langchain.md works as written: its Python blocks run in order, and print what the comments say."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "langchain.md"
+
+
+@pytest.mark.real_model
+def test_the_python_blocks_of_the_guide_run_as_written() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) >= 3
+    namespace: dict[str, object] = {}
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        for block in blocks:
+            exec(compile(block, str(DOC), "exec"), namespace)
+    lines = output.getvalue().splitlines()
+    assert re.fullmatch(r"0\.0\d+  Hamlet", lines[0]), lines
+    assert lines[1] == "Hamlet"
+    assert "Question: Who wrote Hamlet?" in output.getvalue() and "Hamlet is a tragedy" in output.getvalue()
+    assert lines[-1] == "Hamlet"
