@@ -40,13 +40,16 @@ def test_help_lists_the_commands() -> None:
 
 @pytest.mark.real_model
 def test_rank_from_stdin_prints_json_best_first(smollm2: object) -> None:
-    passages = "Berlin is the capital of Germany.\nParis is the capital and largest city of France.\n"
-    result = runner.invoke(
-        app, ["rank", "-q", "What is the capital of France?", "-m", "smollm2-135m-instruct", "--json"], input=passages
-    )
+    from importlib import resources
+
+    demo = json.loads(resources.files("qrhead_integrations").joinpath("data/demo_hotpotqa.json").read_text("utf-8"))
+    stdin = "".join(json.dumps({"title": p["title"], "text": p["text"]}) + "\n" for p in demo["passages"])
+    result = runner.invoke(app, ["rank", "-q", demo["question"], "-m", "smollm2-135m-instruct", "--json"], input=stdin)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert [r["index"] for r in rows] == [1, 0] and rows[0]["score"] > rows[1]["score"]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["index"] for r in rows) == list(range(10))
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert rows[0]["index"] in demo["gold_idx"]  # S. P. L. Sørensen, as in the demo
 
 
 def test_rank_reports_errors_with_exit_code_2(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""LangChain integration: :class:`QRHeadReranker` (a document compressor) and :class:`QRHeadRetriever`.
+"""LangChain integration: :class:`QRHeadReranker` and :class:`QRHeadContextCompressor` (document compressors)
+and :class:`QRHeadRetriever`.
 
 Needs the ``langchain`` extra (``langchain-core>=1.0``); the engine itself never imports LangChain, so
 ``import qrhead_integrations`` works without it and this module says how to install it.
@@ -14,7 +15,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "Install it with: pip install 'qrhead-integrations[langchain]'"
     ) from exc
 
+from .context_compressor import QRHeadContextCompressor
 from .reranker import QRHeadReranker
 from .retriever import QRHeadRetriever
 
-__all__ = ["QRHeadReranker", "QRHeadRetriever"]
+__all__ = ["QRHeadContextCompressor", "QRHeadReranker", "QRHeadRetriever"]

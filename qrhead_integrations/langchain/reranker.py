@@ -8,26 +8,22 @@ shared between threads without paying for (or copying) the model until it first 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field
 
-from ..errors import PassageTypeError
-from ..models import DEFAULT_MODEL
 from ..prompt import Passage, check_query
-from ..scorer import QRHeadScorer
+from ._scorer import LazyScorerMixin, check_documents, document_title
 
 _UNSET: Any = object()
 """Marks "use the field's value" for per-call overrides, where ``None`` is itself a meaningful value."""
 
 
-class QRHeadReranker(BaseDocumentCompressor):
+class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     """Re-ranks documents by the attention a causal LM's query-focused retrieval heads pay them.
 
     All documents are read in **one** prompt, so their scores are relative to each other: a document's
@@ -54,31 +50,6 @@ class QRHeadReranker(BaseDocumentCompressor):
             best[0].metadata["relevance_score"]
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    scorer: QRHeadScorer | None = Field(
-        default=None,
-        exclude=True,
-        description="A loaded scorer to share (not serialised); None: one is built from `model`.",
-    )
-    model: str | Path | None = Field(
-        default=None,
-        description=(
-            "Model to load lazily when no `scorer` is given: a bundled name (e.g. 'smollm2-135m-instruct'), "
-            "a local folder, a .gguf file or a hub id. None: the package's default bundled model."
-        ),
-    )
-    heads: Any = Field(
-        default=None,
-        description="Head specification for the lazily built scorer (None: the model's preset).",
-    )
-    device: str | None = Field(
-        default=None, description="Device for the lazily built scorer ('cpu', 'cuda', ...; None: automatic)."
-    )
-    scorer_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments of `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields).",
-    )
     top_n: int | None = Field(
         default=3, ge=1, description="Documents to return, best first (None: all that pass the threshold)."
     )
@@ -94,38 +65,6 @@ class QRHeadReranker(BaseDocumentCompressor):
         default=None,
         description="Metadata field read as the passage title (shown to the model before the text), if any.",
     )
-
-    _loaded: QRHeadScorer | None = PrivateAttr(default=None)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    @model_validator(mode="after")
-    def _check_source(self) -> QRHeadReranker:
-        """Reject a shared scorer combined with loading options: the options would be silently ignored."""
-        if self.scorer is not None:
-            options = ("model", "heads", "device", "scorer_kwargs")
-            given = [name for name in options if name in self.model_fields_set]
-            if given:
-                raise ValueError(
-                    f"pass either `scorer` or loading options, not both (got scorer and {', '.join(given)}); "
-                    "use scorer.with_heads(...) to read other heads of an already loaded model"
-                )
-        return self
-
-    # ------------------------------------------------------------------------------------------- the model
-    def get_scorer(self) -> QRHeadScorer:
-        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use)."""
-        if self.scorer is not None:
-            return self.scorer
-        if self._loaded is None:
-            with self._load_lock:
-                if self._loaded is None:
-                    self._loaded = QRHeadScorer.from_pretrained(
-                        self.model if self.model is not None else DEFAULT_MODEL,
-                        heads=self.heads,
-                        device=self.device,
-                        **self.scorer_kwargs,
-                    )
-        return self._loaded
 
     # ---------------------------------------------------------------------------------------- public API
     def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:
@@ -150,7 +89,7 @@ class QRHeadReranker(BaseDocumentCompressor):
         if limit is not None and limit < 1:
             raise ValueError(f"top_n must be >= 1 or None, got {limit}")
         query = check_query(query)
-        docs = _check_documents(documents)
+        docs = check_documents(documents)
         if not docs:
             return []
         scores = self._score(query, docs)
@@ -200,25 +139,7 @@ class QRHeadReranker(BaseDocumentCompressor):
         return self.get_scorer().score(query, passages)
 
     def _title(self, document: Document) -> str:
-        if self.title_key is None:
-            return ""
-        value = document.metadata.get(self.title_key)
-        return "" if value is None else str(value)
-
-
-def _check_documents(documents: Any) -> list[Document]:
-    """The documents as a list, or a :class:`PassageTypeError` naming the first item that is no Document."""
-    if isinstance(documents, Document | str | bytes) or not isinstance(documents, Sequence):
-        raise PassageTypeError(
-            f"documents must be a list of langchain_core Document objects, got {type(documents).__name__}"
-        )
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise PassageTypeError(
-                f"documents[{i}] is a {type(doc).__name__}, not a langchain_core Document; "
-                "wrap text as Document(page_content=...)"
-            )
-    return list(documents)
+        return document_title(document, self.title_key)
 
 
 def _with_score(document: Document, key: str, score: float) -> Document:

@@ -1,4 +1,5 @@
-"""LlamaIndex integration: :class:`QRHeadRerank`, a node postprocessor re-ranking nodes by QRHead score.
+"""LlamaIndex integration: node postprocessors that re-rank (:class:`QRHeadRerank`) or compress
+(:class:`QRHeadContextCompressor`) retrieved nodes with QRHead scores.
 
 Needs the ``llamaindex`` extra (``llama-index-core >= 0.12``)::
 
@@ -8,6 +9,11 @@ Example:
     >>> from qrhead_integrations.llama_index import QRHeadRerank  # doctest: +SKIP
     >>> rerank = QRHeadRerank(model="smollm2-135m-instruct", top_n=3)  # doctest: +SKIP
     >>> engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank])  # doctest: +SKIP
+    >>> from qrhead_integrations.llama_index import QRHeadContextCompressor  # doctest: +SKIP
+    >>> compressor = QRHeadContextCompressor(  # doctest: +SKIP
+    ...     model="smollm2-135m-instruct", budget_tokens=300, token_counter="cl100k_base"
+    ... )
+    >>> engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[compressor])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "installed. Install it with: pip install 'qrhead-integrations[llamaindex]'"
     ) from exc
 
+from .context_compressor import QRHeadContextCompressor
 from .rerank import QRHeadRerank
 
-__all__ = ["QRHeadRerank"]
+__all__ = ["QRHeadContextCompressor", "QRHeadRerank"]

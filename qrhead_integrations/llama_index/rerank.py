@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ..models import DEFAULT_MODEL
-from ..prompt import check_query
 from ..scorer import QRHeadScorer
+from ._base import QRHeadPostprocessor, query_of
 
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 """Metadata key under which ``keep_retrieval_score=True`` keeps a node's score from the retriever."""
 
-_BUILD_LOCK = threading.Lock()
-"""Guards lazy scorer construction (module-level: a lock in the instance would make it unpicklable)."""
 
-
-class QRHeadRerank(BaseNodePostprocessor):
+class QRHeadRerank(QRHeadPostprocessor):
     """Re-rank retrieved nodes by the attention a causal LM's query-focused retrieval heads pay them.
 
     All candidate nodes are read together in one prompt (listwise, like the QRHead paper), so one model call
@@ -64,33 +59,10 @@ class QRHeadRerank(BaseNodePostprocessor):
     top_n: int | None = Field(
         default=2, ge=0, description="Number of nodes to return, best first (None returns all, re-ordered)."
     )
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        description=(
-            "QRHead model loaded on first use: a bundled offline model name, a local folder, a .gguf file "
-            "or a hub id (the shared scorer's model id when a scorer is passed)."
-        ),
-    )
-    heads: Any = Field(
-        default=None,
-        description=(
-            "Head specification: None (the model's preset), a preset name, 'layer-head,...' pairs, 'all', "
-            "or a head-set JSON file."
-        ),
-    )
-    device: str | None = Field(
-        default=None, description="Device of the model ('cpu', 'cuda', 'mps'...); automatic if None."
-    )
     keep_retrieval_score: bool = Field(
         default=False,
         description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
-    scorer_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments for QRHeadScorer.from_pretrained (dtype, ScorerConfig fields).",
-    )
-
-    _scorer: QRHeadScorer | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -104,47 +76,21 @@ class QRHeadRerank(BaseNodePostprocessor):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        if scorer is not None:
-            if not isinstance(scorer, QRHeadScorer):
-                raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
-            given = [
-                name for name, value in (("model", model), ("heads", heads), ("device", device)) if value is not None
-            ] + (["scorer_kwargs"] if scorer_kwargs else [])
-            if given:
-                raise ValueError(
-                    f"pass either scorer= or {'/'.join(given)}= (they describe the model to load), not both"
-                )
-            model, heads, device = scorer.model_id, str(scorer.heads), str(scorer.device)
-        fields: dict[str, Any] = {
-            "top_n": top_n,
-            "model": DEFAULT_MODEL if model is None else os.fspath(model),
-            "heads": heads,
-            "device": device,
-            "keep_retrieval_score": keep_retrieval_score,
-            "scorer_kwargs": dict(scorer_kwargs or {}),
-            "callback_manager": callback_manager or CallbackManager([]),
-        }
-        super().__init__(**fields, **kwargs)
-        self._scorer = scorer
+        super().__init__(
+            model=model,
+            heads=heads,
+            device=device,
+            scorer=scorer,
+            scorer_kwargs=scorer_kwargs,
+            callback_manager=callback_manager,
+            top_n=top_n,
+            keep_retrieval_score=keep_retrieval_score,
+            **kwargs,
+        )
 
     @classmethod
     def class_name(cls) -> str:
         return "QRHeadRerank"
-
-    # ------------------------------------------------------------------------------------------------ scorer
-    @property
-    def scorer(self) -> QRHeadScorer:
-        """The scorer: the one passed in, or loaded from ``model``/``heads``/``device`` on first use."""
-        scorer = self._scorer
-        if scorer is None:
-            with _BUILD_LOCK:
-                scorer = self._scorer
-                if scorer is None:
-                    scorer = QRHeadScorer.from_pretrained(
-                        self.model, heads=self.heads, device=self.device, **self.scorer_kwargs
-                    )
-                    self._scorer = scorer
-        return scorer
 
     # ------------------------------------------------------------------------------------------- postprocess
     def _postprocess_nodes(
@@ -152,51 +98,48 @@ class QRHeadRerank(BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query = _query_of(query_bundle)
+        query = query_of(query_bundle)
         if not nodes:
             return []
         texts = _node_texts(nodes)
-        self._start_event(nodes, query_bundle)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            scores = self._score(query, texts)
-            reranked = self._rerank(nodes, scores)
-            event.on_end(payload={EventPayload.NODES: reranked})
-        dispatcher.event(ReRankEndEvent(nodes=reranked))
-        return reranked
-
-    async def apostprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-        query_str: str | None = None,
-    ) -> list[NodeWithScore]:
-        """Postprocess nodes (async): the model runs in a worker thread, never on the event loop.
-
-        Defined here as well as in LlamaIndex's base class, which only has it from llama-index-core 0.12.31 on.
-        """
-        if query_str is not None and query_bundle is not None:
-            raise ValueError("Cannot specify both query_str and query_bundle")
-        if query_str is not None:
-            query_bundle = QueryBundle(query_str)
-        return await self._apostprocess_nodes(nodes, query_bundle)
+        with self._reranking(nodes, query_bundle, query) as finish:
+            return finish(self._score(query, texts))
 
     async def _apostprocess_nodes(
         self,
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query = _query_of(query_bundle)
+        query = query_of(query_bundle)
         if not nodes:
             return []
         texts = _node_texts(nodes)
-        self._start_event(nodes, query_bundle)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+        with self._reranking(nodes, query_bundle, query) as finish:
             # model loading and scoring are CPU/GPU-bound: keep them off the event loop
-            scores = await asyncio.to_thread(self._score, query, texts)
-            reranked = self._rerank(nodes, scores)
-            event.on_end(payload={EventPayload.NODES: reranked})
+            return finish(await asyncio.to_thread(self._score, query, texts))
+
+    @contextmanager
+    def _reranking(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
+    ) -> Iterator[Callable[[Sequence[float]], list[NodeWithScore]]]:
+        """One re-rank inside LlamaIndex's events (shared by the sync and async paths).
+
+        Emits ``ReRankStartEvent``, opens a ``CBEventType.RERANKING`` callback event and yields ``finish``,
+        which turns the scores into the re-ranked nodes and closes the callback event with them;
+        ``ReRankEndEvent`` follows. If scoring raises, the callback event records the exception and no end
+        event is emitted.
+        """
+        self._start_event(nodes, query_bundle)
+        reranked: list[NodeWithScore] = []
+        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+
+            def finish(scores: Sequence[float]) -> list[NodeWithScore]:
+                reranked.extend(self._rerank(nodes, scores))
+                event.on_end(payload={EventPayload.NODES: reranked})
+                return reranked
+
+            yield finish
         dispatcher.event(ReRankEndEvent(nodes=reranked))
-        return reranked
 
     # ------------------------------------------------------------------------------------------- internals
     def _score(self, query: str, texts: list[str]) -> list[float]:
@@ -234,12 +177,6 @@ class QRHeadRerank(BaseNodePostprocessor):
             EventPayload.QUERY_STR: query,
             EventPayload.TOP_K: self.top_n,
         }
-
-
-def _query_of(query_bundle: QueryBundle | None) -> str:
-    if query_bundle is None:
-        raise ValueError("Missing query bundle in extra info.")
-    return check_query(query_bundle.query_str)
 
 
 def _node_texts(nodes: Sequence[NodeWithScore]) -> list[str]:

@@ -15,7 +15,6 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker
 from tests.langchain.helpers import SlowScorer, heartbeats_during
-from tests.tiny_models import tiny_model, tiny_tokenizer
 
 QUESTION = "Which Canadian rock band released a song called Counterparts?"
 
@@ -128,14 +127,6 @@ def test_scorer_is_excluded_from_serialisation(fast_scorer: QRHeadScorer) -> Non
     dumped = reranker.model_dump()
     assert "scorer" not in dumped and dumped["top_n"] == 2 and dumped["title_key"] == "title"
     assert "scorer" not in json.loads(reranker.model_dump_json())
-
-
-@pytest.fixture(scope="module")
-def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def test_lazy_scorer_loads_once_on_first_use(saved_tiny_model: Path, documents: list[Document]) -> None:

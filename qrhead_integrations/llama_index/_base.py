@@ -1,0 +1,125 @@
+"""What the LlamaIndex postprocessors share: the model fields, lazy thread-safe scorer loading, the query check.
+
+:class:`QRHeadPostprocessor` is a private base class (not exported): :class:`QRHeadRerank` and
+:class:`QRHeadContextCompressor` both take either an existing scorer or the description of a model to load on
+first use, and both answer a missing query the way LlamaIndex's built-in postprocessors do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from ..models import DEFAULT_MODEL
+from ..prompt import check_query
+from ..scorer import QRHeadScorer
+
+_BUILD_LOCK = threading.Lock()
+"""Guards lazy scorer construction (module-level: a lock in the instance would make it unpicklable)."""
+
+
+class QRHeadPostprocessor(BaseNodePostprocessor):
+    """Base of the QRHead node postprocessors: a shared or lazily loaded :class:`QRHeadScorer`.
+
+    Subclasses implement ``_postprocess_nodes`` (and ``_apostprocess_nodes``) and call ``super().__init__``
+    with ``model``/``heads``/``device``/``scorer``/``scorer_kwargs``/``callback_manager`` and their own fields.
+    """
+
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description=(
+            "QRHead model loaded on first use: a bundled offline model name, a local folder, a .gguf file "
+            "or a hub id (the shared scorer's model id when a scorer is passed)."
+        ),
+    )
+    heads: Any = Field(
+        default=None,
+        description=(
+            "Head specification: None (the model's preset), a preset name, 'layer-head,...' pairs, 'all', "
+            "or a head-set JSON file."
+        ),
+    )
+    device: str | None = Field(
+        default=None, description="Device of the model ('cpu', 'cuda', 'mps'...); automatic if None."
+    )
+    scorer_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments for QRHeadScorer.from_pretrained (dtype, ScorerConfig fields).",
+    )
+
+    _scorer: QRHeadScorer | None = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        heads: Any = None,
+        device: str | None = None,
+        scorer: QRHeadScorer | None = None,
+        scorer_kwargs: dict[str, Any] | None = None,
+        callback_manager: CallbackManager | None = None,
+        **fields: Any,
+    ) -> None:
+        if scorer is not None:
+            if not isinstance(scorer, QRHeadScorer):
+                raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
+            given = [
+                name for name, value in (("model", model), ("heads", heads), ("device", device)) if value is not None
+            ] + (["scorer_kwargs"] if scorer_kwargs else [])
+            if given:
+                raise ValueError(
+                    f"pass either scorer= or {'/'.join(given)}= (they describe the model to load), not both"
+                )
+            model, heads, device = scorer.model_id, str(scorer.heads), str(scorer.device)
+        shared: dict[str, Any] = {
+            "model": DEFAULT_MODEL if model is None else os.fspath(model),
+            "heads": heads,
+            "device": device,
+            "scorer_kwargs": dict(scorer_kwargs or {}),
+            "callback_manager": callback_manager or CallbackManager([]),
+        }
+        super().__init__(**shared, **fields)
+        self._scorer = scorer
+
+    @property
+    def scorer(self) -> QRHeadScorer:
+        """The scorer: the one passed in, or loaded from ``model``/``heads``/``device`` on first use."""
+        scorer = self._scorer
+        if scorer is None:
+            with _BUILD_LOCK:
+                scorer = self._scorer
+                if scorer is None:
+                    scorer = QRHeadScorer.from_pretrained(
+                        self.model, heads=self.heads, device=self.device, **self.scorer_kwargs
+                    )
+                    self._scorer = scorer
+        return scorer
+
+    async def apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+        query_str: str | None = None,
+    ) -> list[NodeWithScore]:
+        """Postprocess nodes (async): the model runs in a worker thread, never on the event loop.
+
+        Defined here as well as in LlamaIndex's base class, which only has it from llama-index-core 0.12.31 on.
+        """
+        if query_str is not None and query_bundle is not None:
+            raise ValueError("Cannot specify both query_str and query_bundle")
+        if query_str is not None:
+            query_bundle = QueryBundle(query_str)
+        return await self._apostprocess_nodes(nodes, query_bundle)
+
+
+def query_of(query_bundle: QueryBundle | None) -> str:
+    """The query text; a missing query raises the built-in postprocessors' ``ValueError``."""
+    if query_bundle is None:
+        raise ValueError("Missing query bundle in extra info.")
+    return check_query(query_bundle.query_str)
