@@ -58,19 +58,20 @@ def _common(vocab: int) -> dict[str, Any]:
     )
 
 
-def tiny_model(kind: str, vocab: int = 400, attn: str = "sdpa", seed: int = 0) -> Any:
+def tiny_model(kind: str, vocab: int = 400, attn: str = "sdpa", seed: int = 0, **overrides: Any) -> Any:
     """A tiny random causal LM: 'llama' and 'qwen2' use GQA (4 heads, 2 KV heads); 'gemma3' adds
     sliding-window layers (window 8) so long prompts exercise the windowed mask and cache. A large
     ``initializer_range`` gives peaked, non-uniform attention, so comparisons are not trivially equal."""
     from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     if kind == "llama":
-        config: Any = LlamaConfig(**_common(vocab))
+        config: Any = LlamaConfig(**_common(vocab), **overrides)
     elif kind == "qwen2":
-        config = Qwen2Config(**_common(vocab))
+        config = Qwen2Config(**_common(vocab), **overrides)
     elif kind == "gemma3":
         config = Gemma3TextConfig(
             **_common(vocab),
+            **overrides,
             head_dim=16,
             sliding_window=8,
             layer_types=["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],

@@ -25,4 +25,10 @@ def test_the_python_blocks_of_the_guide_run_as_written() -> None:
     assert re.fullmatch(r"0\.0\d+  Hamlet", lines[0]), lines
     assert lines[1] == "Hamlet"
     assert "Question: Who wrote Hamlet?" in output.getvalue() and "Hamlet is a tragedy" in output.getvalue()
-    assert lines[-1] == "Hamlet"
+    assert lines[-4] == "Hamlet"  # the ContextualCompressionRetriever block
+    assert lines[-3:] == [  # the QRHeadContextCompressor block: the Hamlet sentences only, Paris dropped
+        "notes.txt [(93, 209)]",
+        "Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601. "
+        "It is Shakespeare's longest play.",
+        "0.54",
+    ]

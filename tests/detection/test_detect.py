@@ -1,0 +1,132 @@
+"""Head detection recovers a retrieval head planted in a tiny model; scores, provenance and the heatmap."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from qrhead_integrations import HeadSet, InvalidInputError, QRHeadScorer
+from qrhead_integrations.capture import decoder_of
+from qrhead_integrations.detect import detect_heads, mean_recall, plot_head_scores, score_heads
+from tests.tiny_models import tiny_model
+
+MARKER = "§"
+PLANTED = (0, 2)
+WORDS = "the moon sun star water fox dog cat city river play book tree road stone light".split()
+
+
+@dataclass
+class Example:
+    question: str
+    passages: list[str]
+    gold: list[int]
+
+
+def _planted_model(tokenizer: Any) -> Any:
+    """A tiny Llama whose head (0, 2) is a query-focused retrieval head, position-free.
+
+    Like real retrieval heads, its idle rows park their attention on a sink (the prompt's first token) and its
+    "query" rows — the marker token — attend to the marker wherever it occurs. Directions: ``u`` (marker) and
+    ``s`` (sink) are made exclusive to their tokens; a constant query bias points every row at the sink, and
+    the marker's much larger query/key match wins over it.
+    """
+    model = tiny_model("llama", seed=3, attention_bias=True)
+    decoder = decoder_of(model)
+    decoder.rotary_emb.inv_freq.zero_()  # no rotation: attention depends on content only
+    marker_id = tokenizer(MARKER, add_special_tokens=False)["input_ids"][-1]
+    sink_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    with torch.no_grad():
+        embeddings = decoder.embed_tokens.weight
+        u = embeddings[marker_id] / embeddings[marker_id].norm()
+        s = embeddings[sink_id] - (embeddings[sink_id] @ u) * u
+        s = s / s.norm()
+        for direction, owner in ((u, marker_id), (s, sink_id)):
+            others = torch.arange(embeddings.shape[0]) != owner
+            embeddings[others] -= (embeddings[others] @ direction)[:, None] * direction[None, :]
+        attn = decoder.layers[0].self_attn
+        head_dim = attn.head_dim
+        q_rows = slice(PLANTED[1] * head_dim, (PLANTED[1] + 1) * head_dim)
+        kv_head = PLANTED[1] // (attn.config.num_attention_heads // attn.config.num_key_value_heads)
+        k_rows = slice(kv_head * head_dim, (kv_head + 1) * head_dim)
+        for proj, rows in ((attn.q_proj, q_rows), (attn.k_proj, k_rows)):
+            proj.weight[rows] = 0.0
+            proj.bias[rows] = 0.0
+        attn.q_proj.weight[q_rows.start] = 1.5 * u  # marker rows ask along u ...
+        attn.k_proj.weight[k_rows.start] = 1.5 * u  # ... and marker keys answer: logit 1.5·8·1.5·8/4 = 36
+        attn.q_proj.bias[q_rows.start + 1] = 1.5  # every row asks for the sink ...
+        attn.k_proj.weight[k_rows.start + 1] = 4.0 * s  # ... which answers with logit 1.5·4·8/4 = 12
+    return model
+
+
+def _examples(n: int, seed: int) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        passages, gold = [], []
+        n_gold = rng.choice([1, 2])
+        gold_slots = set(rng.sample(range(6), n_gold))
+        for i in range(6):
+            words = [rng.choice(WORDS) for _ in range(12)]
+            if i in gold_slots:
+                words.insert(rng.randrange(len(words)), MARKER)
+                gold.append(i)
+            passages.append(" ".join(words))
+        # Many query tokens carry the signal, as in a real retrieval head (not just one row of the tail).
+        out.append(Example(f"which {rng.choice(WORDS)} has the " + f"{MARKER} " * 8 + "?", passages, gold))
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted_scorer(tokenizer: Any) -> QRHeadScorer:
+    return QRHeadScorer(_planted_model(tokenizer), tokenizer, heads="all", model_id="tiny-planted")
+
+
+@pytest.mark.parametrize("method", ["qr_score", "ndcg"])
+def test_detection_recovers_the_planted_head(planted_scorer: QRHeadScorer, method: str) -> None:
+    heads = detect_heads(planted_scorer, _examples(12, seed=1), top_k=4, method=method, data="synthetic")
+    assert heads.heads[0] == PLANTED
+    assert heads.scores is not None and heads.scores[0] > heads.scores[1]
+    assert heads.provenance["method"] == method and heads.provenance["examples"] == 12
+    assert heads.provenance["seed"] == 0 and heads.provenance["data"] == "synthetic"
+
+
+def test_the_planted_head_alone_retrieves_the_gold_passages(planted_scorer: QRHeadScorer) -> None:
+    held_out = _examples(10, seed=2)
+    planted = planted_scorer.with_heads(HeadSet((PLANTED,)))
+    other = planted_scorer.with_heads(HeadSet(((1, 1),)))
+    assert mean_recall(planted, held_out, k=2) >= 0.9
+    assert mean_recall(planted, held_out, k=2) > mean_recall(other, held_out, k=2)
+
+
+def test_head_scores_table_layer_set_and_heatmap(planted_scorer: QRHeadScorer, tmp_path: Path) -> None:
+    table = score_heads(planted_scorer, _examples(6, seed=4), seed=7)
+    assert table.scores.shape == (4, 4) and table.examples == 6
+    assert table.top(1).heads == (PLANTED,)
+    assert table.layer_set(0).heads[0] == PLANTED
+    best = table.best_layer()
+    assert table.scores[best].mean() == table.scores.mean(axis=1).max()
+    plot_head_scores(table, str(tmp_path / "heads.png"), top_k=3)
+    assert (tmp_path / "heads.png").stat().st_size > 1000
+
+
+def test_shuffle_seed_is_deterministic(planted_scorer: QRHeadScorer) -> None:
+    examples = _examples(4, seed=5)
+    first = score_heads(planted_scorer, examples, seed=11).scores
+    again = score_heads(planted_scorer, examples, seed=11).scores
+    assert (first == again).all()
+
+
+def test_bad_detection_inputs(planted_scorer: QRHeadScorer) -> None:
+    with pytest.raises(InvalidInputError, match="no gold"):
+        detect_heads(planted_scorer, [Example("q", ["a", "b"], [])])
+    with pytest.raises(InvalidInputError, match="method"):
+        detect_heads(planted_scorer, _examples(1, 0), method="magic")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="top_k"):
+        detect_heads(planted_scorer, _examples(1, 0), top_k=0)
+    with pytest.raises(InvalidInputError, match="no usable example"):
+        detect_heads(planted_scorer, [])
