@@ -155,5 +155,60 @@ def demo(
     )
 
 
+@app.command()
+def detect(
+    data: Annotated[Path, typer.Argument(help="Multi-hop JSONL file, or a BEIR folder (with --format beir).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the head set (JSON).")],
+    model: ModelOption = DEFAULT_MODEL,
+    data_format: Annotated[str, typer.Option("--format", help="multihop or beir.")] = "multihop",
+    split: Annotated[str, typer.Option(help="BEIR qrels split.")] = "train",
+    start: Annotated[int, typer.Option(help="First example (keep detection and evaluation disjoint).")] = 0,
+    limit: Annotated[int | None, typer.Option(help="How many examples from --start.")] = None,
+    candidates: Annotated[int, typer.Option(help="BEIR: BM25 candidates per query.")] = 20,
+    top_k: Annotated[int, typer.Option("--top-k", help="Heads to keep.")] = 16,
+    method: Annotated[str, typer.Option(help="qr_score (the paper's) or ndcg.")] = "qr_score",
+    seed: Annotated[int, typer.Option(help="Seed of the per-example candidate shuffle.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Also write a layers × heads heatmap (PNG).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
+) -> None:
+    """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
+    from .detect import plot_head_scores, score_heads
+    from .scorer import QRHeadScorer
+
+    if method not in ("qr_score", "ndcg"):
+        raise _fail(ValueError(f"--method must be qr_score or ndcg, got {method!r}"))
+    try:
+        examples, description = _labelled_examples(data, data_format, split, start, limit, candidates)
+        scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
+        table = score_heads(
+            scorer, examples, method=method, seed=seed, data=description, show_progress=True,  # type: ignore[arg-type]
+        )
+    except (QRHeadError, OSError) as exc:
+        raise _fail(exc) from exc
+    heads = table.top(top_k)
+    heads.save(output)  # atomic: an interrupted run leaves no half-written file
+    console.print(f"top {top_k} heads ({method}, {table.examples} examples): {heads}")
+    console.print(f"best single layer: {table.best_layer()} · written to {output}")
+    if plot is not None:
+        plot_head_scores(table, str(plot), top_k=top_k)
+        console.print(f"heatmap written to {plot}")
+
+
+def _labelled_examples(
+    data: Path, data_format: str, split: str, start: int, limit: int | None, candidates: int
+) -> tuple[list[Any], str]:
+    from .evaluation import beir_candidates, read_beir, read_multihop_jsonl
+
+    if data_format == "multihop":
+        examples = read_multihop_jsonl(data, limit=limit, start=start)
+        end = start + len(examples) - 1
+        return examples, f"{data.name} rows {start}..{end} (multihop)"
+    if data_format == "beir":
+        dataset = read_beir(data, split=split)
+        examples = beir_candidates(dataset, top_k=candidates, start=start, limit=limit)
+        return examples, f"{data.name} {split} queries {start}..+{limit} (BM25 top-{candidates}, judged gold)"
+    raise DataFormatError(f"--format must be multihop or beir, got {data_format!r}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -34,6 +34,15 @@ def tiny_llama() -> Any:
 
 
 @pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama saved to a folder: what a lazily loading component is pointed at with ``model=``."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_scorer(tiny_llama: Any, tokenizer: Any) -> Any:
     from qrhead_integrations import QRHeadScorer
 

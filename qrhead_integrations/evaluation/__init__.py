@@ -5,6 +5,7 @@ a core install.
 """
 
 from .bm25 import BM25Index, bm25_rank, load_stemmer
+from .candidates import beir_candidates
 from .data import BeirDataset, MultihopExample, read_beir, read_multihop_jsonl
 from .metrics import (
     DEFAULT_METRICS,
@@ -22,6 +23,7 @@ __all__ = [
     "BeirDataset",
     "MultihopExample",
     "all_gold_at_k",
+    "beir_candidates",
     "bm25_rank",
     "evaluate_run",
     "load_stemmer",

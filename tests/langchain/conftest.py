@@ -6,7 +6,6 @@ embedding, callbacks are a real ``BaseCallbackHandler``, chains are real LCEL.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from qrhead_integrations import QRHeadScorer
 from tests.langchain.helpers import lexical_store, row_documents
-from tests.tiny_models import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +35,3 @@ def documents(row: dict[str, Any]) -> list[Document]:
 @pytest.fixture
 def store(documents: list[Document]) -> InMemoryVectorStore:
     return lexical_store(documents)
-
-
-@pytest.fixture(scope="session")
-def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny llama saved to a folder: what a lazily loading component is pointed at with ``model=``."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder

@@ -1,0 +1,58 @@
+"""`qrhead detect`: writes a valid head-set file (and a heatmap); bad data files name file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from qrhead_integrations import HeadSet
+from qrhead_integrations.cli import app
+
+runner = CliRunner()
+
+
+def _write_examples(path: Path, n: int = 3) -> None:
+    rows = []
+    for i in range(n):
+        passages = [{"title": f"T{j}", "text": f"The moon and the sun, passage {i}.{j}."} for j in range(4)]
+        rows.append({"id": f"q{i}", "question": f"what about passage {i}.1?", "passages": passages, "gold_idx": [1]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_detect_round_trip_writes_a_valid_head_set(saved_tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data)
+    out = tmp_path / "heads" / "tiny.json"
+    plot = tmp_path / "heads.png"
+    result = runner.invoke(
+        app,
+        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "5", "--output", str(out),
+         "--plot", str(plot), "--limit", "2", "--seed", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    heads = HeadSet.load(out)
+    assert len(heads) == 5 and heads.scores is not None and list(heads.scores) == sorted(heads.scores, reverse=True)
+    heads.validate(4, 4)
+    assert heads.provenance["examples"] == 2 and heads.provenance["seed"] == 3
+    assert heads.provenance["data"] == "train.jsonl rows 0..1 (multihop)"
+    assert plot.stat().st_size > 1000
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_detect_reports_the_bad_line(saved_tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "bad.jsonl"
+    _write_examples(data, n=1)
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write('{"question": "q", "passages": [{"title": "a", "text": "b"}], "gold_idx": [5]}\n')
+    out = tmp_path / "heads.json"
+    result = runner.invoke(app, ["detect", str(data), "--model", str(saved_tiny_model), "--output", str(out)])
+    assert result.exit_code == 2
+    assert "bad.jsonl:2" in result.output.replace("\n", "")
+    assert not out.exists()
+
+
+def test_detect_rejects_an_unknown_method(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--method", "x"])
+    assert result.exit_code == 2 and "qr_score" in result.output
