@@ -40,7 +40,8 @@ _ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | None] = contextvars.Cont
 
 
 class HeadRecorder:
-    """Collects the selected heads' attention of the last ``n_rows`` query positions during one forward.
+    """Collects the selected heads' attention of the last ``n_rows`` query positions during one forward,
+    summed over those rows (callers divide by the total number of query-part rows).
 
     Args:
         heads: the heads to record.
@@ -87,16 +88,15 @@ class HeadRecorder:
             probs = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]
         else:
             probs = torch.softmax(logits, dim=-1)
-        self._per_layer[layer] = probs.mean(dim=1)  # (h, K): average over the query-part rows
+        self._per_layer[layer] = probs.sum(dim=1)  # (h, K): summed over the recorded query-part rows
 
     def collect(self) -> torch.Tensor:
-        """``(n_heads, total_length)`` weights in head-set order; positions a head could not see are 0."""
+        """``(n_heads, total_length)`` row-summed weights in head-set order; positions a head could not see
+        are 0."""
         out = None
         for layer, idx in self._by_layer.items():
             if layer not in self._per_layer:
-                raise RuntimeError(
-                    f"layer {layer} was not captured: the forward stopped early or never ran it"
-                )
+                raise RuntimeError(f"layer {layer} was not captured: the forward stopped early or never ran it")
             weights = self._per_layer[layer]
             if out is None:
                 out = weights.new_zeros(len(self.heads), self.total_length)
@@ -107,9 +107,7 @@ class HeadRecorder:
         return out
 
 
-def _apply_mask(
-    logits: torch.Tensor, mask: torch.Tensor | None, q_len: int, k_len: int, rows: int
-) -> torch.Tensor:
+def _apply_mask(logits: torch.Tensor, mask: torch.Tensor | None, q_len: int, k_len: int, rows: int) -> torch.Tensor:
     """Apply the layer's mask to the recorded rows; with no mask, sdpa's causal rule (bottom-right aligned)."""
     if mask is None:
         row_pos = torch.arange(q_len - rows, q_len, device=logits.device)[:, None] + (k_len - q_len)
@@ -137,9 +135,7 @@ def _qrhead_attention(
     recorder = _ACTIVE_RECORDER.get()
     if recorder is not None:
         recorder.record(module, query, key, attention_mask, scaling, kwargs)
-    return sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-    )
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
 _registered = False

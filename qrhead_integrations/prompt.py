@@ -4,9 +4,11 @@ Layout (method.md): one user turn — an opening line, the passages as ``[i] tit
 lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template with the
 assistant header appended, or a plain layout when the tokenizer has no template.
 
-The prompt is encoded as a shared **prefix** (template head, opening, passages) and one **tail** per query
-(instruction, query, template end). Both the real query and the content-free ``"N/A"`` query share the same
-prefix token ids, so the prefix can be run once and its key/value cache reused for every tail.
+The prompt is encoded as a shared **prefix** (template head, opening, passages, and the instruction) and one
+**tail** per query (the query text and the template end). The "query part" whose attention is read is the
+instruction *and* the tail, as in the paper; the instruction comes before the query, so under causal attention
+its rows are the same whatever the query is — they are captured once, in the prefix pass
+(``EncodedPrompt.shared_rows``), and each tail only runs its own few tokens on a fork of the prefix cache.
 
 User text (passages, titles, queries) is tokenised with ``split_special_tokens=True``: a passage that contains
 ``<|im_start|>`` or ``<|eot_id|>`` is read as those characters, never as control tokens. Only the template's own
@@ -26,9 +28,7 @@ from .errors import EmptyQueryError, PassageTypeError
 
 OPENING = "Here are some paragraphs:\n\n"
 PASSAGE_SEPARATOR = "\n\n"
-INSTRUCTION = (
-    "Please find information that are relevant to the following query in the paragraphs above.\n\nQuery: "
-)
+INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above.\n\nQuery: "
 NULL_QUERY = "N/A"
 """The content-free query used for calibration (ICR)."""
 
@@ -108,6 +108,8 @@ class EncodedPrompt:
     """``[start, end)`` token positions of each passage (in prompt order) inside ``prefix_ids``."""
     tails: list[list[int]]
     """Token ids after the prefix, one list per query, in the order the queries were given."""
+    shared_rows: int = 0
+    """The last ``shared_rows`` prefix tokens (the instruction) belong to every query's query part."""
 
 
 class PromptBuilder:
@@ -195,11 +197,11 @@ class PromptBuilder:
 
     def fixed_tokens(self, tail_tokens: int) -> int:
         """Tokens of everything but the passages, for a tail of ``tail_tokens`` tokens."""
-        return len(self.before_ids) + len(self._user_ids(OPENING)) + tail_tokens + len(self.after_ids)
+        return len(self.before_ids) + len(self._user_ids(OPENING)) + len(self._instruction_ids) + tail_tokens
 
     def tail_ids(self, query: str) -> list[int]:
-        """Token ids after the prefix for ``query``: instruction, query, template end."""
-        return self._instruction_ids + self._user_ids(query) + self.after_ids
+        """Token ids after the prefix for ``query``: the query text and the template end."""
+        return self._user_ids(query) + self.after_ids
 
     # ---------------------------------------------------------------------------------------------- encode
     def encode(self, passages: Sequence[Passage], queries: Sequence[str]) -> EncodedPrompt:
@@ -213,9 +215,10 @@ class PromptBuilder:
         token_spans = _char_to_token_spans(offsets, char_spans)
         shift = len(self.before_ids)
         return EncodedPrompt(
-            prefix_ids=self.before_ids + body_ids,
+            prefix_ids=self.before_ids + body_ids + self._instruction_ids,
             passage_spans=[(start + shift, end + shift) for start, end in token_spans],
             tails=[self.tail_ids(query) for query in queries],
+            shared_rows=len(self._instruction_ids),
         )
 
     @staticmethod

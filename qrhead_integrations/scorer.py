@@ -123,9 +123,7 @@ class QRHeadScorer:
         self.model_id = model_id or getattr(model.config, "name_or_path", None) or type(model).__name__
         self.config = replace(config or ScorerConfig(), **config_overrides)
         self.num_layers, self.num_heads = _layer_shape(model)
-        self.heads = resolve_heads(
-            heads, model_id=self.model_id, num_layers=self.num_layers, num_heads=self.num_heads
-        )
+        self.heads = resolve_heads(heads, model_id=self.model_id, num_layers=self.num_layers, num_heads=self.num_heads)
         capture.prepare_model(model)
         self._builder = PromptBuilder(tokenizer, self.config.layout)
         self._lock = threading.Lock()
@@ -201,9 +199,7 @@ class QRHeadScorer:
         return min(native, self.config.max_length) if self.config.max_length else native
 
     def __repr__(self) -> str:
-        return (
-            f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
-        )
+        return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
 
     # ------------------------------------------------------------------------------------------- public API
     def score(self, query: str, passages: Iterable[Any]) -> list[float]:
@@ -243,9 +239,7 @@ class QRHeadScorer:
         Empty passages (no text, no title) are left out of the prompt and score ``EMPTY_PASSAGE_SCORE``.
         """
         if isinstance(queries, str):
-            raise InvalidInputError(
-                "score_many/score_per_head_many take a list of queries, not a single string"
-            )
+            raise InvalidInputError("score_many/score_per_head_many take a list of queries, not a single string")
         query_list = [check_query(q) for q in queries]
         items = to_passages(passages)
         result = torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE)
@@ -262,7 +256,7 @@ class QRHeadScorer:
         with self._lock, tqdm(total=len(plans), disable=not self.config.show_progress, desc="qrhead") as bar:
             for _, window in plans:
                 encoded = self._builder.encode([cut[i] for i in window], tails)
-                weights = self._capture(encoded.prefix_ids, encoded.tails)
+                weights = self._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
                 null = weights[-1] if self.config.calibrate else None
                 for qi in range(len(query_list)):
                     tokens = token_scores(weights[qi], null)
@@ -290,9 +284,7 @@ class QRHeadScorer:
             first = list(indices)
         return [first, first[::-1]] if self.config.debias and len(first) > 1 else [first]
 
-    def _windows(
-        self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]
-    ) -> list[list[int]]:
+    def _windows(self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]) -> list[list[int]]:
         """Split ``order`` into consecutive windows that fit the context, of about equal token counts."""
         tail_tokens = max(len(self._builder.tail_ids(t)) for t in tails)
         budget = self.context_length - self._builder.fixed_tokens(tail_tokens) - _WINDOW_MARGIN
@@ -325,24 +317,27 @@ class QRHeadScorer:
             filled += count
         return windows
 
-    def _capture(self, prefix_ids: list[int], tails: list[list[int]]) -> list[torch.Tensor]:
-        """Selected heads' attention over the prefix, one ``(heads, prefix_len)`` tensor per tail."""
+    def _capture(self, prefix_ids: list[int], shared_rows: int, tails: list[list[int]]) -> list[torch.Tensor]:
+        """Selected heads' attention over the prefix, averaged over each query's query-part rows.
+
+        The query part is the prefix's last ``shared_rows`` tokens (the instruction, identical for every query
+        and captured once during the prefix pass) plus the tail. Returns one ``(heads, prefix_len)`` tensor per
+        tail — exactly the row mean a single forward of prefix + tail would give.
+        """
         stop = self.heads.deepest_layer
-        cache = capture.new_cache(self.model)
-        capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop)
         prefix_len = len(prefix_ids)
+        shared = capture.HeadRecorder(self.heads, n_rows=shared_rows, total_length=prefix_len) if shared_rows else None
+        cache = capture.new_cache(self.model)
+        capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop, recorder=shared)
+        shared_sum = shared.collect() if shared is not None else 0.0
         out = []
         for tail in tails:
             recorder = capture.HeadRecorder(self.heads, n_rows=len(tail), total_length=prefix_len + len(tail))
             capture.run_layers(
-                self.model,
-                tail,
-                capture.fork_cache(cache),
-                start=prefix_len,
-                stop_after=stop,
-                recorder=recorder,
+                self.model, tail, capture.fork_cache(cache), start=prefix_len, stop_after=stop, recorder=recorder
             )
-            out.append(recorder.collect()[:, :prefix_len].cpu())
+            row_sum = recorder.collect()[:, :prefix_len] + shared_sum
+            out.append((row_sum / (shared_rows + len(tail))).cpu())
         return out
 
 

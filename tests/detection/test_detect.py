@@ -17,7 +17,24 @@ from tests.tiny_models import tiny_model
 
 MARKER = "§"
 PLANTED = (0, 2)
-WORDS = "the moon sun star water fox dog cat city river play book tree road stone light".split()
+WORDS = [
+    "the",
+    "moon",
+    "sun",
+    "star",
+    "water",
+    "fox",
+    "dog",
+    "cat",
+    "city",
+    "river",
+    "play",
+    "book",
+    "tree",
+    "road",
+    "stone",
+    "light",
+]
 
 
 @dataclass

@@ -31,11 +31,14 @@ def _eager_reference(kind: str, ids: list[int], n_rows: int, heads: list[tuple[i
 def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
     scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
     encoded = scorer._builder.encode(to_passages(PASSAGES), ["Which city is the capital of France?", "N/A"])
-    weights = scorer._capture(encoded.prefix_ids, encoded.tails)
+    weights = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     prefix_len = len(encoded.prefix_ids)
     assert prefix_len > 40  # far beyond gemma3's 8-token window: the sliding mask and cache matter
+    assert encoded.shared_rows > 10  # the instruction's rows are captured in the prefix pass
     for tail, captured in zip(encoded.tails, weights, strict=True):
-        reference = _eager_reference(kind, encoded.prefix_ids + tail, len(tail), list(scorer.heads))
+        # The query part is the instruction (end of the prefix) plus the tail, read in one eager forward.
+        rows = encoded.shared_rows + len(tail)
+        reference = _eager_reference(kind, encoded.prefix_ids + tail, rows, list(scorer.heads))
         torch.testing.assert_close(captured, reference[:, :prefix_len], atol=1e-4, rtol=0)
         # The weights really vary across positions (not uniform), so equality is not trivial.
         visible = captured[captured > 0]
@@ -45,12 +48,13 @@ def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
 def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
     scorer = QRHeadScorer(tiny_model("gemma3"), tokenizer, heads="0-1,1-1", model_id="tiny-gemma3")
     encoded = scorer._builder.encode(to_passages(PASSAGES), ["capital of France?"])
-    (weights,) = scorer._capture(encoded.prefix_ids, encoded.tails)
+    (weights,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     window_layer, full_layer = weights[0], weights[1]
-    # Layer 0 slides over 8 tokens: the first tail rows see the last 7 prefix tokens and nothing before them;
-    # layer 1 is full attention and sees every prefix token.
-    assert torch.count_nonzero(window_layer[:-7]) == 0
-    assert torch.count_nonzero(window_layer[-7:]) == 7
+    # Layer 0 slides over 8 tokens: the query part's first row (the instruction's first token) sees the 7
+    # tokens before it and nothing earlier; layer 1 is full attention and sees every prefix token.
+    seen = encoded.shared_rows + 7
+    assert torch.count_nonzero(window_layer[:-seen]) == 0
+    assert torch.count_nonzero(window_layer[-seen:]) == seen
     assert torch.count_nonzero(full_layer) == len(encoded.prefix_ids)
 
 

@@ -52,16 +52,14 @@ def test_captured_attention_matches_eager_on_the_real_model(
     row = hotpotqa_rows[0]
     encoded = scorer._builder.encode(to_passages(_passages(row)[:4]), [row["question"], "N/A"])
     with torch.inference_mode():
-        weights = scorer._capture(encoded.prefix_ids, encoded.tails)
+        weights = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     prefix_len = len(encoded.prefix_ids)
     for tail, captured in zip(encoded.tails, weights, strict=True):
         with torch.inference_mode():
             out = eager(torch.tensor([encoded.prefix_ids + tail]), output_attentions=True)
+        rows = encoded.shared_rows + len(tail)  # the query part: the instruction and the tail
         reference = torch.stack(
-            [
-                out.attentions[layer][0, head, -len(tail) :, :prefix_len].mean(0)
-                for layer, head in scorer.heads
-            ]
+            [out.attentions[layer][0, head, -rows:, :prefix_len].mean(0) for layer, head in scorer.heads]
         )
         torch.testing.assert_close(captured, reference, atol=1e-4, rtol=0)
 
