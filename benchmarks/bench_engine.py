@@ -1,6 +1,7 @@
 """Engine speed and memory: our scorer vs plain forwards, at several prompt lengths, on the bundled models.
 
-Measured per length (median of ``--repeats`` runs after one warm-up):
+Measured per length, ``--repeats`` interleaved rounds after one warm-up each (medians; ratios are the median of
+per-round ratios, so background load hits both sides of a ratio alike):
   (a) scorer      QRHeadScorer.score(): prefix forward + query tail + "N/A" tail, cut after the deepest head,
                   capturing the selected heads;
   (b) truncated   one plain-sdpa forward of the same tokens, cut after the same deepest layer;
@@ -92,18 +93,42 @@ class _PeakMemory:
         self.peak_bytes = self._peak - self._base
 
 
-def _measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
-    fn()  # warm-up
-    times, peaks = [], []
+def _measure_rounds(
+    fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device
+) -> dict[str, list[tuple[float, int]]]:
+    """Run every function once per round, interleaved, after one warm-up each.
+
+    Interleaving makes a slow period (another process on a 2-core machine) hit all methods of a round alike, so
+    per-round ratios stay meaningful where back-to-back blocks of repeats would not.
+    """
+    for fn in fns.values():
+        fn()  # warm-up
+    samples: dict[str, list[tuple[float, int]]] = {name: [] for name in fns}
     for _ in range(repeats):
-        with _PeakMemory(device) as mem:
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        peaks.append(mem.peak_bytes)
-    return {"seconds": statistics.median(times), "peak_mib": max(peaks) / 2**20, "runs": repeats}
+        for name, fn in fns.items():
+            with _PeakMemory(device) as mem:
+                start = time.perf_counter()
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - start
+            samples[name].append((elapsed, mem.peak_bytes))
+    return samples
+
+
+def _summary(samples: list[tuple[float, int]]) -> dict[str, float]:
+    times = [t for t, _ in samples]
+    return {
+        "seconds": statistics.median(times),
+        "min_seconds": min(times),
+        "peak_mib": max(p for _, p in samples) / 2**20,
+        "runs": len(samples),
+    }
+
+
+def _ratio(samples: dict[str, list[tuple[float, int]]], num: str, den: str) -> float:
+    """Median over rounds of the per-round time ratio."""
+    return statistics.median(a[0] / b[0] for a, b in zip(samples[num], samples[den], strict=True))
 
 
 def _measure_length(scorer: QRHeadScorer, passages: list[Any], repeats: int, eager_max: int) -> dict[str, Any]:
@@ -130,23 +155,32 @@ def _measure_length(scorer: QRHeadScorer, passages: list[Any], repeats: int, eag
     def run_eager() -> None:
         model(tensor_ids, output_attentions=True, logits_to_keep=1)
 
-    row["scorer"] = _measure(run_scorer, repeats, device)
+    plain: dict[str, Callable[[], Any]] = {"truncated_sdpa": run_truncated, "full_sdpa": run_full}
+    model.set_attn_implementation(capture.ATTENTION_NAME)
+
+    # The scorer needs the capturing attention and the plain forwards plain sdpa: switch per call.
+    def scorer_call() -> None:
+        model.set_attn_implementation(capture.ATTENTION_NAME)
+        try:
+            run_scorer()
+        finally:
+            model.set_attn_implementation("sdpa")
+
     model.set_attn_implementation("sdpa")
     try:
-        row["truncated_sdpa"] = _measure(run_truncated, repeats, device)
-        row["full_sdpa"] = _measure(run_full, repeats, device)
+        samples = _measure_rounds({"scorer": scorer_call, **plain}, repeats, device)
         if len(ids) <= eager_max:
             model.set_attn_implementation("eager")
-            row["eager_output_attentions"] = _measure(run_eager, max(1, repeats - 1), device)
-        else:
-            row["eager_output_attentions"] = None
+            samples.update(_measure_rounds({"eager_output_attentions": run_eager}, max(1, repeats - 1), device))
     finally:
         model.set_attn_implementation(capture.ATTENTION_NAME)
-    scorer_s = row["scorer"]["seconds"]
-    row["ratio_scorer_over_truncated_sdpa"] = scorer_s / row["truncated_sdpa"]["seconds"]
-    row["ratio_scorer_over_full_sdpa"] = scorer_s / row["full_sdpa"]["seconds"]
+    for name, values in samples.items():
+        row[name] = _summary(values)
+    row.setdefault("eager_output_attentions", None)
+    row["ratio_scorer_over_truncated_sdpa"] = _ratio(samples, "scorer", "truncated_sdpa")
+    row["ratio_scorer_over_full_sdpa"] = _ratio(samples, "scorer", "full_sdpa")
     eager = row["eager_output_attentions"]
-    row["ratio_eager_over_scorer"] = None if eager is None else eager["seconds"] / scorer_s
+    row["ratio_eager_over_scorer"] = None if eager is None else eager["seconds"] / row["scorer"]["seconds"]
     return row
 
 
@@ -211,8 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--lengths", default="512,2048,4096,8192")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--eager-max", type=int, default=2048, help="skip eager above this many tokens (memory)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eager-max", type=int, default=2600, help="skip eager above this many tokens (memory)")
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, help="write the report as a Markdown table")
     args = parser.parse_args()
