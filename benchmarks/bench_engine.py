@@ -47,13 +47,20 @@ def _corpus() -> list[tuple[str, str]]:
 
 
 def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[str, str]]) -> list[Any]:
-    """Add passages until the whole prompt reaches about ``target_tokens`` tokens."""
+    """Passages whose whole prompt stays within ``target_tokens`` (and within the scorer's single window, so the
+    scorer and the plain forwards process the very same tokens)."""
     chosen: list[Any] = []
     for item in corpus:
-        chosen.append(item)
-        encoded = scorer._builder.encode(to_passages(chosen), [QUERY])
-        if len(encoded.prefix_ids) + len(encoded.tails[0]) >= target_tokens:
+        candidate = [*chosen, item]
+        encoded = scorer._builder.encode(to_passages(candidate), [QUERY])
+        if len(encoded.prefix_ids) + len(encoded.tails[0]) > target_tokens:
             break
+        if (
+            len(scorer._windows(list(range(len(candidate))), dict(enumerate(to_passages(candidate))), [QUERY, "N/A"]))
+            > 1
+        ):
+            break
+        chosen = candidate
     return chosen
 
 
