@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.compress import ContextCompressor
@@ -115,12 +116,7 @@ def main() -> None:
                 f"| {row['ratio_many_over_single']:.2f} | {row['goal_ratio']:.2f} |"
             )
     markdown = "\n".join(lines) + "\n"
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown, encoding="utf-8")
+    write_reports(report, markdown, args.json, args.markdown)
     print(markdown)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 import torch
+from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer, capture
 from qrhead_integrations.prompt import to_passages
@@ -277,10 +278,7 @@ def main() -> None:
     }
     for name in args.models.split(","):
         report["models"][name] = bench_model(name, lengths, args.repeats, args.eager_max)
-    for target, text in ((args.json, json.dumps(report, indent=2)), (args.markdown, _markdown(report))):
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+    write_reports(report, _markdown(report), args.json, args.markdown)
     print(_markdown(report))
 
 

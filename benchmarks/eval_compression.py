@@ -12,11 +12,11 @@ QRHead scores, BM25 scores of the same chunks, and truncation (the first chunks,
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from _report import write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
@@ -118,10 +118,7 @@ def main() -> None:
     for system, m in report["metrics"].items():
         lines.append(f"| {system} | {m['both_gold_kept']:.3f} | {m['gold_kept']:.3f} | {m['mean_kept_ratio']:.3f} |")
     markdown = "\n".join(lines) + "\n"
-    for target, text in ((args.json, json.dumps(report, indent=2) + "\n"), (args.markdown, markdown)):
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+    write_reports(report, markdown, args.json, args.markdown)
     print(markdown)
 
 

@@ -11,11 +11,11 @@ each question's own passages is the lexical baseline.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from _report import write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
@@ -99,10 +99,7 @@ def main() -> None:
     for name, m in metrics.items():
         lines.append(f"| {name} | {m['recall@2']:.3f} | {m['recall@5']:.3f} | {m['seconds_per_question']:.2f} |")
     markdown = "\n".join(lines) + "\n"
-    for target, text in ((args.json, json.dumps(report, indent=2) + "\n"), (args.markdown, markdown)):
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+    write_reports(report, markdown, args.json, args.markdown)
     print(markdown)
 
 
