@@ -41,19 +41,27 @@ _ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | None] = contextvars.Cont
 
 class HeadRecorder:
     """Collects the selected heads' attention of the last ``n_rows`` query positions during one forward,
-    summed over those rows (callers divide by the total number of query-part rows).
+    summed over groups of those rows (callers divide by the number of query-part rows).
 
     Args:
         heads: the heads to record.
         n_rows: how many trailing query positions (the prompt's query part) to record.
         total_length: absolute length of the sequence after this forward (cache + new tokens); keys of a
             sliding-window layer cover only the last ``window`` positions and are right-aligned to this length.
+        row_groups: ``(batch, groups, n_rows)`` 0/1 weights saying which recorded rows each output sums, e.g.
+            the real (unpadded) rows of each tail in a right-padded batch, or the instruction rows and the
+            query rows of one sequence kept apart. ``None``: one group of all rows, batch of one.
     """
 
-    def __init__(self, heads: HeadSet, n_rows: int, total_length: int) -> None:
+    def __init__(
+        self, heads: HeadSet, n_rows: int, total_length: int, row_groups: torch.Tensor | None = None
+    ) -> None:
+        if row_groups is not None and (row_groups.dim() != 3 or row_groups.shape[-1] != n_rows):
+            raise ValueError(f"row_groups must have shape (batch, groups, {n_rows}), got {tuple(row_groups.shape)}")
         self.heads = heads
         self.n_rows = n_rows
         self.total_length = total_length
+        self.row_groups = row_groups
         self._by_layer = {layer: torch.tensor(idx) for layer, idx in heads.by_layer().items()}
         self._per_layer: dict[int, torch.Tensor] = {}
 
@@ -74,36 +82,41 @@ class HeadRecorder:
         kv_idx = torch.div(head_idx, n_heads // kv_heads, rounding_mode="floor")
         q_len, k_len = query.shape[2], key.shape[2]
         rows = min(self.n_rows, q_len)
-        q_sel = query[0, head_idx, q_len - rows :, :].float()  # (h, rows, d)
-        k_sel = key[0, kv_idx].float()  # (h, K, d)
+        q_sel = query[:, head_idx, q_len - rows :, :].float()  # (b, h, rows, d)
+        k_sel = key[:, kv_idx].float()  # (b, h, K, d)
         scale = scaling if scaling is not None else q_sel.shape[-1] ** -0.5
-        logits = torch.matmul(q_sel, k_sel.transpose(-1, -2)) * scale  # (h, rows, K)
+        logits = torch.matmul(q_sel, k_sel.transpose(-1, -2)) * scale  # (b, h, rows, K)
         softcap = extra.get("softcap")
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         logits = _apply_mask(logits, attention_mask, q_len, k_len, rows)
         sinks = extra.get("s_aux")
         if sinks is not None:
-            sink = sinks.to(logits.device).float()[head_idx].view(-1, 1, 1).expand(-1, rows, 1)
+            sink = sinks.to(logits.device).float()[head_idx].view(1, -1, 1, 1).expand(*logits.shape[:-1], 1)
             probs = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]
         else:
             probs = torch.softmax(logits, dim=-1)
-        self._per_layer[layer] = probs.sum(dim=1)  # (h, K): summed over the recorded query-part rows
+        if self.row_groups is None:
+            self._per_layer[layer] = probs.sum(dim=2, keepdim=True).transpose(1, 2)  # (b, 1, h, K)
+        else:
+            groups = self.row_groups[..., self.n_rows - rows :].to(probs)
+            self._per_layer[layer] = torch.einsum("bgr,bhrk->bghk", groups, probs)
 
     def collect(self) -> torch.Tensor:
-        """``(n_heads, total_length)`` row-summed weights in head-set order; positions a head could not see
-        are 0."""
+        """``(batch, groups, n_heads, total_length)`` row-summed weights in head-set order; positions a head
+        could not see are 0."""
         out = None
         for layer, idx in self._by_layer.items():
             if layer not in self._per_layer:
                 raise RuntimeError(f"layer {layer} was not captured: the forward stopped early or never ran it")
             weights = self._per_layer[layer]
             if out is None:
-                out = weights.new_zeros(len(self.heads), self.total_length)
+                out = weights.new_zeros(*weights.shape[:2], len(self.heads), self.total_length)
             offset = self.total_length - weights.shape[-1]
             positions = [i for i, (lay, _) in enumerate(self.heads) if lay == layer]
-            out[positions, offset:] = weights[: len(idx)]
-        assert out is not None  # a HeadSet is never empty
+            out[:, :, positions, offset:] = weights[:, :, : len(idx)]
+        if out is None:  # a HeadSet is never empty, so every recorder has at least one layer
+            raise RuntimeError("no heads to collect")
         return out
 
 
@@ -113,6 +126,7 @@ def _apply_mask(logits: torch.Tensor, mask: torch.Tensor | None, q_len: int, k_l
         row_pos = torch.arange(q_len - rows, q_len, device=logits.device)[:, None] + (k_len - q_len)
         col_pos = torch.arange(k_len, device=logits.device)[None, :]
         return logits.masked_fill(col_pos > row_pos, float("-inf"))
+    # Tails of a batch are right-padded and see the same prefix, so every batch element has the same mask.
     sub = mask[0, 0] if mask.dim() == 4 and mask.shape[1] == 1 else mask[0]
     sub = sub[..., -rows:, -k_len:]
     if sub.dtype == torch.bool:
@@ -194,7 +208,7 @@ def _cache_kwarg(decoder: Any) -> str:
 
 def run_layers(
     model: Any,
-    input_ids: Sequence[int],
+    input_ids: Sequence[int] | Sequence[Sequence[int]],
     cache: Any,
     *,
     start: int,
@@ -203,12 +217,14 @@ def run_layers(
 ) -> None:
     """Run the decoder on ``input_ids`` at absolute positions ``start..``, appending to ``cache``.
 
+    ``input_ids`` is one sequence, or a batch of equally long sequences (a cache forked with ``batch=``).
     Stops after layer ``stop_after`` (every layer when ``None``). With a ``recorder``, captures its heads.
     """
     decoder = decoder_of(model)
     device = next(model.parameters()).device
-    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=device)
-    positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0)
+    rows = [list(input_ids)] if input_ids and isinstance(input_ids[0], int) else [list(r) for r in input_ids]
+    ids = torch.tensor(rows, dtype=torch.long, device=device)
+    positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
     handle = None
     if stop_after is not None and stop_after < len(decoder.layers) - 1:
         handle = decoder.layers[stop_after].register_forward_hook(_raise_stop)
@@ -229,15 +245,38 @@ def new_cache(model: Any) -> Any:
     return DynamicCache(config=model.config)
 
 
-def fork_cache(cache: Any) -> Any:
+def fork_cache(cache: Any, batch: int = 1, length: int | None = None) -> Any:
     """A cache that starts from ``cache``'s contents without copying tensors.
 
     Cache layers replace their key/value tensors on update (``torch.cat``) instead of writing into them, so a
-    shallow copy of each layer object is an independent cache sharing the prefix's memory.
+    shallow copy of each layer object is an independent cache sharing the prefix's memory. With ``batch > 1``
+    the batch-of-one prefix is broadcast (``expand``, no copy) so that ``batch`` tails can run in one forward.
+    With ``length``, the fork keeps only the first ``length`` positions (a view), which needs
+    :func:`can_crop`.
     """
     layers = getattr(cache, "layers", None)
     if layers is None:
+        if batch != 1 or length is not None:
+            raise UnsupportedModelError(f"{type(cache).__name__}: cannot fork this cache for a batch of tails")
         return copy.deepcopy(cache)
     fork = copy.copy(cache)
     fork.layers = [copy.copy(layer) for layer in layers]
+    for layer in fork.layers:
+        if getattr(layer, "keys", None) is None or layer.keys.dim() != 4:
+            continue
+        if length is not None:
+            layer.keys = layer.keys[:, :, :length]
+            layer.values = layer.values[:, :, :length]
+        if batch != 1:
+            layer.keys = layer.keys.expand(batch, -1, -1, -1)
+            layer.values = layer.values.expand(batch, -1, -1, -1)
     return fork
+
+
+def can_crop(cache: Any) -> bool:
+    """Whether every layer of ``cache`` keeps all positions from the start, so a prefix of it is a valid
+    cache (sliding-window layers drop old positions, so a cache holding them cannot be cut back)."""
+    layers = getattr(cache, "layers", None)
+    return layers is not None and all(
+        type(layer).__name__ == "DynamicLayer" and not getattr(layer, "is_sliding", False) for layer in layers
+    )

@@ -45,6 +45,26 @@ def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
         assert visible.std() > 0.1 * visible.mean()
 
 
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_batched_tails_equal_one_tail_per_forward(kind: str, tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tails of different lengths run as one right-padded batch; the padding must not leak into any tail."""
+    from qrhead_integrations import scorer as scorer_module
+
+    scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
+    queries = ["Which city is the capital of France and where is it?", "fox", "N/A", "what boils at 100 degrees"]
+    encoded = scorer._builder.encode(to_passages(PASSAGES), queries)
+    assert len({len(t) for t in encoded.tails}) == len(queries)  # every tail a different length
+    # llama's cache is cut back after the first tail rides with the prefix; gemma3's sliding layers are not.
+    assert capture.can_crop(capture.new_cache(scorer.model)) == (kind == "llama")
+    batched = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    assert len(scorer_module._tail_groups(encoded.tails, len(encoded.prefix_ids))) == 1
+    monkeypatch.setattr(scorer_module, "_TAIL_BATCH_TOKENS", 1)  # forces one tail per forward
+    assert len(scorer_module._tail_groups(encoded.tails, len(encoded.prefix_ids))) == len(queries)
+    single = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    for one, many in zip(single, batched, strict=True):
+        torch.testing.assert_close(many, one, atol=1e-6, rtol=0)
+
+
 def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
     scorer = QRHeadScorer(tiny_model("gemma3"), tokenizer, heads="0-1,1-1", model_id="tiny-gemma3")
     encoded = scorer._builder.encode(to_passages(PASSAGES), ["capital of France?"])
@@ -77,7 +97,7 @@ def test_truncated_forward_gives_the_same_capture_as_the_full_one(kind: str, tok
             stop_after=stop_after,
             recorder=recorder,
         )
-        return recorder.collect()
+        return recorder.collect()[0, 0]
 
     truncated, full = run(1), run(None)
     torch.testing.assert_close(truncated, full, atol=1e-6, rtol=0)
