@@ -222,8 +222,12 @@ def run_layers(
     """
     decoder = decoder_of(model)
     device = next(model.parameters()).device
-    rows = [list(input_ids)] if input_ids and isinstance(input_ids[0], int) else [list(r) for r in input_ids]
-    ids = torch.tensor(rows, dtype=torch.long, device=device)
+    batch: list[list[int]] = (
+        [list(input_ids)]  # type: ignore[arg-type]
+        if input_ids and isinstance(input_ids[0], int)
+        else [list(r) for r in input_ids]  # type: ignore[arg-type]
+    )
+    ids = torch.tensor(batch, dtype=torch.long, device=device)
     positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
     handle = None
     if stop_after is not None and stop_after < len(decoder.layers) - 1:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_eval import eval_app
 from .errors import DataFormatError, QRHeadError
 from .models import DEFAULT_MODEL
 from .prompt import Passage
@@ -165,32 +166,65 @@ def detect(
     start: Annotated[int, typer.Option(help="First example (keep detection and evaluation disjoint).")] = 0,
     limit: Annotated[int | None, typer.Option(help="How many examples from --start.")] = None,
     candidates: Annotated[int, typer.Option(help="BEIR: BM25 candidates per query.")] = 20,
-    top_k: Annotated[int, typer.Option("--top-k", help="Heads to keep.")] = 16,
+    top_k: Annotated[
+        str,
+        typer.Option(
+            "--top-k",
+            help="Heads to keep, or 'auto': hold out --validation of the examples and keep the best of the "
+            "top 4/8/16/32 heads and the best layer on them.",
+        ),
+    ] = "16",
+    validation: Annotated[float, typer.Option(help="With --top-k auto: fraction of examples held out.")] = 0.2,
     method: Annotated[str, typer.Option(help="qr_score (the paper's) or ndcg.")] = "qr_score",
     seed: Annotated[int, typer.Option(help="Seed of the per-example candidate shuffle.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Also write a layers × heads heatmap (PNG).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
 ) -> None:
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
-    from .detect import plot_head_scores, score_heads
+    from .detect import (
+        choose_heads,
+        detection_provenance,
+        example_head_scores,
+        head_scores_table,
+        plot_head_scores,
+    )
     from .scorer import QRHeadScorer
 
     if method not in ("qr_score", "ndcg"):
         raise _fail(ValueError(f"--method must be qr_score or ndcg, got {method!r}"))
+    auto = top_k.strip().lower() == "auto"
+    if not auto and not (top_k.isdigit() and int(top_k) >= 1):
+        raise _fail(ValueError(f"--top-k must be a positive integer or 'auto', got {top_k!r}"))
+    if auto and not 0 < validation < 1:
+        raise _fail(ValueError(f"--validation must be a fraction in (0, 1), got {validation}"))
     try:
         examples, description = _labelled_examples(data, data_format, split, start, limit, candidates)
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
-        table = score_heads(
-            scorer, examples, method=method, seed=seed, data=description, show_progress=True,  # type: ignore[arg-type]
+        scored = list(example_head_scores(scorer, examples, seed=seed, show_progress=True, total=len(examples)))
+        held_out = min(len(scored) - 1, max(1, round(len(scored) * validation))) if auto else 0
+        if auto and held_out < 1:
+            raise QRHeadError("--top-k auto needs at least 2 usable examples")
+        table = head_scores_table(
+            scored[: len(scored) - held_out],
+            method=method,  # type: ignore[arg-type]
+            num_layers=scorer.num_layers,
+            num_heads=scorer.num_heads,
+            provenance=detection_provenance(scorer, seed, description),
         )
+        if auto:
+            selection = choose_heads(table, scored[len(scored) - held_out :])
+            heads = selection.heads
+            figures = ", ".join(f"{name} {value:.3f}" for name, value in selection.validation.items())
+            console.print(f"validation nDCG@10 on {held_out} held-out examples: {figures}")
+        else:
+            heads = table.top(int(top_k))
     except (QRHeadError, OSError) as exc:
         raise _fail(exc) from exc
-    heads = table.top(top_k)
     heads.save(output)  # atomic: an interrupted run leaves no half-written file
-    console.print(f"top {top_k} heads ({method}, {table.examples} examples): {heads}")
+    console.print(f"{len(heads)} heads ({method}, {table.examples} examples): {heads}")
     console.print(f"best single layer: {table.best_layer()} · written to {output}")
     if plot is not None:
-        plot_head_scores(table, str(plot), top_k=top_k)
+        plot_head_scores(table, str(plot), top_k=len(heads))
         console.print(f"heatmap written to {plot}")
 
 
@@ -209,6 +243,8 @@ def _labelled_examples(
         return examples, f"{data.name} {split} queries {start}..+{limit} (BM25 top-{candidates}, judged gold)"
     raise DataFormatError(f"--format must be multihop or beir, got {data_format!r}")
 
+
+app.add_typer(eval_app, name="eval")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

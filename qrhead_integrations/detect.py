@@ -19,7 +19,7 @@ import datetime as _dt
 import math
 import random
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -103,6 +103,73 @@ def _shuffled(example: LabelledExample, rng: random.Random) -> tuple[list[Passag
     return [passages[i] for i in order], sorted(position[g] for g in example.gold)
 
 
+@dataclass(frozen=True)
+class ExampleHeadScores:
+    """Every head's calibrated scores on one example: ``per_head`` is ``(num_layers * num_heads, passages)``
+    in layer-major head order, passages and ``gold`` indices in the order they were scored."""
+
+    per_head: torch.Tensor
+    gold: tuple[int, ...]
+
+
+def example_head_scores(
+    scorer: QRHeadScorer,
+    examples: Iterable[LabelledExample],
+    *,
+    seed: int = 0,
+    shuffle: bool = True,
+    show_progress: bool = False,
+    total: int | None = None,
+) -> Iterator[ExampleHeadScores]:
+    """Score every head of ``scorer``'s model on each example, one example at a time (the expensive step of
+    detection; :func:`head_scores_table` and :func:`choose_heads` only read its output).
+
+    Examples whose gold passages are all empty are skipped with a warning at the end. Candidates are shuffled
+    with ``random.Random(seed)``, one shuffle per example in order, so a given seed and example list always give
+    the same prompts (and distributed workers can reproduce them).
+    """
+    if not scorer.config.calibrate:
+        warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
+    all_heads = scorer.with_config(heads="all", order="as_given", debias=False)
+    rng = random.Random(seed)
+    skipped = 0
+    for example in tqdm(examples, total=total, disable=not show_progress, desc="detect", unit="ex"):
+        if not example.gold:
+            raise InvalidInputError(f"example {example.question[:60]!r} has no gold passage")
+        passages, gold = _shuffled(example, rng) if shuffle else (to_passages(example.passages), list(example.gold))
+        if any(passages[g].is_empty for g in gold):
+            skipped += 1
+            continue
+        yield ExampleHeadScores(all_heads.score_per_head(example.question, passages).double(), tuple(gold))
+    if skipped:
+        warnings.warn(f"{skipped} examples skipped: a gold passage was empty", stacklevel=2)
+
+
+def head_scores_table(
+    scored: Iterable[ExampleHeadScores],
+    *,
+    method: Method,
+    num_layers: int,
+    num_heads: int,
+    provenance: dict[str, Any] | None = None,
+) -> HeadScores:
+    """Reduce per-example head scores into the per-head detection table (mean over examples)."""
+    if method not in ("qr_score", "ndcg"):
+        raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    sums = torch.zeros(num_layers * num_heads, dtype=torch.float64)
+    used = 0
+    for item in scored:
+        gold = list(item.gold)
+        sums += item.per_head[:, gold].sum(dim=1) if method == "qr_score" else _ndcg_at_10(item.per_head, gold)
+        used += 1
+    if used == 0:
+        raise InvalidInputError("no usable example: detection needs at least one example with a non-empty gold")
+    table = (sums / used).reshape(num_layers, num_heads).numpy()
+    if not np.all(np.isfinite(table)):
+        raise InvalidInputError("non-finite head scores: check the examples' passages")
+    return HeadScores(table, method, used, {**(provenance or {}), "method": method, "examples": used})
+
+
 def score_heads(
     scorer: QRHeadScorer,
     examples: Iterable[LabelledExample],
@@ -129,64 +196,128 @@ def score_heads(
     """
     if method not in ("qr_score", "ndcg"):
         raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
-    if not scorer.config.calibrate:
-        warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
-    all_heads = scorer.with_config(heads="all", order="as_given", debias=False)
-    rng = random.Random(seed)
-    sums = torch.zeros(len(all_heads.heads), dtype=torch.float64)
-    used = skipped = 0
-    for example in tqdm(examples, total=total, disable=not show_progress, desc=f"detect ({method})", unit="ex"):
-        if not example.gold:
-            raise InvalidInputError(f"example {example.question[:60]!r} has no gold passage")
-        passages, gold = _shuffled(example, rng) if shuffle else (to_passages(example.passages), list(example.gold))
-        if any(passages[g].is_empty for g in gold):
-            skipped += 1
-            continue
-        per_head = all_heads.score_per_head(example.question, passages).double()
-        sums += per_head[:, gold].sum(dim=1) if method == "qr_score" else _ndcg_at_10(per_head, gold)
-        used += 1
-    if used == 0:
-        raise InvalidInputError("no usable example: detection needs at least one example with a non-empty gold")
-    if skipped:
-        warnings.warn(f"{skipped} examples skipped: a gold passage was empty", stacklevel=2)
-    provenance = {
+    scored = example_head_scores(
+        scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total
+    )
+    return head_scores_table(
+        scored,
+        method=method,
+        num_layers=scorer.num_layers,
+        num_heads=scorer.num_heads,
+        provenance=detection_provenance(scorer, seed if shuffle else None, data),
+    )
+
+
+def detection_provenance(scorer: QRHeadScorer, seed: int | None, data: str | None) -> dict[str, Any]:
+    return {
         "model": scorer.model_id,
-        "method": method,
-        "examples": used,
-        "seed": seed if shuffle else None,
-        "candidate_order": "shuffled" if shuffle else "as_given",
+        "seed": seed,
+        "candidate_order": "shuffled" if seed is not None else "as_given",
         "data": data,
         "date": _dt.date.today().isoformat(),
         "calibrated": scorer.config.calibrate,
+        "max_passage_tokens": scorer.config.max_passage_tokens,
     }
-    table = (sums / used).reshape(scorer.num_layers, scorer.num_heads).numpy()
-    if not np.all(np.isfinite(table)):
-        raise InvalidInputError("non-finite head scores: check the examples' passages")
-    return HeadScores(table, method, used, provenance)
+
+
+@dataclass(frozen=True)
+class HeadSelection:
+    """What :func:`choose_heads` picked and why.
+
+    Attributes:
+        heads: the chosen head set (its provenance names the choice and the validation figures).
+        choice: ``"top-16"``, ``"layer 18"``...
+        validation: every candidate's mean validation metric.
+    """
+
+    heads: HeadSet
+    choice: str
+    validation: dict[str, float]
+
+
+def subset_metric(scored: Sequence[ExampleHeadScores], heads: Sequence[int], metric: str = "ndcg@10") -> float:
+    """Mean ``metric`` (``"ndcg@10"`` or ``"recall@K"``) of the head subset ``heads`` (flat layer-major
+    indices) over scored examples: the subset's score is the mean of its heads' scores, as in the scorer."""
+    if not scored:
+        return math.nan
+    total = 0.0
+    for item in scored:
+        combined = item.per_head[list(heads)].mean(dim=0, keepdim=True)
+        if metric == "ndcg@10":
+            total += float(_ndcg_at_10(combined, item.gold)[0])
+        elif metric.startswith("recall@"):
+            k = int(metric.split("@", 1)[1])
+            top = torch.sort(-combined[0], stable=True).indices[:k].tolist()
+            total += len(set(top) & set(item.gold)) / len(set(item.gold))
+        else:
+            raise InvalidInputError(f"metric must be 'ndcg@10' or 'recall@K', got {metric!r}")
+    return total / len(scored)
+
+
+def choose_heads(
+    table: HeadScores,
+    validation: Sequence[ExampleHeadScores],
+    *,
+    sizes: Sequence[int] = (4, 8, 16, 32),
+    layer: bool = True,
+    metric: str = "ndcg@10",
+) -> HeadSelection:
+    """Pick the head set that ranks best on held-out examples: the top-``k`` heads of ``table`` for each
+    ``k`` in ``sizes`` and (``layer=True``) every head of the table's best layer.
+
+    Why: for small models the paper's fixed top-16 is not automatically best (fewer heads, or one whole
+    layer, often rank better), and the only honest way to choose is on examples the table was not made from.
+    Ties go to the earlier candidate (fewer heads first, the layer last).
+    """
+    if not validation:
+        raise InvalidInputError("choose_heads needs at least one validation example")
+    n_heads = table.scores.shape[1]
+    candidates: dict[str, HeadSet] = {f"top-{k}": table.top(k) for k in sizes if k <= table.scores.size}
+    if layer:
+        best = table.best_layer()
+        candidates[f"layer {best}"] = table.layer_set(best)
+    figures = {
+        name: subset_metric(validation, [lay * n_heads + h for lay, h in heads], metric)
+        for name, heads in candidates.items()
+    }
+    choice = max(figures, key=lambda name: (figures[name], -list(figures).index(name)))
+    chosen = candidates[choice]
+    provenance = {
+        **chosen.provenance,
+        "selection": choice,
+        "validation_examples": len(validation),
+        "validation_metric": metric,
+        "validation": {name: round(value, 4) for name, value in figures.items()},
+    }
+    return HeadSelection(HeadSet(chosen.heads, chosen.scores, provenance), choice, figures)
 
 
 def detect_heads(
     scorer_or_model: QRHeadScorer | str,
     examples: Iterable[LabelledExample],
     *,
-    top_k: int = 16,
+    top_k: int | Literal["auto"] = 16,
     method: Method = "qr_score",
     seed: int = 0,
     shuffle: bool = True,
+    validation: float = 0.2,
     data: str | None = None,
     show_progress: bool = False,
     total: int | None = None,
 ) -> HeadSet:
-    """Detect the ``top_k`` query-focused retrieval heads of a model from labelled examples.
+    """Detect a model's query-focused retrieval heads from labelled examples.
 
     Args:
         scorer_or_model: a :class:`QRHeadScorer`, or a model name/path loaded with ``QRHeadScorer.from_pretrained``.
         examples: labelled examples (``question``, ``passages``, ``gold`` indices) — a few dozen suffice
             (the paper used 70-256; see docs/detection.md for how many we measured to be enough).
-        top_k: heads to keep (16 in the paper; 32 for 70B models).
+        top_k: heads to keep (16 in the paper; 32 for 70B models), or ``"auto"``: hold out the last
+            ``validation`` fraction of the examples and let :func:`choose_heads` pick among the top 4/8/16/32
+            and the best layer by validation nDCG@10.
         method: ``"qr_score"`` (the paper's) or ``"ndcg"``.
         seed: seed of the per-example candidate shuffle, recorded in the provenance.
         shuffle: shuffle candidates (recommended).
+        validation: with ``top_k="auto"``, the fraction of examples held out (at least one).
         data: a description of the data for the provenance.
         show_progress: progress bar with an ETA.
         total: number of examples when ``examples`` is a generator (for the progress bar).
@@ -194,18 +325,35 @@ def detect_heads(
     Returns:
         A :class:`HeadSet`, best head first, with every kept head's score and the provenance.
     """
-    if top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+    if top_k != "auto" and (not isinstance(top_k, int) or top_k < 1):
+        raise InvalidInputError(f"top_k must be an int >= 1 or 'auto', got {top_k!r}")
     scorer = (
         scorer_or_model
         if isinstance(scorer_or_model, QRHeadScorer)
         else QRHeadScorer.from_pretrained(scorer_or_model, heads="all")
     )
-    table = score_heads(
-        scorer, examples, method=method, seed=seed, shuffle=shuffle, data=data, show_progress=show_progress,
-        total=total,
+    if top_k != "auto":
+        table = score_heads(
+            scorer, examples, method=method, seed=seed, shuffle=shuffle, data=data, show_progress=show_progress,
+            total=total,
+        )
+        return table.top(min(top_k, table.scores.size))
+    if not 0 < validation < 1:
+        raise InvalidInputError(f"validation must be a fraction in (0, 1), got {validation}")
+    scored = list(
+        example_head_scores(scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total)
     )
-    return table.top(min(top_k, table.scores.size))
+    if len(scored) < 2:
+        raise InvalidInputError("top_k='auto' needs at least 2 usable examples (detection + validation)")
+    held_out = min(len(scored) - 1, max(1, round(len(scored) * validation)))
+    table = head_scores_table(
+        scored[:-held_out],
+        method=method,
+        num_layers=scorer.num_layers,
+        num_heads=scorer.num_heads,
+        provenance=detection_provenance(scorer, seed if shuffle else None, data),
+    )
+    return choose_heads(table, scored[-held_out:]).heads
 
 
 def plot_head_scores(table: HeadScores, path: str, *, top_k: int = 16, title: str | None = None) -> None:

@@ -56,3 +56,26 @@ def test_detect_reports_the_bad_line(saved_tiny_model: Path, tmp_path: Path) -> 
 def test_detect_rejects_an_unknown_method(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--method", "x"])
     assert result.exit_code == 2 and "qr_score" in result.output
+
+
+def test_detect_auto_top_k_records_the_choice(saved_tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data, n=5)
+    out = tmp_path / "auto.json"
+    result = runner.invoke(
+        app,
+        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "auto", "--validation", "0.4",
+         "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    heads = HeadSet.load(out)
+    provenance = heads.provenance
+    assert provenance["examples"] == 3 and provenance["validation_examples"] == 2
+    assert provenance["selection"] in provenance["validation"]
+    assert len(heads) in (4, 8, 16) or provenance["selection"].startswith("layer ")
+    assert "validation nDCG@10" in result.output
+
+
+def test_detect_rejects_a_bad_top_k(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--top-k", "x"])
+    assert result.exit_code == 2 and "--top-k" in result.output

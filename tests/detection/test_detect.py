@@ -147,3 +147,41 @@ def test_bad_detection_inputs(planted_scorer: QRHeadScorer) -> None:
         detect_heads(planted_scorer, _examples(1, 0), top_k=0)
     with pytest.raises(InvalidInputError, match="no usable example"):
         detect_heads(planted_scorer, [])
+
+
+def test_auto_top_k_chooses_on_held_out_examples(planted_scorer: QRHeadScorer) -> None:
+    heads = detect_heads(planted_scorer, _examples(15, seed=6), top_k="auto", validation=0.2, data="synthetic")
+    provenance = heads.provenance
+    assert provenance["validation_examples"] == 3 and provenance["examples"] == 12
+    names = set(provenance["validation"])  # 16 heads in all: top-32 is skipped
+    assert {"top-4", "top-8", "top-16"} < names and len(names) == 4
+    assert any(name.startswith("layer ") for name in names)
+    # The planted head leads every top-k candidate; the choice is the best on the held-out examples.
+    assert heads.heads[0] == PLANTED
+    assert provenance["validation"][provenance["selection"]] == max(provenance["validation"].values())
+    assert provenance["validation"][provenance["selection"]] > 0.8
+
+
+def test_choose_heads_scores_subsets_like_the_scorer(planted_scorer: QRHeadScorer) -> None:
+    """A subset's validation metric is computed from all-head scores; it must equal scoring with the subset."""
+    from qrhead_integrations.detect import example_head_scores, subset_metric
+
+    examples = _examples(5, seed=8)
+    scored = list(example_head_scores(planted_scorer, examples, shuffle=False))
+    subset = HeadSet(((0, 2), (1, 1), (3, 0)))
+    flat = [layer * planted_scorer.num_heads + head for layer, head in subset]
+    from_all = subset_metric(scored, flat, "recall@2")
+    direct = mean_recall(planted_scorer.with_heads(subset), examples, k=2)
+    assert from_all == pytest.approx(direct)
+    for item, example in zip(scored, examples, strict=True):
+        expected = torch.tensor(planted_scorer.with_heads(subset).score(example.question, example.passages))
+        torch.testing.assert_close(item.per_head[flat].mean(0).float(), expected, atol=1e-5, rtol=0)
+
+
+def test_bad_auto_inputs(planted_scorer: QRHeadScorer) -> None:
+    with pytest.raises(InvalidInputError, match="validation"):
+        detect_heads(planted_scorer, _examples(4, 0), top_k="auto", validation=1.5)
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        detect_heads(planted_scorer, _examples(1, 0), top_k="auto")
+    with pytest.raises(InvalidInputError, match="top_k"):
+        detect_heads(planted_scorer, _examples(1, 0), top_k="many")  # type: ignore[arg-type]
