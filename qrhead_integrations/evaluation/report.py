@@ -1,0 +1,143 @@
+"""Evaluation reports: the result object, its atomic JSON file, a Markdown table and a bar-chart PNG.
+
+Files are written to a temporary name in the target folder and renamed into place (``os.replace`` is atomic),
+so Ctrl-C or a crash mid-write never leaves a half-written report where a finished one is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SYSTEM_ORDER = ("qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
+"""How systems are listed in tables and plots (others follow in insertion order)."""
+
+
+@dataclass
+class EvalReport:
+    """The result of one evaluation run.
+
+    Attributes:
+        metrics: ``{system: {metric: mean}}``, e.g. ``{"qrhead": {"ndcg@10": 0.71}, "bm25": {...}}``.
+        per_query: ``{system: {query id: {metric: value}}}`` for significance tests and error analysis.
+        info: how the run was made: model, heads, data, split, n_queries, order, top_k, versions, timings...
+    """
+
+    metrics: dict[str, dict[str, float]]
+    per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def systems(self) -> list[str]:
+        """System names in display order."""
+        known = [name for name in SYSTEM_ORDER if name in self.metrics]
+        return known + [name for name in self.metrics if name not in SYSTEM_ORDER]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Metric names in the order of the first system's entry."""
+        first = next(iter(self.metrics.values()), {})
+        return list(first)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape ``{"metrics": ..., "per_query": ..., "info": ...}``."""
+        return {"metrics": self.metrics, "per_query": self.per_query, "info": self.info}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalReport:
+        """Rebuild a report from :meth:`to_dict` output (e.g. a JSON file read back)."""
+        return cls(metrics=data["metrics"], per_query=data.get("per_query", {}), info=data.get("info", {}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EvalReport:
+        """Read a report JSON file."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@contextmanager
+def _atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on any error delete it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    with _atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:
+    """Write the report as indented JSON, atomically; return the path."""
+    return write_text_atomic(path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+def markdown_table(report: EvalReport, *, digits: int = 3, bold_best: bool = True) -> str:
+    """A Markdown table of systems × metrics (the best value of each metric in bold)."""
+    names = report.metric_names
+    best = {m: max(report.metrics[s].get(m, float("-inf")) for s in report.systems) for m in names}
+    lines = ["| system | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for system in report.systems:
+        cells = []
+        for metric in names:
+            value = report.metrics[system].get(metric)
+            text = "—" if value is None else f"{value:.{digits}f}"
+            strong = bold_best and value is not None and round(value, digits) == round(best[metric], digits)
+            cells.append(f"**{text}**" if strong else text)
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: EvalReport, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Write a grouped bar chart (metrics on the x axis, one bar per system) as a PNG, atomically.
+
+    Uses matplotlib's Agg backend through a bare ``Figure``, so no display is needed and the global pyplot
+    state is untouched.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    systems, names = report.systems, report.metric_names
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 0.4 * len(systems) + 2), 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(systems))
+    for i, system in enumerate(systems):
+        values = [report.metrics[system].get(m, 0.0) for m in names]
+        offsets = [j - 0.4 + width * (i + 0.5) for j in range(len(names))]
+        bars = ax.bar(offsets, values, width, label=system)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("score")
+    ax.legend(fontsize=8, ncols=min(len(systems), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.set_title(title or _default_title(report), fontsize=9)
+    fig.tight_layout()
+    with _atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    return Path(path)
+
+
+def _default_title(report: EvalReport) -> str:
+    info = report.info
+    parts = [str(info.get("data_name") or info.get("data", "")), str(info.get("model", ""))]
+    if "n_queries" in info:
+        parts.append(f"n={info['n_queries']}")
+    if "order" in info:
+        parts.append(f"order={info['order']}")
+    return " · ".join(p for p in parts if p)

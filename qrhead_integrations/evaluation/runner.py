@@ -1,0 +1,384 @@
+"""The evaluation harness behind ``qrhead eval``: QRHead and its baselines over BEIR or multi-hop data.
+
+Systems (names as in the report):
+
+- ``qrhead``: the scorer's heads.
+- ``bm25``: BEIR: the first-stage BM25 order; multi-hop: BM25 over the question's own passages.
+- ``dense``: cosine similarity of all-MiniLM-L6-v2 embeddings (:mod:`.dense`), over the same candidates.
+- ``all_heads``: every head of the same model (ICR). It is read from the *same* forward pass as ``qrhead``
+  (a pass that captures all heads also yields the selected ones), so it costs one deeper forward, not two.
+- ``fusion``: reciprocal-rank fusion of ``qrhead`` and ``bm25``; ``fusion_dense``: of ``qrhead`` and ``dense``.
+
+BEIR: BM25 retrieves ``depth`` (100) documents per query; the first ``top_k`` (20) are re-ranked and the rest
+keep BM25's order below them, so recall@100 stays meaningful while the model only reads ``top_k`` passages.
+
+Candidate order in the prompt (``order``): ``"retriever-reversed"`` puts the retriever's best passage last,
+next to the query (the reference code's layout); ``"retriever"`` keeps the retriever's (or the file's) order;
+``"shuffled"`` uses a permutation seeded by ``seed`` and the query id, different for every query. Small models
+favour passages next to the query, so a gain should survive ``"shuffled"``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from ..prompt import Passage
+from ..scorer import QRHeadScorer
+from ..scoring import combine_heads
+from .bm25 import BM25Index, bm25_rank
+from .data import BeirDataset, MultihopExample
+from .dense import DenseScorer
+from .fusion import fuse_scores
+from .metrics import DEFAULT_METRICS, all_gold_at_k, per_query, rank_indices, recall_at_k
+from .report import SYSTEM_ORDER, EvalReport
+
+CandidateOrder = Literal["retriever-reversed", "retriever", "shuffled"]
+ORDERS: tuple[str, ...] = ("retriever-reversed", "retriever", "shuffled")
+BASELINES: tuple[str, ...] = ("bm25", "dense", "all_heads", "fusion", "fusion_dense")
+DEFAULT_BASELINES: tuple[str, ...] = ("bm25", "dense", "fusion", "fusion_dense")
+"""Every baseline but ``all_heads``, whose full-depth forward adds ~50-60% to the model time (ask for it by name)."""
+MULTIHOP_KS = (2, 5, 10)
+
+
+def parse_baselines(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """``"bm25,dense,all-heads"`` -> ``("bm25", "dense", "all_heads")``; ``""`` or ``"none"`` -> ``()``.
+
+    Hyphens and underscores are interchangeable, ``"all"`` means every baseline, and the result follows
+    :data:`BASELINES` order.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = {item.strip().lower().replace("-", "_") for item in items} - {"", "none"}
+    if "all" in names:
+        names = (names - {"all"}) | set(BASELINES)
+    unknown = sorted(names - set(BASELINES))
+    if unknown:
+        known = ", ".join(name.replace("_", "-") for name in BASELINES)
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; expected some of {known}, all or none")
+    return tuple(name for name in BASELINES if name in names)
+
+
+def prompt_order(count: int, order: str, *, seed: int = 0, key: str = "") -> list[int]:
+    """Candidate indices in the order they go into the prompt (index 0 = the retriever's or file's first).
+
+    Raises:
+        ValueError: an unknown order.
+    """
+    indices = list(range(count))
+    if order == "retriever":
+        return indices
+    if order == "retriever-reversed":
+        return indices[::-1]
+    if order == "shuffled":
+        random.Random(f"{seed}:{key}").shuffle(indices)  # a local RNG; str seeds are stable across runs
+        return indices
+    raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+
+
+class SystemScorer:
+    """Scores one query's candidates with QRHead and the requested baselines.
+
+    Args:
+        scorer: the QRHead scorer (its heads are the ``qrhead`` system). Its own ``order`` option is replaced
+            by ``"as_given"``: the harness lays the candidates out itself (see the module docstring).
+        baselines: names from :data:`BASELINES`.
+        order: candidate order in the prompt.
+        seed: seed of the ``"shuffled"`` order.
+        dense: the dense scorer; created (lazily loaded) when a dense system is requested and none is given.
+    """
+
+    def __init__(
+        self,
+        scorer: QRHeadScorer,
+        baselines: Sequence[str],
+        *,
+        order: str,
+        seed: int = 0,
+        dense: DenseScorer | None = None,
+    ) -> None:
+        prompt_order(0, order)  # validate early
+        self.baselines = parse_baselines(baselines)
+        self.order, self.seed = order, seed
+        self.scorer = scorer if scorer.config.order == "as_given" else scorer.with_config(order="as_given")
+        self.all_scorer = self.scorer.with_heads("all") if "all_heads" in self.baselines else None
+        self._subset: list[int] = []
+        if self.all_scorer is not None:
+            position = {head: i for i, head in enumerate(self.all_scorer.heads)}
+            self._subset = [position[head] for head in self.scorer.heads]
+        wants_dense = bool({"dense", "fusion_dense"} & set(self.baselines))
+        self.dense = (dense or DenseScorer()) if wants_dense else None
+        self.needs_lexical = bool({"bm25", "fusion"} & set(self.baselines))
+        self.seconds: dict[str, float] = {}
+
+    @property
+    def model_key(self) -> str:
+        """The timing key of the model pass."""
+        return "qrhead+all_heads" if self.all_scorer is not None else "qrhead"
+
+    def prepare(self) -> None:
+        """Load the dense model now (timed as ``dense_load``), so it does not stall the progress bar."""
+        if self.dense is not None:
+            started = time.perf_counter()
+            self.dense.load()
+            self.clock("dense_load", started)
+
+    def clock(self, key: str, started: float) -> None:
+        """Add the time since ``started`` to ``seconds[key]``."""
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+
+    def score(
+        self, key: str, query: str, passages: Sequence[Passage], lexical: Sequence[float]
+    ) -> dict[str, list[float]]:
+        """``{system: scores in candidate order}`` for ``qrhead`` and every requested baseline.
+
+        Args:
+            key: the query's id (seeds the shuffled order).
+            query: the query text.
+            passages: the candidates, retriever (or file) order.
+            lexical: BM25 scores of the candidates (used when ``bm25`` or ``fusion`` is requested).
+        """
+        if not passages:
+            return {name: [] for name in ("qrhead", *self.baselines)}
+        perm = prompt_order(len(passages), self.order, seed=self.seed, key=key)
+        shown = [passages[i] for i in perm]
+        started = time.perf_counter()
+        if self.all_scorer is not None:
+            per_head = self.all_scorer.score_per_head(query, shown)
+            model_scores = {"qrhead": combine_heads(per_head[self._subset]), "all_heads": combine_heads(per_head)}
+        else:
+            model_scores = {"qrhead": torch.tensor(self.scorer.score(query, shown))}
+        self.clock(self.model_key, started)
+        out: dict[str, list[float]] = {}
+        for name, shown_scores in model_scores.items():
+            scores = [0.0] * len(passages)
+            for position, index in enumerate(perm):
+                scores[index] = float(shown_scores[position])
+            out[name] = scores
+        if self.dense is not None:
+            started = time.perf_counter()
+            dense = self.dense.score(query, passages)
+            self.clock("dense", started)
+            if "dense" in self.baselines:
+                out["dense"] = dense
+            if "fusion_dense" in self.baselines:
+                out["fusion_dense"] = fuse_scores([out["qrhead"], dense])
+        if "bm25" in self.baselines:
+            out["bm25"] = list(lexical)
+        if "fusion" in self.baselines:
+            out["fusion"] = fuse_scores([out["qrhead"], list(lexical)])
+        return out
+
+
+def run_beir(
+    scorer: QRHeadScorer,
+    dataset: BeirDataset,
+    *,
+    top_k: int = 20,
+    depth: int = 100,
+    start: int = 0,
+    limit: int | None = None,
+    order: str = "retriever-reversed",
+    seed: int = 0,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    dense: DenseScorer | None = None,
+    index: BM25Index | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    show_progress: bool = False,
+    info: Mapping[str, Any] | None = None,
+) -> EvalReport:
+    """Re-rank BM25's candidates for BEIR queries and score every system against the qrels.
+
+    Queries are taken in query-id order, ``[start:start+limit]``, exactly as
+    :func:`~qrhead_integrations.evaluation.beir_candidates` does, so detection and evaluation slices can be
+    kept disjoint. A query whose relevant documents BM25 misses is kept and scores 0, as in BEIR.
+
+    Args:
+        scorer: the QRHead scorer (model, heads, ``max_passage_tokens``).
+        dataset: from :func:`~qrhead_integrations.evaluation.read_beir`.
+        top_k: BM25 candidates the model re-ranks (the prompt holds this many passages).
+        depth: length of BM25's list; positions ``top_k+1..depth`` keep BM25's order in every system.
+        start: first query (in query-id order).
+        limit: how many queries from ``start`` (``None``: all).
+        order: candidate order in the prompt (:data:`ORDERS`).
+        seed: seed of the shuffled order.
+        baselines: systems besides ``qrhead`` (:data:`BASELINES`).
+        dense: the dense scorer to use (default: the bundled MiniLM, loaded on first use).
+        index: a prebuilt BM25 index over ``dataset.corpus``.
+        metrics: metric names for :func:`~qrhead_integrations.evaluation.metrics.per_query`.
+        show_progress: a progress bar with an ETA on standard error.
+        info: extra run facts to store in ``report.info`` (data path, split, command...).
+
+    Raises:
+        ValueError: bad ``top_k``/``depth``/``start``/``limit``, an unknown order or baseline, or no queries.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if start < 0 or (limit is not None and limit < 1):
+        raise ValueError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
+    depth = max(depth, top_k)
+    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense)
+    began = time.perf_counter()
+    systems.prepare()
+    bm25 = index if index is not None else BM25Index(dataset.corpus)
+    systems.clock("bm25_index", began)
+    query_ids = sorted(dataset.queries)
+    chosen = query_ids[start:] if limit is None else query_ids[start : start + limit]
+    if not chosen:
+        raise ValueError(f"no queries selected: the split has {len(query_ids)} judged queries, start={start}")
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    found = 0
+    loop_began = time.perf_counter()
+    for query_id in tqdm(chosen, desc="qrhead eval beir", unit="query", disable=not show_progress):
+        query = dataset.queries[query_id]
+        started = time.perf_counter()
+        ids = [doc_id for doc_id, _ in bm25.search(query, depth)]
+        systems.clock("bm25", started)
+        head, tail = ids[:top_k], ids[top_k:]
+        judged = dataset.qrels.get(query_id, {})
+        found += any(judged.get(doc_id, 0) > 0 for doc_id in head)
+        lexical = [-float(i) for i in range(len(head))]  # BM25's own order (its scores may tie)
+        scores = systems.score(query_id, query, [dataset.corpus[doc_id] for doc_id in head], lexical)
+        for system, values in scores.items():
+            ranked = [head[i] for i in rank_indices(values)] + tail
+            runs.setdefault(system, {})[query_id] = {doc: float(len(ranked) - pos) for pos, doc in enumerate(ranked)}
+    loop_seconds = time.perf_counter() - loop_began
+    qrels = {query_id: dataset.qrels.get(query_id, {}) for query_id in chosen}
+    names = list(metrics)
+    table = {system: per_query(run, qrels, names) for system, run in runs.items()}
+    run_info = {
+        "kind": "beir",
+        "n_queries": len(chosen),
+        "queries": f"{start}..{start + len(chosen) - 1} in query-id order",
+        "top_k": top_k,
+        "depth": depth,
+        "queries_with_relevant_in_top_k": found,
+        "corpus_size": len(dataset.corpus),
+    }
+    return _report(table, names, systems, scorer, run_info, info, began, loop_seconds, len(chosen))
+
+
+def run_multihop(
+    scorer: QRHeadScorer,
+    examples: Sequence[MultihopExample],
+    *,
+    order: str = "retriever",
+    seed: int = 0,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    dense: DenseScorer | None = None,
+    ks: Sequence[int] = MULTIHOP_KS,
+    show_progress: bool = False,
+    info: Mapping[str, Any] | None = None,
+) -> EvalReport:
+    """Rank each question's own passages with every system; recall@k and all-gold@k (every hop found).
+
+    Here the "retriever" order is the file's order. Metric names are ``recall@k`` and ``all_gold@k``.
+
+    Args:
+        scorer: the QRHead scorer.
+        examples: from :func:`~qrhead_integrations.evaluation.read_multihop_jsonl`.
+        order: candidate order in the prompt (:data:`ORDERS`).
+        seed: seed of the shuffled order.
+        baselines: systems besides ``qrhead`` (:data:`BASELINES`).
+        dense: the dense scorer to use (default: the bundled MiniLM, loaded on first use).
+        ks: cut-offs.
+        show_progress: a progress bar with an ETA on standard error.
+        info: extra run facts to store in ``report.info``.
+
+    Raises:
+        ValueError: no examples, a cut-off below 1, or an unknown order or baseline.
+    """
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    if any(k < 1 for k in ks):
+        raise ValueError(f"cut-offs must be >= 1, got {list(ks)}")
+    names = [f"recall@{k}" for k in ks] + [f"all_gold@{k}" for k in ks]
+    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense)
+    began = time.perf_counter()
+    systems.prepare()
+    loop_began = time.perf_counter()
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for example in tqdm(examples, desc="qrhead eval multihop", unit="question", disable=not show_progress):
+        started = time.perf_counter()
+        lexical = bm25_rank(example.question, example.passages) if systems.needs_lexical else []
+        systems.clock("bm25", started)
+        for system, values in systems.score(example.id, example.question, example.passages, lexical).items():
+            ranking = rank_indices(values)
+            row = {f"recall@{k}": recall_at_k(ranking, example.gold, k) for k in ks}
+            row.update({f"all_gold@{k}": all_gold_at_k(ranking, example.gold, k) for k in ks})
+            table.setdefault(system, {})[example.id] = row
+    loop_seconds = time.perf_counter() - loop_began
+    passages = sum(len(e.passages) for e in examples)
+    run_info = {
+        "kind": "multihop",
+        "n_queries": len(examples),
+        "passages_per_question": round(passages / len(examples), 2),
+        "chance_recall@2": round(sum(2 / len(e.passages) for e in examples) / len(examples), 4),
+    }
+    return _report(table, names, systems, scorer, run_info, info, began, loop_seconds, len(examples))
+
+
+def _report(
+    table: dict[str, dict[str, dict[str, float]]],
+    names: list[str],
+    systems: SystemScorer,
+    scorer: QRHeadScorer,
+    run_info: dict[str, Any],
+    extra: Mapping[str, Any] | None,
+    began: float,
+    loop_seconds: float,
+    count: int,
+) -> EvalReport:
+    """Means per system (in :data:`~.report.SYSTEM_ORDER`), then the run facts (model, heads, versions, timings)."""
+    table = {name: table[name] for name in sorted(table, key=_system_rank)}
+    means = {
+        system: {name: sum(row[name] for row in rows.values()) / len(rows) if rows else 0.0 for name in names}
+        for system, rows in table.items()
+    }
+    heads = systems.scorer.heads
+    info: dict[str, Any] = {
+        "model": scorer.model_id,
+        "heads": str(heads),
+        "heads_count": len(heads),
+        "heads_provenance": dict(heads.provenance),
+        **run_info,
+        "order": systems.order,
+        "seed": systems.seed,
+        "max_passage_tokens": scorer.config.max_passage_tokens,
+        "systems": list(table),
+        "dense_model": systems.dense.name if systems.dense is not None else None,
+        "rrf_k": 60,
+        "versions": versions(dense=systems.dense is not None),
+        "wall_seconds": round(time.perf_counter() - began, 2),
+        "seconds_per_query": round(loop_seconds / count, 3),
+        "seconds": {key: round(value, 2) for key, value in systems.seconds.items()},
+        "date": time.strftime("%Y-%m-%d"),
+        **(extra or {}),
+    }
+    return EvalReport(metrics=means, per_query=table, info=info)
+
+
+def _system_rank(name: str) -> int:
+    return SYSTEM_ORDER.index(name) if name in SYSTEM_ORDER else len(SYSTEM_ORDER)
+
+
+def versions(*, dense: bool = False) -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    from .. import __version__
+
+    found = {"qrhead-integrations": __version__}
+    names = ["torch", "transformers", "bm25s", *(["sentence-transformers"] if dense else [])]
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
