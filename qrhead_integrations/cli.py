@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_batch import batch
 from .cli_eval import eval_app
 from .errors import DataFormatError, QRHeadError
 from .models import DEFAULT_MODEL
@@ -245,6 +246,8 @@ def _labelled_examples(
 
 
 app.add_typer(eval_app, name="eval")
+
+app.command("batch")(batch)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,93 @@
+"""Importing Ray lazily, and the resources each worker asks Ray for."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import InvalidInputError
+
+INSTALL_HINT = 'pip install "qrhead-integrations[ray]"'
+logger = logging.getLogger(__name__)
+
+
+def require_ray() -> ModuleType:
+    """Return the ``ray`` module with Ray Data loaded, or raise an ImportError naming the install command."""
+    try:
+        import ray
+        import ray.data  # Ray Data ships in ray[data] (pyarrow, pandas)
+    except ImportError as exc:
+        raise ImportError(f"qrhead_integrations.distributed needs Ray Data: {INSTALL_HINT}") from exc
+    return ray
+
+
+def ensure_ray(address: str | None = None, **init_kwargs: Any) -> tuple[ModuleType, bool]:
+    """Connect to Ray unless already connected: ``address`` (or ``$RAY_ADDRESS``), else a new local instance.
+
+    Returns:
+        The ``ray`` module and whether this call started the connection (the caller then shuts it down).
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray, False
+    ray.init(address=address or None, **init_kwargs)
+    return ray, True
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What each of ``workers`` actors reserves from Ray and how many torch threads it runs.
+
+    Attributes:
+        workers: actors in the pool (one model replica each).
+        num_cpus: logical CPUs reserved per actor.
+        num_gpus: GPUs reserved per actor (Ray sets ``CUDA_VISIBLE_DEVICES``; the scorer then picks ``cuda``).
+        threads: ``torch.set_num_threads`` in each actor.
+    """
+
+    workers: int
+    num_cpus: float
+    num_gpus: float
+    threads: int
+
+    def actor_args(self, ray: ModuleType) -> dict[str, Any]:
+        """Keyword arguments for ``Dataset.map_batches``: a fixed-size actor pool and its resources."""
+        return {
+            "compute": ray.data.ActorPoolStrategy(size=self.workers),
+            "num_cpus": self.num_cpus,
+            "num_gpus": self.num_gpus,
+        }
+
+
+def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per_worker: float) -> WorkerPlan:
+    """Check the worker settings and fit the CPU reservation to the cluster.
+
+    Ray Data's own read, split and write tasks need one free CPU. When the actors would reserve every CPU of
+    the cluster (two 1-CPU workers on a 2-core laptop), the job would wait forever, so the reservation is
+    shrunk to leave one CPU free; the actors still run ``int(cpus_per_worker)`` threads each.
+    """
+    if workers < 1:
+        raise InvalidInputError(f"num_workers must be >= 1, got {workers}")
+    if gpus_per_worker < 0 or cpus_per_worker <= 0:
+        raise InvalidInputError(
+            f"need num_gpus_per_worker >= 0 and num_cpus_per_worker > 0, got {gpus_per_worker}, {cpus_per_worker}"
+        )
+    threads = max(1, int(cpus_per_worker))
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    reserve = cpus_per_worker
+    if workers * cpus_per_worker > total - 1:
+        reserve = round(max(total - 1.0, 0.0) / workers, 4)
+        logger.info(
+            "%d workers x %s CPUs would leave no CPU of %s for Ray Data's tasks: reserving %s CPUs each",
+            workers, cpus_per_worker, total, reserve,
+        )
+    return WorkerPlan(workers=workers, num_cpus=reserve, num_gpus=gpus_per_worker, threads=threads)
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's intra-op threads in an actor (Ray's default is the reserved CPU count, at least 1)."""
+    import torch
+
+    torch.set_num_threads(threads)

@@ -1,0 +1,145 @@
+"""Reading the input rows and writing the results: Parquet or JSON Lines, one file or a folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError
+
+JSON_SUFFIXES = (".jsonl", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+
+
+def _format_of(path: str) -> str:
+    """``"parquet"`` or ``"json"`` from a file's suffix, or from the files inside a local folder."""
+    suffix = Path(path).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in JSON_SUFFIXES:
+        return "json"
+    folder = Path(path)
+    if folder.is_dir():
+        suffixes = {p.suffix.lower() for p in folder.iterdir() if p.is_file()}
+        if suffixes & set(PARQUET_SUFFIXES):
+            return "parquet"
+        if suffixes & set(JSON_SUFFIXES):
+            return "json"
+    raise InvalidInputError(
+        f"cannot tell the format of {path!r}: give a .parquet or .jsonl file (or a folder of them), "
+        "or pass a ray.data.Dataset"
+    )
+
+
+def read_input(ray: Any, source: Any) -> tuple[Any, bool]:
+    """A Ray Dataset from ``source`` (returned as is when it already is one) and whether it was read here."""
+    if isinstance(source, ray.data.Dataset):
+        return source, False
+    path = os.fspath(source)
+    if "://" not in path and not Path(path).exists():
+        raise InvalidInputError(f"input {path!r} does not exist")
+    if _format_of(path) == "parquet":
+        return ray.data.read_parquet(path), True
+    return ray.data.read_json(path), True
+
+
+def write_output(ray: Any, dataset: Any, output: str | os.PathLike[str]) -> Any:
+    """Write ``dataset`` and return a dataset reading the written results back (nothing is computed twice).
+
+    A path ending in ``.parquet`` or ``.jsonl``/``.json`` becomes one file, written by this process as the
+    results stream in, under a temporary name renamed into place at the end. Any other path (a folder, or a
+    ``s3://``-style prefix) gets Parquet files written by Ray's workers, one per block.
+    """
+    path = os.fspath(output)
+    suffix = Path(path).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        _write_single(dataset, Path(path), _ParquetSink)
+        return ray.data.read_parquet(path)
+    if suffix in JSON_SUFFIXES:
+        _write_single(dataset, Path(path), _JsonLinesSink)
+        return ray.data.read_json(path)
+    dataset.write_parquet(path)
+    return ray.data.read_parquet(path)
+
+
+def _write_single(dataset: Any, path: Path, sink_type: type[_Sink]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    sink = sink_type(tmp)
+    try:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            sink.write(table)
+        sink.close()
+        os.replace(tmp, path)
+    except BaseException:
+        sink.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+class _Sink:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, table: Any) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _JsonLinesSink(_Sink):
+    """JSON Lines; non-finite scores (``-inf`` for empty passages) become ``null``, which JSON can carry."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._file = path.open("w", encoding="utf-8")
+
+    def write(self, table: Any) -> None:
+        for row in table.to_pylist():
+            self._file.write(json.dumps(_finite(row), ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _ParquetSink(_Sink):
+    """One Parquet file; every batch is cast to the first batch's schema."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._writer: Any = None
+
+    def write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        elif table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif not self.path.exists():  # no rows at all: still a valid (empty) Parquet file
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({}), self.path)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,85 @@
+"""The distributed package without a Ray session: lazy import, the install hint, resources and file formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qrhead_integrations.distributed import _ray
+from qrhead_integrations.distributed.io import _finite, _format_of, _JsonLinesSink
+from qrhead_integrations.errors import InvalidInputError
+
+
+def test_importing_the_package_and_cli_does_not_import_ray() -> None:
+    code = (
+        "import sys, qrhead_integrations, qrhead_integrations.distributed, qrhead_integrations.cli; "
+        "assert 'ray' not in sys.modules, 'ray imported'; "
+        "assert callable(qrhead_integrations.distributed.rerank_dataset); "
+        "assert 'ray' not in sys.modules, 'ray imported by the lazy export'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_missing_ray_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install "qrhead-integrations\[ray\]"'):
+        _ray.require_ray()
+
+
+class _FakeRay:
+    def __init__(self, cpus: float) -> None:
+        self.cpus = cpus
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus}
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "per_worker", "reserved", "threads"),
+    [
+        (16, 2, 4, 4, 4),  # room to spare: as asked
+        (2, 2, 1, 0.5, 1),  # two workers on a 2-core laptop: one CPU stays free for Ray Data's tasks
+        (2, 1, 2, 1.0, 2),  # one worker using both cores
+        (1, 1, 1, 0.0, 1),
+    ],
+)
+def test_worker_plan_leaves_a_cpu_for_ray_data(
+    cpus: float, workers: int, per_worker: float, reserved: float, threads: int
+) -> None:
+    plan = _ray.plan_workers(_FakeRay(cpus), workers, 0, per_worker)  # type: ignore[arg-type]
+    assert (plan.workers, plan.num_cpus, plan.threads) == (workers, reserved, threads)
+
+
+@pytest.mark.parametrize(("workers", "gpus", "cpus"), [(0, 0, 1), (1, -1, 1), (1, 0, 0)])
+def test_worker_plan_rejects_bad_settings(workers: int, gpus: float, cpus: float) -> None:
+    with pytest.raises(InvalidInputError):
+        _ray.plan_workers(_FakeRay(8), workers, gpus, cpus)  # type: ignore[arg-type]
+
+
+def test_formats_from_suffix_or_folder(tmp_path: Path) -> None:
+    assert _format_of("rows.parquet") == "parquet"
+    assert _format_of("s3://bucket/rows.JSONL") == "json"
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "part-0.jsonl").write_text("{}\n", encoding="utf-8")
+    assert _format_of(str(folder)) == "json"
+    with pytest.raises(InvalidInputError, match="cannot tell the format"):
+        _format_of(str(tmp_path / "rows.csv"))
+
+
+def test_json_lines_carry_empty_passage_scores_as_null(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    table: Any = pa.table({"scores": [[0.5, float("-inf")]], "meta": [{"x": float("nan")}]})
+    sink = _JsonLinesSink(tmp_path / "out.jsonl")
+    sink.write(table)
+    sink.close()
+    assert json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8")) == {
+        "scores": [0.5, None],
+        "meta": {"x": None},
+    }
+    assert _finite([1.0, float("inf")]) == [1.0, None]
