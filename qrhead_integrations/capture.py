@@ -25,6 +25,7 @@ import copy
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,62 @@ ATTENTION_NAME = "qrhead_sdpa"
 _ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | None] = contextvars.ContextVar(
     "qrhead_active_recorder", default=None
 )
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Layout of a packed forward: the prefix, then the first tail (continuing it causally), then further tails
+    that each attend to the prefix and to their own earlier tokens only, at positions that restart after the
+    prefix — so one forward gives every tail exactly what a separate forward of prefix + tail would.
+
+    Why: on a CPU a forward of a few tokens still reads every weight of every layer it runs; packing the
+    ``"N/A"`` tail (and the other queries of ``score_many``) into the prefix forward saves those reads.
+    """
+
+    prefix_len: int
+    first_len: int
+    extra_lens: tuple[int, ...] = ()
+
+    @property
+    def main_len(self) -> int:
+        """Prefix plus first tail: the causal part of the sequence."""
+        return self.prefix_len + self.first_len
+
+    @property
+    def total_len(self) -> int:
+        return self.main_len + sum(self.extra_lens)
+
+    def extra_spans(self) -> list[tuple[int, int]]:
+        """``[start, end)`` sequence indices of each further tail."""
+        spans, start = [], self.main_len
+        for length in self.extra_lens:
+            spans.append((start, start + length))
+            start += length
+        return spans
+
+    def positions(self) -> list[int]:
+        """Position ids: further tails restart right after the prefix."""
+        out = list(range(self.main_len))
+        for length in self.extra_lens:
+            out.extend(range(self.prefix_len, self.prefix_len + length))
+        return out
+
+    def allowed(self, first_row: int, device: torch.device | None = None) -> torch.Tensor:
+        """``(rows, total_len)`` boolean mask of the keys each row from ``first_row`` on may attend to."""
+        rows = torch.arange(first_row, self.total_len, device=device)[:, None]
+        cols = torch.arange(self.total_len, device=device)[None, :]
+        allowed = (cols <= rows) & ((rows < self.main_len) | (cols < self.prefix_len))
+        for start, end in self.extra_spans():
+            in_span = (rows >= start) & (rows < end)
+            allowed |= in_span & (cols >= start) & (cols <= rows)
+        return allowed
+
+
+_ACTIVE_PACKING: contextvars.ContextVar[Packing | None] = contextvars.ContextVar("qrhead_active_packing", default=None)
+
+TAIL_BATCH_TOKENS = 32_768
+"""Most (batch × keys) positions per batched tail attention: bounds the broadcast prefix key/value copies that
+batching tails makes, for long prompts with many queries."""
 
 
 class HeadRecorder:
@@ -89,7 +146,11 @@ class HeadRecorder:
         softcap = extra.get("softcap")
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        logits = _apply_mask(logits, attention_mask, q_len, k_len, rows)
+        packing = _ACTIVE_PACKING.get()
+        if packing is not None and k_len == packing.total_len:
+            logits = logits.masked_fill(~packing.allowed(packing.total_len - rows, logits.device), float("-inf"))
+        else:
+            logits = _apply_mask(logits, attention_mask, q_len, k_len, rows)
         sinks = extra.get("s_aux")
         if sinks is not None:
             sink = sinks.to(logits.device).float()[head_idx].view(1, -1, 1, 1).expand(*logits.shape[:-1], 1)
@@ -149,7 +210,55 @@ def _qrhead_attention(
     recorder = _ACTIVE_RECORDER.get()
     if recorder is not None:
         recorder.record(module, query, key, attention_mask, scaling, kwargs)
+    packing = _ACTIVE_PACKING.get()
+    if packing is not None and packing.extra_lens and key.shape[2] == packing.total_len:
+        return _packed_attention(module, query, key, value, packing, dropout, scaling, kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def _packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    packing: Packing,
+    dropout: float,
+    scaling: float | None,
+    kwargs: dict[str, Any],
+) -> tuple[torch.Tensor, None]:
+    """sdpa for a packed sequence: the causal part with the fast causal kernel, the further tails as right-padded
+    batches over ``prefix + own tokens`` with a small explicit mask (never an ``L x L`` mask)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    main, prefix = packing.main_len, packing.prefix_len
+    pieces = [
+        sdpa_attention_forward(
+            module, query[:, :, :main], key[:, :, :main], value[:, :, :main], None,
+            dropout=dropout, scaling=scaling, **kwargs,
+        )[0]
+    ]
+    spans = packing.extra_spans()
+    per_group = max(1, TAIL_BATCH_TOKENS // (prefix + max(packing.extra_lens)))
+    for first in range(0, len(spans), per_group):
+        group = spans[first : first + per_group]
+        width = max(end - start for start, end in group)
+        n = len(group)
+        q_tail = query.new_zeros(n, query.shape[1], width, query.shape[3])
+        k_tail = key.new_zeros(n, key.shape[1], width, key.shape[3])
+        v_tail = value.new_zeros(n, value.shape[1], width, value.shape[3])
+        for b, (start, end) in enumerate(group):
+            q_tail[b, :, : end - start] = query[0, :, start:end]
+            k_tail[b, :, : end - start] = key[0, :, start:end]
+            v_tail[b, :, : end - start] = value[0, :, start:end]
+        keys = torch.cat([key[:, :, :prefix].expand(n, -1, -1, -1), k_tail], dim=2)
+        values = torch.cat([value[:, :, :prefix].expand(n, -1, -1, -1), v_tail], dim=2)
+        mask = torch.ones(n, 1, width, prefix + width, dtype=torch.bool, device=query.device)
+        mask[..., prefix:] = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
+        out = sdpa_attention_forward(
+            module, q_tail, keys, values, mask, dropout=dropout, scaling=scaling, **kwargs
+        )[0]  # (n, width, heads, dim)
+        pieces.extend(out[b : b + 1, : end - start] for b, (start, end) in enumerate(group))
+    return torch.cat(pieces, dim=1), None
 
 
 _registered = False
@@ -193,11 +302,13 @@ def _raise_stop(*_: Any) -> None:
 
 
 @contextmanager
-def recording(recorder: HeadRecorder | None) -> Iterator[None]:
+def recording(recorder: HeadRecorder | None, packing: Packing | None = None) -> Iterator[None]:
     token = _ACTIVE_RECORDER.set(recorder)
+    packing_token = _ACTIVE_PACKING.set(packing)
     try:
         yield
     finally:
+        _ACTIVE_PACKING.reset(packing_token)
         _ACTIVE_RECORDER.reset(token)
 
 
@@ -214,11 +325,14 @@ def run_layers(
     start: int,
     stop_after: int | None,
     recorder: HeadRecorder | None = None,
+    packing: Packing | None = None,
 ) -> None:
     """Run the decoder on ``input_ids`` at absolute positions ``start..``, appending to ``cache``.
 
     ``input_ids`` is one sequence, or a batch of equally long sequences (a cache forked with ``batch=``).
-    Stops after layer ``stop_after`` (every layer when ``None``). With a ``recorder``, captures its heads.
+    Stops after layer ``stop_after`` (every layer when ``None``). With a ``recorder``, captures its heads. With a
+    ``packing`` (one sequence laid out as it says, on an empty cache), further tails get their own positions and
+    attention (see :class:`Packing`).
     """
     decoder = decoder_of(model)
     device = next(model.parameters()).device
@@ -228,13 +342,18 @@ def run_layers(
         else [list(r) for r in input_ids]  # type: ignore[arg-type]
     )
     ids = torch.tensor(batch, dtype=torch.long, device=device)
-    positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
+    if packing is not None:
+        if start != 0 or ids.shape != (1, packing.total_len):
+            raise ValueError("a packed forward is one sequence of packing.total_len tokens on an empty cache")
+        positions = torch.tensor([packing.positions()], device=device)
+    else:
+        positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
     handle = None
     if stop_after is not None and stop_after < len(decoder.layers) - 1:
         handle = decoder.layers[stop_after].register_forward_hook(_raise_stop)
     kwargs = {_cache_kwarg(decoder): cache, "use_cache": True, "position_ids": positions}
     try:
-        with recording(recorder):
+        with recording(recorder, packing):
             decoder(input_ids=ids, **kwargs)
     except _StopForward:
         pass

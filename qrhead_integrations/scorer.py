@@ -321,41 +321,37 @@ class QRHeadScorer:
         """Selected heads' attention over the prefix, averaged over each query's query-part rows.
 
         The query part is the prefix's last ``shared_rows`` tokens (the instruction, identical for every query
-        and captured once) plus the tail. The first tail runs in the prefix forward itself; the others run
-        together as right-padded batches on the prefix cache (under causal attention a tail's real tokens never
-        see the padding after them).
-        Returns one ``(heads, prefix_len)`` tensor per tail — exactly the row mean a single forward of
-        prefix + tail would give.
+        and captured once) plus the tail. Returns one ``(heads, prefix_len)`` tensor per tail — exactly the row
+        mean a single forward of prefix + tail would give. How the tails run:
+
+        * models whose cache keeps every position: **one forward** of prefix + all tails packed
+          (:class:`capture.Packing`: every tail sees the prefix and itself, at its own positions);
+        * sliding-window models (their windowed layers drop old keys, so packed tails could not see the
+          prefix window they need): the prefix forward, then the tails as right-padded batches on its cache
+          (under causal attention a tail's real tokens never see the padding after them).
         """
         stop = self.heads.deepest_layer
         prefix_len = len(prefix_ids)
         cache = capture.new_cache(self.model)
-        out: list[torch.Tensor] = []
         if capture.can_crop(cache):
-            # The first tail rides along with the prefix forward (one forward, as long as a plain one), keeping
-            # the instruction's rows apart so that the other tails can reuse them; the others then run on the
-            # cache cut back to the prefix.
-            first, rest = tails[0], tails[1:]
-            n_rows = shared_rows + len(first)
-            groups = torch.zeros(1, 2, n_rows)
+            packing = capture.Packing(prefix_len, len(tails[0]), tuple(len(t) for t in tails[1:]))
+            n_rows = shared_rows + sum(len(t) for t in tails)
+            groups = torch.zeros(1, 1 + len(tails), n_rows)
             groups[0, 0, :shared_rows] = 1
-            groups[0, 1, shared_rows:] = 1
-            recorder = capture.HeadRecorder(self.heads, n_rows, prefix_len + len(first), row_groups=groups)
-            capture.run_layers(self.model, prefix_ids + first, cache, start=0, stop_after=stop, recorder=recorder)
-            instruction, query = recorder.collect()[0, :, :, :prefix_len]
-            shared_sum: torch.Tensor | float = instruction
-            out.append(((instruction + query) / n_rows).cpu())
-            crop: int | None = prefix_len
-        else:
-            # Sliding-window layers forget early positions, so their cache cannot be cut back: every tail runs
-            # on the prefix cache, and the instruction's rows are captured in the prefix pass.
-            rest, crop = tails, None
-            shared = (
-                capture.HeadRecorder(self.heads, n_rows=shared_rows, total_length=prefix_len) if shared_rows else None
-            )
-            capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop, recorder=shared)
-            shared_sum = shared.collect()[0, 0] if shared is not None else 0.0
-        for group in _tail_groups(rest, prefix_len):
+            start = shared_rows
+            for i, tail in enumerate(tails, start=1):
+                groups[0, i, start : start + len(tail)] = 1
+                start += len(tail)
+            recorder = capture.HeadRecorder(self.heads, n_rows, packing.total_len, row_groups=groups)
+            ids = prefix_ids + [token for tail in tails for token in tail]
+            capture.run_layers(self.model, ids, cache, start=0, stop_after=stop, recorder=recorder, packing=packing)
+            sums = recorder.collect()[0, :, :, :prefix_len]
+            return [((sums[0] + sums[i]) / (shared_rows + len(t))).cpu() for i, t in enumerate(tails, start=1)]
+        shared = capture.HeadRecorder(self.heads, n_rows=shared_rows, total_length=prefix_len) if shared_rows else None
+        capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop, recorder=shared)
+        shared_sum = shared.collect()[0, 0] if shared is not None else 0.0
+        out: list[torch.Tensor] = []
+        for group in _tail_groups(tails, prefix_len):
             width = max(len(tail) for tail in group)
             padded = [tail + [tail[-1]] * (width - len(tail)) for tail in group]  # right padding is never seen
             real = torch.zeros(len(group), 1, width)
@@ -365,7 +361,7 @@ class QRHeadScorer:
             capture.run_layers(
                 self.model,
                 padded,
-                capture.fork_cache(cache, batch=len(group), length=crop),
+                capture.fork_cache(cache, batch=len(group)),
                 start=prefix_len,
                 stop_after=stop,
                 recorder=recorder,
@@ -375,17 +371,11 @@ class QRHeadScorer:
         return out
 
 
-_TAIL_BATCH_TOKENS = 32_768
-"""Most (batch × sequence) tokens per tail forward: tails of one prefix run together (one forward instead of
-one per query, which is what short prompts spend their time on), in groups small enough that the broadcast
-prefix key/value copies made by the forward stay bounded for long prompts."""
-
-
 def _tail_groups(tails: list[list[int]], prefix_len: int) -> list[list[list[int]]]:
-    """Consecutive groups of tails to run as one right-padded batch each."""
+    """Consecutive groups of tails to run as one right-padded batch each (bounded broadcast copies)."""
     if not tails:
         return []
-    per_group = max(1, _TAIL_BATCH_TOKENS // (prefix_len + max(len(t) for t in tails)))
+    per_group = max(1, capture.TAIL_BATCH_TOKENS // (prefix_len + max(len(t) for t in tails)))
     return [tails[i : i + per_group] for i in range(0, len(tails), per_group)]
 
 

@@ -46,23 +46,34 @@ def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3"])
-def test_batched_tails_equal_one_tail_per_forward(kind: str, tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tails of different lengths run as one right-padded batch; the padding must not leak into any tail."""
-    from qrhead_integrations import scorer as scorer_module
-
+@pytest.mark.parametrize("batch_tokens", [32_768, 1])
+def test_many_tails_equal_one_tail_per_call(
+    kind: str, batch_tokens: int, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tails of different lengths in one call (packed into the prefix forward for llama; right-padded batches
+    on the prefix cache for gemma3's sliding layers; in groups of one with ``batch_tokens=1``) give exactly
+    what a call with that tail alone gives."""
+    monkeypatch.setattr(capture, "TAIL_BATCH_TOKENS", batch_tokens)
     scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
     queries = ["Which city is the capital of France and where is it?", "fox", "N/A", "what boils at 100 degrees"]
     encoded = scorer._builder.encode(to_passages(PASSAGES), queries)
     assert len({len(t) for t in encoded.tails}) == len(queries)  # every tail a different length
-    # llama's cache is cut back after the first tail rides with the prefix; gemma3's sliding layers are not.
+    # llama's cache keeps every position, so its tails are packed; gemma3's sliding layers are not.
     assert capture.can_crop(capture.new_cache(scorer.model)) == (kind == "llama")
-    batched = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
-    assert len(scorer_module._tail_groups(encoded.tails, len(encoded.prefix_ids))) == 1
-    monkeypatch.setattr(scorer_module, "_TAIL_BATCH_TOKENS", 1)  # forces one tail per forward
-    assert len(scorer_module._tail_groups(encoded.tails, len(encoded.prefix_ids))) == len(queries)
-    single = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
-    for one, many in zip(single, batched, strict=True):
-        torch.testing.assert_close(many, one, atol=1e-6, rtol=0)
+    together = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    for tail, many in zip(encoded.tails, together, strict=True):
+        (alone,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, [tail])
+        torch.testing.assert_close(many, alone, atol=1e-6, rtol=0)
+
+
+def test_packing_layout() -> None:
+    packing = capture.Packing(prefix_len=3, first_len=2, extra_lens=(2, 1))
+    assert packing.total_len == 8 and packing.extra_spans() == [(5, 7), (7, 8)]
+    assert packing.positions() == [0, 1, 2, 3, 4, 3, 4, 3]
+    allowed = packing.allowed(0).int().tolist()
+    assert allowed[4] == [1, 1, 1, 1, 1, 0, 0, 0]  # first tail: causal
+    assert allowed[6] == [1, 1, 1, 0, 0, 1, 1, 0]  # second tail: prefix + itself
+    assert allowed[7] == [1, 1, 1, 0, 0, 0, 0, 1]  # third tail: prefix + itself
 
 
 def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
