@@ -13,8 +13,10 @@ attention function with ``transformers.AttentionInterface`` that
 The same name is registered in ``AttentionMaskInterface`` with the sdpa mask builder: without it transformers
 passes no mask to a custom attention name and sliding-window layers silently lose their window.
 
-The forward is cut after the deepest selected layer by a hook that raises :class:`_StopForward`: later layers,
-the final norm and the LM head never run. Key/value caches are forked by sharing tensors (cache layers replace
+The forward is cut inside the deepest selected layer, right after its keys/values are cached and its heads
+recorded, by raising :class:`_StopForward` (a forward hook on that layer is the fallback for attention modules
+without a ``layer_idx``): that layer's attention output and MLP, later layers, the final norm and the LM head
+never run. Key/value caches are forked by sharing tensors (cache layers replace
 their tensors on update rather than writing into them), so one prefix cache serves any number of tails.
 """
 
@@ -90,6 +92,7 @@ class Packing:
 
 
 _ACTIVE_PACKING: contextvars.ContextVar[Packing | None] = contextvars.ContextVar("qrhead_active_packing", default=None)
+_STOP_LAYER: contextvars.ContextVar[int | None] = contextvars.ContextVar("qrhead_stop_layer", default=None)
 
 TAIL_BATCH_TOKENS = 32_768
 """Most (batch × keys) positions per batched tail attention: bounds the broadcast prefix key/value copies that
@@ -210,6 +213,11 @@ def _qrhead_attention(
     recorder = _ACTIVE_RECORDER.get()
     if recorder is not None:
         recorder.record(module, query, key, attention_mask, scaling, kwargs)
+    stop = _STOP_LAYER.get()
+    if stop is not None and getattr(module, "layer_idx", None) == stop:
+        # The deepest needed layer: its keys/values are cached and its heads recorded; its attention output,
+        # output projection and MLP feed only layers that never run.
+        raise _StopForward
     packing = _ACTIVE_PACKING.get()
     if packing is not None and packing.extra_lens and key.shape[2] == packing.total_len:
         return _packed_attention(module, query, key, value, packing, dropout, scaling, kwargs)
@@ -352,12 +360,14 @@ def run_layers(
     if stop_after is not None and stop_after < len(decoder.layers) - 1:
         handle = decoder.layers[stop_after].register_forward_hook(_raise_stop)
     kwargs = {_cache_kwarg(decoder): cache, "use_cache": True, "position_ids": positions}
+    stop_token = _STOP_LAYER.set(stop_after if handle is not None else None)
     try:
         with recording(recorder, packing):
             decoder(input_ids=ids, **kwargs)
     except _StopForward:
         pass
     finally:
+        _STOP_LAYER.reset(stop_token)
         if handle is not None:
             handle.remove()
 

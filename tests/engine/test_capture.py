@@ -119,7 +119,12 @@ def test_truncated_forward_skips_later_layers(tokenizer: Any) -> None:
     scorer = QRHeadScorer(model, tokenizer, heads="1-0", model_id="tiny-llama")
     called: list[int] = []
     hooks = [
-        layer.register_forward_hook(lambda *_, i=i: called.append(i))
+        layer.register_forward_pre_hook(lambda *_, i=i: called.append(i))
+        for i, layer in enumerate(capture.decoder_of(model).layers)
+    ]
+    mlp_calls: list[int] = []
+    hooks += [
+        layer.mlp.register_forward_hook(lambda *_, i=i: mlp_calls.append(i))
         for i, layer in enumerate(capture.decoder_of(model).layers)
     ]
     try:
@@ -128,6 +133,7 @@ def test_truncated_forward_skips_later_layers(tokenizer: Any) -> None:
         for hook in hooks:
             hook.remove()
     assert set(called) == {0, 1}
+    assert set(mlp_calls) == {0}  # the deepest layer stops once its heads are recorded: no MLP
 
 
 def test_fork_cache_leaves_the_prefix_cache_untouched(tokenizer: Any) -> None:
