@@ -59,7 +59,7 @@ def batch(
 
     try:
         ray, started = ensure_ray(address)
-    except ImportError as exc:
+    except (ImportError, ConnectionError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     try:
@@ -81,7 +81,7 @@ def batch(
             ray.shutdown()
     print(
         f"{rows} rows, {errors} with errors, written to {Path(output)} in {elapsed:.1f} s "
-        f"({rows / elapsed:.2f} rows/s, {workers} workers)"
+        f"({rows / elapsed:.2f} rows/s, {workers} worker{'s' if workers != 1 else ''})"
     )
 
 

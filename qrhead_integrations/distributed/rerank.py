@@ -133,6 +133,7 @@ def rerank_dataset(
     ray, _ = ensure_ray()
     plan = plan_workers(ray, num_workers, num_gpus_per_worker, num_cpus_per_worker)
     source, owned = read_input(ray, dataset)
+    _check_columns(source, (query_column, passages_column))
     if owned:
         source.context.execution_options.preserve_order = True
     result = source.repartition(target_num_rows_per_block=batch_size).map_batches(
@@ -151,3 +152,13 @@ def rerank_dataset(
         **plan.actor_args(ray),
     )
     return result if output is None else write_output(ray, result, output)
+
+
+def _check_columns(dataset: Any, columns: tuple[str, ...]) -> None:
+    """Fail before any worker starts when a named column is missing (reads at most the first block)."""
+    schema = dataset.schema()
+    if schema is None:
+        return
+    missing = [name for name in columns if name not in schema.names]
+    if missing:
+        raise InvalidInputError(f"no column {missing[0]!r} in the input (columns: {list(schema.names)})")

@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from qrhead_integrations import QRHeadScorer  # noqa: E402
+from qrhead_integrations import InvalidInputError, QRHeadScorer  # noqa: E402
 from qrhead_integrations.cli import app  # noqa: E402
 from qrhead_integrations.detect import detect_heads, score_heads  # noqa: E402
 from qrhead_integrations.distributed import (  # noqa: E402
@@ -125,6 +125,11 @@ def test_rerank_equals_the_single_process_scorer_and_bad_rows_get_errors(
         ray_session.data.from_items(ROWS), model=saved_tiny_model, heads=HEADS, batch_size=2
     ).take_all()
     _check_rows(results, local_scorer)
+
+
+def test_a_missing_column_fails_before_any_worker_starts(ray_session: Any, saved_tiny_model: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no column 'question'"):
+        rerank_dataset(ray_session.data.from_items(ROWS), model=saved_tiny_model, query_column="question")
 
 
 def test_two_workers_from_a_jsonl_file_to_one_parquet_file(
