@@ -142,7 +142,7 @@ def _print(report: Any) -> None:
     info = report.info
     title = f"{info.get('data_name', '')} · {info['model']} · {info['n_queries']} queries · {info['order']}"
     table = Table(title=title)
-    table.add_column("system", overflow="fold")
+    table.add_column("system", no_wrap=True)
     for name in report.metric_names:
         table.add_column(name, justify="right", overflow="fold")
     for system in report.systems:
