@@ -8,9 +8,9 @@ Data (disjoint detection / evaluation slices):
 
 * ``multihop``: HotpotQA dev rows 0-99 detect (0-79 score the heads, 80-99 choose how many / which), rows
   100-199 evaluate (recall@2, recall@5).
-* ``rerank``: SciFact train queries in id order with a judged-relevant passage in BM25's top-20: the first 40
-  detect (32 score, 8 choose), the 40 after the first 100 evaluate (nDCG@10 over the top-20); passages cut
-  to 128 tokens (≈2.7K-token prompts) to keep the study within an afternoon on 2 CPU cores.
+* ``rerank``: SciFact train queries in id order with a judged-relevant passage in BM25's top-10: the first 40
+  detect (32 score, 8 choose), the 40 after the first 100 evaluate (nDCG@10 of the re-ranked top-10); passages cut
+  to 128 tokens (≈1.5K-token prompts) to keep the study within an afternoon on 2 CPU cores.
 
 Candidate orders evaluated: ``retriever`` (BM25's order reversed: its best passage last, next to the query, as
 the reference code does; for HotpotQA, BM25 over the question's own 10 passages) and ``shuffled`` (seeded) — small
@@ -28,9 +28,10 @@ and cross-task; BM25 beside them.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ from _report import write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
+from qrhead_integrations.detect import (
+    ExampleHeadScores,
+    HeadScores,
+    HeadSelection,
+    choose_heads,
+    head_scores_table,
+    plot_head_scores,
+    subset_metric,
+)
 from qrhead_integrations.evaluation import (
     BM25Index,
     beir_candidates,
@@ -50,13 +60,14 @@ from qrhead_integrations.evaluation import (
     read_multihop_jsonl,
 )
 from qrhead_integrations.heads import HeadSet
+from qrhead_integrations.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 HOTPOTQA = SHARED / "hotpotqa" / "hotpotqa_dev200.jsonl"
 SCIFACT = SHARED / "scifact"
 MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
-RERANK_CANDIDATES = 20
+RERANK_CANDIDATES = 10
 PASSAGE_TOKENS = 128
 SHUFFLE_SEED = 0
 RANDOM_SEEDS = 10
@@ -123,16 +134,8 @@ def dump(scorer: QRHeadScorer, examples: list[Example], order: str, path: Path) 
     return done
 
 
-def evaluate(per_head: list[torch.Tensor], examples: list[Example], heads: list[int], task: str) -> float:
-    """Mean recall@2 (multihop) or nDCG@10 (rerank) of the head subset (flat indices) on the examples."""
-    values = []
-    for scores, example in zip(per_head, examples, strict=True):
-        ranking = rank_indices(scores[heads].mean(0).tolist())
-        values.append(_metric(ranking, example.gold, task))
-    return float(np.mean(values))
-
-
 def _metric(ranking: list[int], gold: list[int], task: str) -> float:
+    """recall@2 (multihop) or binary nDCG@10 (rerank) of one ranking."""
     if task == "multihop":
         return len(set(ranking[:2]) & set(gold)) / len(gold)
     dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(ranking[:10]) if i in gold)
@@ -141,7 +144,174 @@ def _metric(ranking: list[int], gold: list[int], task: str) -> float:
 
 
 def flat(heads: HeadSet, num_heads: int) -> list[int]:
+    """Layer-major flat indices of ``heads`` (the row order of the all-heads score tensors)."""
     return [layer * num_heads + head for layer, head in heads]
+
+
+def scored(per_head: list[torch.Tensor], examples: list[Example]) -> list[ExampleHeadScores]:
+    return [ExampleHeadScores(t.double(), tuple(e.gold)) for t, e in zip(per_head, examples, strict=True)]
+
+
+def detect(
+    model: str, task: str, items: list[ExampleHeadScores], shape: tuple[int, int], validation: int, data: str
+) -> tuple[HeadScores, HeadSelection]:
+    """The library's ``top_k="auto"`` detection on cached scores: table from the first examples, choice on the
+    last ``validation`` ones (what ``qrhead detect --top-k auto`` does)."""
+    provenance = {
+        "model": model,
+        "task": task,
+        "seed": SHUFFLE_SEED,
+        "candidate_order": "shuffled",
+        "data": data,
+        "date": datetime.date.today().isoformat(),
+        "calibrated": True,
+        "max_passage_tokens": PASSAGE_TOKENS,
+        "source": f"detected ({task}) by benchmarks/study_heads.py",
+    }
+    table = head_scores_table(
+        items[:-validation], method="qr_score", num_layers=shape[0], num_heads=shape[1], provenance=provenance
+    )
+    return table, choose_heads(table, items[-validation:])
+
+
+METRIC = {"multihop": "recall@2", "rerank": "ndcg@10"}
+DETECT_DATA = {
+    "multihop": ("HotpotQA dev rows 0-99 (0-79 score the heads, 80-99 choose the set)", 20),
+    "rerank": (
+        "the first 40 SciFact train queries (id order) with a judged-relevant doc in BM25's top-10 "
+        "(32 score the heads, 8 choose the set)",
+        8,
+    ),
+}
+
+
+def analyse(model: str, cached: dict[tuple[str, str], list[torch.Tensor]], slices: dict[str, list[Example]],
+            shape: tuple[int, int], provisional: HeadSet, plots: Path | None) -> dict[str, Any]:
+    n_heads = shape[1]
+    out: dict[str, Any] = {"detected": {}, "evaluation": {}}
+    chosen: dict[str, HeadSelection] = {}
+    tables: dict[str, HeadScores] = {}
+    for task in ("multihop", "rerank"):
+        key = (f"{task}/detect", "shuffled")
+        if key not in cached:
+            continue
+        data, validation = DETECT_DATA[task]
+        table, selection = detect(model, task, scored(cached[key], slices[f"{task}/detect"]), shape, validation, data)
+        tables[task], chosen[task] = table, selection
+        out["detected"][task] = {
+            "heads": str(selection.heads),
+            "choice": selection.choice,
+            "validation": selection.validation,
+            "top16": str(table.top(16)),
+            "best_layer": table.best_layer(),
+            "layers_of_heads": sorted({layer for layer, _ in selection.heads}),
+        }
+        if plots is not None:
+            plot_head_scores(table, str(plots / f"heads_{model}_{task}.png"), top_k=len(selection.heads))
+    rng = np.random.default_rng(0)
+    random_sets = [rng.choice(shape[0] * n_heads, size=16, replace=False).tolist() for _ in range(RANDOM_SEEDS)]
+    for task in ("multihop", "rerank"):
+        examples = slices[f"{task}/eval"]
+        for order in ("retriever", "shuffled"):
+            if (f"{task}/eval", order) not in cached:
+                continue
+            items = scored(cached[(f"{task}/eval", order)], examples)
+            metric = METRIC[task]
+            row: dict[str, Any] = {}
+            for source, selection in chosen.items():
+                label = "in-task" if source == task else "cross-task"
+                row[f"detected ({source}, {label})"] = subset_metric(items, flat(selection.heads, n_heads), metric)
+                row[f"top-16 QR ({source}, {label})"] = subset_metric(items, flat(tables[source].top(16), n_heads),
+                                                                      metric)
+                row[f"best layer {tables[source].best_layer()} ({source}, {label})"] = subset_metric(
+                    items, flat(tables[source].layer_set(), n_heads), metric
+                )
+            row["all heads (ICR)"] = subset_metric(items, list(range(shape[0] * n_heads)), metric)
+            randoms = [subset_metric(items, heads, metric) for heads in random_sets]
+            row["random 16 (mean of 10 seeds)"] = float(np.mean(randoms))
+            row["random 16 (std)"] = float(np.std(randoms))
+            row["random 16 (best seed)"] = float(np.max(randoms))
+            row[f"provisional ({provisional})"] = subset_metric(items, flat(provisional, n_heads), metric)
+            row["BM25"] = float(np.mean([_metric(rank_indices(e.bm25), e.gold, task) for e in examples]))
+            out["evaluation"][f"{task}/{order}"] = {"metric": metric, "n": len(examples), "systems": row}
+    # How many detection examples are enough: top-K (the chosen K) from the first n multihop examples.
+    if "multihop" in chosen and ("multihop/eval", "shuffled") in cached:
+        items = scored(cached[("multihop/detect", "shuffled")], slices["multihop/detect"])[:80]
+        held_out = scored(cached[("multihop/eval", "shuffled")], slices["multihop/eval"])
+        curve = {}
+        final = set(tables["multihop"].top(16).heads)
+        for n in (1, 2, 5, 10, 20, 40, 80):
+            table = head_scores_table(items[:n], method="qr_score", num_layers=shape[0], num_heads=n_heads)
+            curve[n] = {
+                "top-16 recall@2": subset_metric(held_out, flat(table.top(16), n_heads), "recall@2"),
+                "top-16 ndcg@10": subset_metric(held_out, flat(table.top(16), n_heads), "ndcg@10"),
+                "overlap with 80-example top-16": len(final & set(table.top(16).heads)),
+            }
+        out["examples_curve"] = curve
+    out["chosen"] = chosen
+    return out
+
+
+DEFAULT_TASK = "multihop"
+"""The shipped default of both models: the multi-hop set, detected on 100 examples (the re-rank set on 40), and the
+setting the demo, the compressor and RAG pipelines over retrieved chunks are closest to. Fixed in advance rather
+than picked from the evaluation figures, which would select on the test data."""
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Head detection study (bundled models)", "", f"Command: `{report['info']['command']}`", ""]
+    for model, result in report["models"].items():
+        lines += [f"## {model}", ""]
+        for task, entry in result["detected"].items():
+            figures = ", ".join(f"{k} {v:.3f}" for k, v in entry["validation"].items())
+            lines.append(
+                f"- **{task}** set: {entry['choice']} → `{entry['heads']}` (validation nDCG@10: {figures}); "
+                f"layers {entry['layers_of_heads']}"
+            )
+        lines.append(f"- shipped default: `{result.get('default')}`")
+        lines.append("")
+        evaluations = result["evaluation"]
+        if evaluations:
+            columns = list(evaluations)
+            systems = list(dict.fromkeys(s for e in evaluations.values() for s in e["systems"]))
+            header = [f"{c} ({evaluations[c]['metric']}, n={evaluations[c]['n']})" for c in columns]
+            lines += ["| head set | " + " | ".join(header) + " |", "|---" * (len(columns) + 1) + "|"]
+            for system in systems:
+                cells = [
+                    f"{evaluations[c]['systems'][system]:.3f}" if system in evaluations[c]["systems"] else "—"
+                    for c in columns
+                ]
+                lines.append(f"| {system} | " + " | ".join(cells) + " |")
+            lines.append("")
+        if "examples_curve" in result:
+            lines += ["How many detection examples: top-16 from the first n HotpotQA detection examples, on the",
+                      "held-out questions (shuffled order):", "",
+                      "| examples | recall@2 | nDCG@10 | heads shared with the 80-example top-16 |",
+                      "|---|---|---|---|"]
+            for n, entry in result["examples_curve"].items():
+                lines.append(f"| {n} | {entry['top-16 recall@2']:.3f} | {entry['top-16 ndcg@10']:.3f} "
+                             f"| {entry['overlap with 80-example top-16']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_presets(path: Path, selections: dict[str, dict[str, HeadSelection]], defaults: dict[str, str]) -> None:
+    """Replace the bundled models' entries of the presets file with the detected sets (provisional kept)."""
+    catalogue = json.loads(path.read_text(encoding="utf-8"))
+    for model, chosen in selections.items():
+        entry = catalogue["models"].setdefault(model, {})
+        for task, selection in chosen.items():
+            provenance = {k: v for k, v in selection.heads.provenance.items() if k != "model"}
+            entry[task] = {"heads": str(selection.heads), "provenance": provenance}
+        entry["_default"] = defaults[model]
+    catalogue["_about"] = (
+        "Head sets for the bundled offline models, detected by benchmarks/study_heads.py (see docs/detection.md): "
+        "'multihop' on HotpotQA dev rows 0-99, 'rerank' on SciFact train queries with BM25 candidates. "
+        "'provisional' is the whole-layer set used before detection shipped."
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(catalogue, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -151,6 +321,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--presets-out", type=Path, help="write the detected sets into this presets file")
+    parser.add_argument("--plots", type=Path, help="folder for the layers × heads heatmaps")
+    parser.add_argument("--analyse-only", action="store_true", help="use the cached slices that are complete")
+    parser.add_argument("--detect-only", action="store_true", help="compute the detection slices only")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     slices = load_examples()
@@ -159,13 +332,37 @@ def main() -> None:
     scorers = {m: QRHeadScorer.from_pretrained(m, heads="all", max_passage_tokens=PASSAGE_TOKENS) for m in models}
     # Detection slices of every model first (they make the shipped sets), then the evaluation slices.
     jobs = [(name, "shuffled") for name in slices if name.endswith("detect")]
-    jobs += [(name, order) for name in slices if name.endswith("eval") for order in ("retriever", "shuffled")]
-    cached: dict[tuple[str, str, str], list[torch.Tensor]] = {}
+    if not args.detect_only:
+        jobs += [(name, order) for order in ("shuffled", "retriever") for name in slices if name.endswith("eval")]
+    cached: dict[str, dict[tuple[str, str], list[torch.Tensor]]] = {m: {} for m in models}
     for name, order in jobs:
         for model in models:
             path = args.cache / f"{model}_{name.replace('/', '_')}_{order}.pt"
-            cached[(model, name, order)] = dump(scorers[model], slices[name], order, path)
-    del cached
+            if args.analyse_only:
+                if path.exists() and len(torch.load(path)) == len(slices[name]):
+                    cached[model][(name, order)] = torch.load(path)
+                continue
+            cached[model][(name, order)] = dump(scorers[model], slices[name], order, path)
+    selections: dict[str, dict[str, HeadSelection]] = {}
+    defaults: dict[str, str] = {}
+    for model in models:
+        scorer = scorers[model]
+        provisional = get_preset(model, "provisional")
+        assert provisional is not None
+        result = analyse(model, cached[model], slices, (scorer.num_layers, scorer.num_heads), provisional, args.plots)
+        selections[model] = result.pop("chosen")
+        defaults[model] = result["default"] = DEFAULT_TASK
+        report["models"][model] = result
+    report["info"]["command"] = "python benchmarks/study_heads.py " + " ".join(
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in vars(args).items()
+        if v not in (None, False) and k != "cache"
+    )
+    text = markdown(report)
+    print(text)
+    write_reports(report, text, args.json, args.markdown)
+    if args.presets_out is not None:
+        write_presets(args.presets_out, selections, defaults)
 
 if __name__ == "__main__":
     main()

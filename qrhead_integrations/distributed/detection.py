@@ -1,6 +1,6 @@
 """Head detection on Ray Data: per-example head scores in an actor pool, reduced into ``score_heads``' table.
 
-The driver shuffles the candidates (``_detect_steps``), the actors run ``detect.example_head_scores`` on
+The driver shuffles the candidates (``detect.prepare_examples``), the actors run ``detect.example_head_scores`` on
 candidates already in order, and the driver reduces the results in input order with ``detect.head_scores_table``
 — the same functions ``detect.score_heads`` chains in one process.
 """
@@ -25,11 +25,11 @@ from ..detect import (
     detection_provenance,
     example_head_scores,
     head_scores_table,
+    prepare_examples,
 )
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSet
 from ..prompt import Passage
-from ._detect_steps import shuffled_examples
 from ._ray import ensure_ray, plan_workers, set_threads
 
 
@@ -132,7 +132,7 @@ def score_heads_distributed(
     kwargs = dict(scorer_kwargs or {})
     if kwargs.get("calibrate") is False:
         warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
-    prepared = shuffled_examples(examples, seed=seed, shuffle=shuffle)
+    prepared = list(prepare_examples(examples, seed=seed, shuffle=shuffle))
     if not prepared:
         raise InvalidInputError("no usable example: detection needs at least one example with a non-empty gold")
     ray, _ = ensure_ray()
