@@ -219,19 +219,23 @@ def analyse(model: str, cached: dict[tuple[str, str], list[torch.Tensor]], slice
             metric = METRIC[task]
             row: dict[str, Any] = {}
             for source, selection in chosen.items():
-                label = "in-task" if source == task else "cross-task"
-                row[f"detected ({source}, {label})"] = subset_metric(items, flat(selection.heads, n_heads), metric)
-                row[f"top-16 QR ({source}, {label})"] = subset_metric(items, flat(tables[source].top(16), n_heads),
-                                                                      metric)
-                row[f"best layer {tables[source].best_layer()} ({source}, {label})"] = subset_metric(
+                row[f"detected {source} set"] = subset_metric(items, flat(selection.heads, n_heads), metric)
+                if selection.choice != "top-16":
+                    row[f"top-16 QR ({source} table)"] = subset_metric(
+                        items, flat(tables[source].top(16), n_heads), metric
+                    )
+                layer = tables[source].best_layer()
+                row[f"best layer ({source} table: layer {layer})"] = subset_metric(
                     items, flat(tables[source].layer_set(), n_heads), metric
                 )
             row["all heads (ICR)"] = subset_metric(items, list(range(shape[0] * n_heads)), metric)
             randoms = [subset_metric(items, heads, metric) for heads in random_sets]
-            row["random 16 (mean of 10 seeds)"] = float(np.mean(randoms))
-            row["random 16 (std)"] = float(np.std(randoms))
-            row["random 16 (best seed)"] = float(np.max(randoms))
-            row[f"provisional ({provisional})"] = subset_metric(items, flat(provisional, n_heads), metric)
+            row["random 16 heads (mean of 10 seeds)"] = float(np.mean(randoms))
+            row["random 16 heads (std over seeds)"] = float(np.std(randoms))
+            row["random 16 heads (best of 10 seeds)"] = float(np.max(randoms))
+            row[f"provisional whole layer ({provisional.heads[0][0]})"] = subset_metric(
+                items, flat(provisional, n_heads), metric
+            )
             row["BM25"] = float(np.mean([_metric(rank_indices(e.bm25), e.gold, task) for e in examples]))
             out["evaluation"][f"{task}/{order}"] = {"metric": metric, "n": len(examples), "systems": row}
     # How many detection examples are enough: top-K (the chosen K) from the first n multihop examples.
