@@ -129,7 +129,7 @@ def _run(
             write_report(report, output)
             console.print(f"report written to {output}")
         if markdown is not None:
-            write_text_atomic(markdown, markdown_table(report))
+            write_text_atomic(markdown, markdown_table(report, comparisons=True))
             console.print(f"table written to {markdown}")
         if plot is not None:
             plot_report(report, plot)

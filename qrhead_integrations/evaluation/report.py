@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,8 +88,13 @@ def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:
     return write_text_atomic(path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
-def markdown_table(report: EvalReport, *, digits: int = 3, bold_best: bool = True) -> str:
-    """A Markdown table of systems × metrics (the best value of each metric in bold)."""
+def markdown_table(
+    report: EvalReport, *, digits: int = 3, bold_best: bool = True, comparisons: bool = False
+) -> str:
+    """A Markdown table of systems × metrics (the best value of each metric in bold).
+
+    With ``comparisons``, a list of :func:`default_comparisons` follows the table (needs per-query results).
+    """
     names = report.metric_names
     best = {m: max(report.metrics[s].get(m, float("-inf")) for s in report.systems) for m in names}
     lines = ["| system | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
@@ -100,7 +106,70 @@ def markdown_table(report: EvalReport, *, digits: int = 3, bold_best: bool = Tru
             strong = bold_best and value is not None and round(value, digits) == round(best[metric], digits)
             cells.append(f"**{text}**" if strong else text)
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    if comparisons:
+        lines.append("")
+        lines += [f"- {comparison}" for comparison in default_comparisons(report)]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """System ``a`` against system ``b`` on one metric, query by query.
+
+    Attributes:
+        a, b: the system names.
+        metric: the metric compared.
+        diff: mean of ``a - b`` over the queries both systems have.
+        wins, losses, ties: queries where ``a`` is higher, lower, equal.
+        p_not_better: share of paired-bootstrap resamples whose mean difference is <= 0 (small: ``a`` is
+            reliably better; near 0.5: no difference; large: ``b`` is better).
+    """
+
+    a: str
+    b: str
+    metric: str
+    diff: float
+    wins: int
+    losses: int
+    ties: int
+    p_not_better: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.a} vs {self.b} on {self.metric}: {self.diff:+.3f} (better on {self.wins}, worse on {self.losses}, "
+            f"equal on {self.ties} queries; paired bootstrap P(no gain) = {self.p_not_better:.2f})"
+        )
+
+
+def paired_comparison(
+    report: EvalReport, a: str, b: str, metric: str, *, samples: int = 2000, seed: int = 0
+) -> PairedComparison:
+    """Compare two systems of a report query by query (wins/losses/ties and a seeded paired bootstrap).
+
+    Raises:
+        KeyError: a system or the metric is not in the report's per-query results.
+    """
+    rows_a, rows_b = report.per_query[a], report.per_query[b]
+    diffs = [rows_a[q][metric] - rows_b[q][metric] for q in rows_a if q in rows_b]
+    eps = 1e-12
+    wins, losses = sum(d > eps for d in diffs), sum(d < -eps for d in diffs)
+    rng = random.Random(seed)
+    n = len(diffs)
+    not_better = sum(sum(rng.choices(diffs, k=n)) <= 0 for _ in range(samples)) if n else samples
+    return PairedComparison(
+        a, b, metric, sum(diffs) / n if n else 0.0, wins, losses, n - wins - losses, not_better / samples
+    )
+
+
+def default_comparisons(report: EvalReport) -> list[PairedComparison]:
+    """``qrhead`` against every other system, and each fusion against ``qrhead``, on the first metric."""
+    if "qrhead" not in report.per_query or not report.metric_names:
+        return []
+    metric = report.metric_names[0]
+    fused = ("fusion", "fusion_dense")
+    pairs = [("qrhead", name) for name in report.systems if name not in ("qrhead", *fused) and name in report.per_query]
+    pairs += [(name, "qrhead") for name in fused if name in report.per_query]
+    return [paired_comparison(report, a, b, metric) for a, b in pairs]
 
 
 def plot_report(report: EvalReport, path: str | os.PathLike[str], *, title: str | None = None) -> Path:

@@ -21,9 +21,11 @@ favour passages next to the query, so a gain should survive ``"shuffled"``.
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -381,4 +383,29 @@ def versions(*, dense: bool = False) -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
+    commit = _git_commit()
+    if commit:
+        found["git"] = commit
     return found
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` when files differ) when the package runs from a git work tree."""
+    folder = Path(__file__).resolve().parents[2]
+    if not (folder / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--", "qrhead_integrations"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

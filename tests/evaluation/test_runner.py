@@ -161,3 +161,23 @@ def test_atomic_write_leaves_the_old_file_or_nothing(tmp_path: Path, monkeypatch
         write_text_atomic(tmp_path / "fresh.json", "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_paired_comparison_on_hand_made_per_query_values() -> None:
+    from qrhead_integrations.evaluation.report import default_comparisons, paired_comparison
+
+    per_query = {
+        "qrhead": {"a": {"m": 1.0}, "b": {"m": 0.5}, "c": {"m": 0.2}, "d": {"m": 0.7}},
+        "bm25": {"a": {"m": 0.0}, "b": {"m": 0.5}, "c": {"m": 0.4}, "d": {"m": 0.2}},
+        "fusion": {"a": {"m": 1.0}, "b": {"m": 0.5}, "c": {"m": 0.2}, "d": {"m": 0.7}},
+    }
+    report = EvalReport(metrics={s: {"m": 0.0} for s in per_query}, per_query=per_query)
+    result = paired_comparison(report, "qrhead", "bm25", "m")
+    assert (result.wins, result.losses, result.ties) == (2, 1, 1)
+    assert result.diff == pytest.approx((1.0 + 0 - 0.2 + 0.5) / 4)
+    assert 0.0 <= result.p_not_better < 0.5 and result == paired_comparison(report, "qrhead", "bm25", "m")
+    same = paired_comparison(report, "fusion", "qrhead", "m")
+    assert same.ties == 4 and same.p_not_better == 1.0  # no gain at all
+    assert [(c.a, c.b) for c in default_comparisons(report)] == [("qrhead", "bm25"), ("fusion", "qrhead")]
+    text = markdown_table(report, comparisons=True)
+    assert "- qrhead vs bm25 on m: +0.325 (better on 2, worse on 1, equal on 1 queries" in text
