@@ -70,7 +70,10 @@ def test_published_presets_are_shipped() -> None:
 
 def test_resolve_heads_accepts_every_documented_form(tmp_path: Path) -> None:
     kw = {"model_id": "smollm2-135m-instruct", "num_layers": 30, "num_heads": 9}
-    assert resolve_heads(None, **kw).layers == (18,)
+    default = resolve_heads(None, **kw)
+    assert default.provenance["preset"] == "multihop" and len(default) == 16  # the detected set
+    assert resolve_heads("provisional", **kw).layers == (18,)
+    assert resolve_heads("rerank", **kw).provenance["task"] == "rerank"
     assert len(resolve_heads("all", **kw)) == 270
     assert resolve_heads("layers:3,4", **kw).layers == (3, 4)
     assert resolve_heads("1-2,3-4", **kw).heads == ((1, 2), (3, 4))
