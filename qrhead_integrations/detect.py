@@ -307,8 +307,8 @@ def choose_heads(
     n_heads = table.scores.shape[1]
     candidates: dict[str, HeadSet] = {f"top-{k}": table.top(k) for k in sizes if k <= table.scores.size}
     if layer:
-        best = table.best_layer()
-        candidates[f"layer {best}"] = table.layer_set(best)
+        best_layer = table.best_layer()
+        candidates[f"layer {best_layer}"] = table.layer_set(best_layer)
     figures = {
         name: subset_metric(validation, [lay * n_heads + h for lay, h in heads], metric)
         for name, heads in candidates.items()
