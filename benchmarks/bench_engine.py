@@ -30,6 +30,7 @@ import torch
 from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer, capture
+from qrhead_integrations.models import resolve_device
 from qrhead_integrations.prompt import to_passages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,13 +193,42 @@ def _measure_length(scorer: QRHeadScorer, passages: list[Any], repeats: int, eag
     return row
 
 
-def bench_model(name: str, lengths: list[int], repeats: int, eager_max: int) -> dict[str, Any]:
-    scorer = QRHeadScorer.from_pretrained(name)
+def random_weights_scorer(name: str, folder: Path, device: str | None, dtype: str | None) -> QRHeadScorer:
+    """A scorer over a randomly initialised model of ``name``'s architecture (``folder/name`` holds its
+    config.json and tokenizer files): for timing where the weights cannot travel (a lent GPU machine). Speed does
+    not depend on the weights' values; the model's scores are meaningless."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from qrhead_integrations.models import resolve_device, resolve_dtype
+
+    source = folder / name
+    resolved = resolve_device(device)
+    config = AutoConfig.from_pretrained(source)
+    model = AutoModelForCausalLM.from_config(config, dtype=resolve_dtype(dtype, resolved), attn_implementation="sdpa")
+    return QRHeadScorer(model.to(resolved).eval(), AutoTokenizer.from_pretrained(source), model_id=name)
+
+
+def bench_model(
+    name: str,
+    lengths: list[int],
+    repeats: int,
+    eager_max: int,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    random_weights: Path | None = None,
+) -> dict[str, Any]:
+    if random_weights is not None:
+        scorer = random_weights_scorer(name, random_weights, device, dtype)
+    else:
+        scorer = QRHeadScorer.from_pretrained(name, device=device, dtype=dtype)
     corpus = _corpus()
     out: dict[str, Any] = {
         "heads": str(scorer.heads),
         "deepest_layer": scorer.heads.deepest_layer,
         "num_layers": scorer.num_layers,
+        "dtype": str(scorer.model.dtype).removeprefix("torch."),
+        "random_weights": random_weights is not None,
         "lengths": {},
     }
     for length in lengths:
@@ -230,13 +260,18 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['info']['command']}`  ",
         f"Machine: {report['info']['machine']}, torch {report['info']['torch']}, "
-        f"{report['info']['threads']} threads, device {report['info']['device']}",
+        f"{report['info']['threads']} threads, device {report['info']['device']}"
+        + (f" ({report['info']['gpu']})" if report["info"].get("gpu") else ""),
         "",
         "| model | tokens | scorer s (peak MiB) | truncated sdpa s | full sdpa s | eager s (peak MiB) "
         "| scorer / truncated | eager / scorer |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, model in report["models"].items():
+        if model.get("random_weights"):
+            name = f"{name} (random weights, {model['dtype']})"
+        elif model.get("dtype", "float32") != "float32":
+            name = f"{name} ({model['dtype']})"
         for row in model["lengths"].values():
             eager = row["eager_output_attentions"]
             eager_text = "—" if eager is None else f"{eager['seconds']:.2f} ({eager['peak_mib']:.0f})"
@@ -255,6 +290,14 @@ def main() -> None:
     parser.add_argument("--lengths", default="512,2048,4096,8192")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eager-max", type=int, default=2600, help="skip eager above this many tokens (memory)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: automatic, as the library chooses)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the library's choice for the device)")
+    parser.add_argument(
+        "--random-weights",
+        type=Path,
+        help="folder with one <model>/ subfolder of config.json + tokenizer files per model: time randomly "
+        "initialised models of those architectures (where the bundled weights are not installed)",
+    )
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, help="write the report as a Markdown table")
     args = parser.parse_args()
@@ -271,13 +314,22 @@ def main() -> None:
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "device": str(resolve_device(args.device)),
+            "gpu": torch.cuda.get_device_name() if resolve_device(args.device).type == "cuda" else None,
             "date": time.strftime("%Y-%m-%d"),
         },
         "models": {},
     }
     for name in args.models.split(","):
-        report["models"][name] = bench_model(name, lengths, args.repeats, args.eager_max)
+        report["models"][name] = bench_model(
+            name,
+            lengths,
+            args.repeats,
+            args.eager_max,
+            device=args.device,
+            dtype=args.dtype,
+            random_weights=args.random_weights,
+        )
     write_reports(report, _markdown(report), args.json, args.markdown)
     print(_markdown(report))
 

@@ -177,23 +177,37 @@ class PromptBuilder:
         """Tokens of ``text`` read as user text."""
         return len(self._user_ids(text))
 
+    def _user_ids_many(self, texts: Sequence[str], offsets: bool = False) -> Any:
+        """One batched tokenizer call for many user texts (the per-call overhead, not the tokenising, is what
+        costs on a GPU, where a forward over a few thousand tokens takes milliseconds)."""
+        return self.tokenizer(
+            list(texts), add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=offsets
+        )
+
     def block_tokens(self, passages: Sequence[Passage]) -> list[int]:
         """Approximate token count of each passage's block in a prompt (marker, title, text, separator)."""
-        counts = []
-        for passage in passages:
-            counts.append(len(self._user_ids(passage_block(99, passage) + PASSAGE_SEPARATOR)))
-        return counts
+        if not passages:
+            return []
+        blocks = [passage_block(99, passage) + PASSAGE_SEPARATOR for passage in passages]
+        return [len(ids) for ids in self._user_ids_many(blocks)["input_ids"]]
 
     def truncate(self, passage: Passage, max_tokens: int) -> Passage:
         """Cut a passage's text to at most ``max_tokens`` tokens (at a token boundary)."""
-        encoding = self.tokenizer(
-            passage.text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
-        )
-        offsets = encoding["offset_mapping"]
-        if len(offsets) <= max_tokens:
-            return passage
-        end = offsets[max_tokens - 1][1] if max_tokens > 0 else 0
-        return Passage(text=passage.text[:end], title=passage.title)
+        return self.truncate_many([passage], max_tokens)[0]
+
+    def truncate_many(self, passages: Sequence[Passage], max_tokens: int) -> list[Passage]:
+        """:meth:`truncate` for many passages with one tokenizer call; passages that fit are returned as is."""
+        if not passages:
+            return []
+        encoding = self._user_ids_many([passage.text for passage in passages], offsets=True)
+        out = []
+        for passage, offsets in zip(passages, encoding["offset_mapping"], strict=True):
+            if len(offsets) <= max_tokens:
+                out.append(passage)
+                continue
+            end = offsets[max_tokens - 1][1] if max_tokens > 0 else 0
+            out.append(Passage(text=passage.text[:end], title=passage.title))
+        return out
 
     def fixed_tokens(self, tail_tokens: int) -> int:
         """Tokens of everything but the passages, for a tail of ``tail_tokens`` tokens."""

@@ -248,7 +248,7 @@ class QRHeadScorer:
         scorable = [i for i, p in enumerate(items) if not p.is_empty]
         if not scorable:
             return result
-        cut = {i: self._cut(items[i]) for i in scorable}
+        cut = dict(zip(scorable, self._cut([items[i] for i in scorable]), strict=True))
         orders = self._orders(scorable)
         tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
         plans = [(order, window) for order in orders for window in self._windows(order, cut, tails)]
@@ -269,9 +269,9 @@ class QRHeadScorer:
         return result
 
     # ------------------------------------------------------------------------------------------- internals
-    def _cut(self, passage: Passage) -> Passage:
+    def _cut(self, passages: list[Passage]) -> list[Passage]:
         limit = self.config.max_passage_tokens
-        return passage if limit is None else self._builder.truncate(passage, limit)
+        return passages if limit is None else self._builder.truncate_many(passages, limit)
 
     def _orders(self, indices: list[int]) -> list[list[int]]:
         """The prompt order(s) of the passages: the configured one, plus its reverse when de-biasing."""

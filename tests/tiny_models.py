@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+TEST_DEVICE = torch.device(os.environ.get("QRHEAD_TEST_DEVICE", "cpu"))
+"""Where the tiny models live: ``QRHEAD_TEST_DEVICE=cuda`` runs the tiny-model tests on a GPU (the weights are
+drawn on the CPU first, so the same seed gives the same model on every device)."""
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -85,4 +90,4 @@ def tiny_model(kind: str, vocab: int = 400, attn: str = "sdpa", seed: int = 0, *
         model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
     finally:
         torch.random.set_rng_state(generator_state)
-    return model.eval()
+    return model.to(TEST_DEVICE).eval()

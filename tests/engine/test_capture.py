@@ -9,7 +9,7 @@ import torch
 
 from qrhead_integrations import QRHeadScorer, capture
 from qrhead_integrations.prompt import to_passages
-from tests.tiny_models import tiny_model
+from tests.tiny_models import TEST_DEVICE, tiny_model
 
 PASSAGES = [
     ("Moon", "The moon orbits the earth. The sun is a star."),
@@ -23,7 +23,7 @@ HEADS = "0-0,1-3,2-1,3-2,1-0"
 def _eager_reference(kind: str, ids: list[int], n_rows: int, heads: list[tuple[int, int]]) -> torch.Tensor:
     eager = tiny_model(kind, attn="eager")
     with torch.no_grad():
-        out = eager(torch.tensor([ids]), output_attentions=True)
+        out = eager(torch.tensor([ids], device=TEST_DEVICE), output_attentions=True)
     return torch.stack([out.attentions[layer][0, head, -n_rows:, :].mean(0) for layer, head in heads])
 
 
@@ -152,6 +152,6 @@ def test_fork_cache_leaves_the_prefix_cache_untouched(tokenizer: Any) -> None:
 def test_model_outputs_unchanged_when_not_recording(tokenizer: Any) -> None:
     plain, patched = tiny_model("qwen2"), tiny_model("qwen2")
     capture.prepare_model(patched)
-    ids = torch.tensor([list(range(3, 60))])
+    ids = torch.tensor([list(range(3, 60))], device=TEST_DEVICE)
     with torch.no_grad():
         torch.testing.assert_close(patched(ids).logits, plain(ids).logits, atol=1e-5, rtol=0)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every `qrhead eval` run behind docs/results.md, one after the other (one model run at a time: the figures
+# include seconds per query, which two jobs sharing 2 CPU cores would distort).
+#
+#   bash benchmarks/results.sh                 # both bundled models, all tables
+#   MODELS=smollm2 bash benchmarks/results.sh  # one model (smollm2 or qwen)
+#
+# Resumable: a run whose report already exists is skipped (delete the report to run it again). Each report's
+# info.command holds the exact command with every option spelled out; reports land in reports/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+QRHEAD=${QRHEAD:-.venv/bin/qrhead}
+DATA=${DATA:-../shared/data}
+MODELS=${MODELS:-smollm2 qwen}
+
+declare -A MODEL_ID=([smollm2]=smollm2-135m-instruct [qwen]=qwen2.5-coder-0.5b-instruct)
+
+run() {  # run NAME ARGS...: one eval, its JSON report, bar chart and Markdown table under reports/NAME.*
+  local name=$1
+  shift
+  if [ -f "reports/$name.json" ]; then
+    echo "skip $name (reports/$name.json exists)"
+    return
+  fi
+  echo "== $name: $*"
+  "$QRHEAD" eval "$@" --output "reports/$name.json" --plot "reports/$name.png" --markdown "reports/$name.md"
+}
+
+for short in $MODELS; do
+  model=${MODEL_ID[$short]}
+  # HotpotQA dev rows 100-199 (rows 0-99 detected the heads): file order with every baseline, then shuffled.
+  run "eval_hotpotqa_$short" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
+    --model "$model" --baselines all
+  run "eval_hotpotqa_${short}_shuffled" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
+    --model "$model" --order shuffled
+  # SciFact train queries 100-149 in query-id order (the detection study used the first ones): BM25's top 20
+  # re-ranked, passages cut to 256 tokens; BM25's order reversed (its best passage next to the query), then shuffled.
+  run "eval_scifact_$short" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
+    --max-passage-tokens 256 --model "$model" --baselines all
+  run "eval_scifact_${short}_shuffled" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
+    --max-passage-tokens 256 --model "$model" --order shuffled
+done
