@@ -39,7 +39,7 @@ def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
         # The query part is the instruction (end of the prefix) plus the tail, read in one eager forward.
         rows = encoded.shared_rows + len(tail)
         reference = _eager_reference(kind, encoded.prefix_ids + tail, rows, list(scorer.heads))
-        torch.testing.assert_close(captured, reference[:, :prefix_len], atol=1e-4, rtol=0)
+        torch.testing.assert_close(captured, reference[:, :prefix_len].cpu(), atol=1e-4, rtol=0)
         # The weights really vary across positions (not uniform), so equality is not trivial.
         visible = captured[captured > 0]
         assert visible.std() > 0.1 * visible.mean()
