@@ -145,6 +145,23 @@ def test_empty_node_ranks_last(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeW
     assert all(n.score is not None and math.isfinite(n.score) for n in out[:-1])
 
 
+def test_duplicated_node_ids_are_each_scored_and_kept(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]
+) -> None:
+    """Hybrid or multi-query retrievers can return the same node twice: nothing is merged or dropped, and each
+    copy gets the score of its own position in the prompt (positions differ, so the copies may differ)."""
+    twin = NodeWithScore(node=fact_nodes[1].node, score=0.1)  # the very same node object, another score
+    nodes = [*fact_nodes, twin]
+    before = snapshot(nodes)
+    out = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(nodes, query_str=QUERY)
+    assert len(out) == len(nodes)
+    assert sorted(n.node.node_id for n in out) == sorted(n.node.node_id for n in nodes)
+    assert sum(n.node.node_id == fact_nodes[1].node.node_id for n in out) == 2
+    expected = tiny_scorer.score(QUERY, texts_of(nodes))
+    assert sorted(n.score for n in out) == pytest.approx(sorted(expected))
+    assert snapshot(nodes) == before
+
+
 def test_scorer_and_model_are_exclusive(tiny_scorer: QRHeadScorer) -> None:
     with pytest.raises(ValueError, match="either scorer"):
         QRHeadRerank(scorer=tiny_scorer, model="smollm2-135m-instruct")
