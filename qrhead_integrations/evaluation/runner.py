@@ -377,7 +377,8 @@ def versions(*, dense: bool = False) -> dict[str, str]:
     from .. import __version__
 
     found = {"qrhead-integrations": __version__}
-    names = ["torch", "transformers", "bm25s", *(["sentence-transformers"] if dense else [])]
+    # PyStemmer decides whether BM25 stems (it is used when installed), which changes BM25's figures.
+    names = ["torch", "transformers", "bm25s", "PyStemmer", *(["sentence-transformers"] if dense else [])]
     for name in names:
         try:
             found[name] = metadata.version(name)
