@@ -1,0 +1,113 @@
+"""The "Measured here" tables of docs/results.md, built from the reports that benchmarks/results.sh writes.
+
+    python benchmarks/results_tables.py                          # print the tables
+    python benchmarks/results_tables.py --write docs/results.md  # replace the block between the markers
+
+Every figure comes from a report file; a run whose report is missing shows as "—" (not run yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTS = REPO / "reports"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+MODELS = {"smollm2": "SmolLM2-135M", "qwen": "Qwen2.5-Coder-0.5B"}
+DATASETS = {
+    "hotpotqa": ("HotpotQA dev rows 100–199", "recall@2", "recall@5", "file order"),
+    "scifact": ("SciFact train queries 100–149, BM25 top 20 re-ranked", "ndcg@10", "mrr@10", "BM25 best last"),
+}
+SYSTEM_NAMES = {
+    "qrhead": "**QRHead** (detected `multihop` heads)",
+    "bm25": "BM25",
+    "dense": "dense (all-MiniLM-L6-v2)",
+    "all_heads": "all heads (ICR)",
+    "fusion": "RRF(QRHead, BM25)",
+    "fusion_dense": "RRF(QRHead, dense)",
+}
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = REPORTS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _table(dataset: str) -> list[str]:
+    title, primary, secondary, retriever_order = DATASETS[dataset]
+    runs = {
+        (model, order): _load(f"eval_{dataset}_{model}" + ("_shuffled" if order == "shuffled" else ""))
+        for model in MODELS
+        for order in ("retriever", "shuffled")
+    }
+    columns = [(m, o) for m in MODELS for o in ("retriever", "shuffled")]
+    header = [f"{MODELS[m]}, {retriever_order if o == 'retriever' else 'shuffled'}" for m, o in columns]
+    lines = [
+        f"**{title}** — {primary} ({secondary}); best per column in bold",
+        "",
+        "| system | " + " | ".join(header) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    best = {
+        key: max(r["metrics"][s][primary] for s in r["metrics"]) if r is not None else None for key, r in runs.items()
+    }
+    for system, label in SYSTEM_NAMES.items():
+        cells = []
+        for key in columns:
+            report = runs[key]
+            if report is None:
+                cells.append("—")
+                continue
+            values = report["metrics"].get(system)
+            if values is None:
+                cells.append("n/r")  # not run in this configuration (all heads: file/BM25 order only)
+                continue
+            text = f"{values[primary]:.3f} ({values[secondary]:.3f})"
+            cells.append(f"**{text}**" if values[primary] == best[key] else text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    timing = []
+    for key in columns:
+        report = runs[key]
+        if report is not None:
+            info = report["info"]
+            timing.append(
+                f"{MODELS[key[0]]} {key[1]}: {info['n_queries']} queries, {info['seconds_per_query']:.1f} s/query "
+                f"({'qrhead + all heads' if 'all_heads' in report['metrics'] else 'qrhead'}, dense, BM25), "
+                f"report `reports/eval_{dataset}_{key[0]}{'_shuffled' if key[1] == 'shuffled' else ''}.md`"
+            )
+    lines += ["", *(f"- {t}" for t in timing)]
+    return lines
+
+
+def tables() -> str:
+    lines = [BEGIN, ""]
+    for dataset in DATASETS:
+        lines += [*_table(dataset), ""]
+    lines += ["n/r: not run in that configuration (all heads runs with the first order only).", "", END]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", type=Path, help="replace the block between the markers in this file")
+    args = parser.parse_args()
+    text = tables()
+    if args.write is None:
+        print(text)
+        return
+    page = args.write.read_text(encoding="utf-8")
+    if BEGIN not in page or END not in page:
+        raise SystemExit(f"{args.write}: no {BEGIN} ... {END} block to replace")
+    head, rest = page.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    tmp = args.write.with_suffix(".tmp")
+    tmp.write_text(head + text + tail, encoding="utf-8")
+    os.replace(tmp, args.write)
+
+
+if __name__ == "__main__":
+    main()
