@@ -168,7 +168,9 @@ class BM25Index:
         return {query_id: dict(self.search(text, k)) for query_id, text in queries.items()}
 
 
-def bm25_rank(query: str, passages: Iterable[Any], *, k1: float = 1.2, b: float = 0.75) -> list[float]:
+def bm25_rank(
+    query: str, passages: Iterable[Any], *, k1: float = 1.2, b: float = 0.75, stem: bool | None = None
+) -> list[float]:
     """BM25 scores of a small candidate list against one query, in input order.
 
     The index (and so the IDF) is built from these passages alone: this is the lexical baseline for a
@@ -179,6 +181,7 @@ def bm25_rank(query: str, passages: Iterable[Any], *, k1: float = 1.2, b: float 
         passages: ``str``, ``(title, text)``, mappings or :class:`~qrhead_integrations.prompt.Passage`.
         k1: term-frequency saturation.
         b: document-length normalisation.
+        stem: see :func:`load_stemmer`.
 
     Raises:
         EmptyQueryError: the query is empty or whitespace.
@@ -188,4 +191,4 @@ def bm25_rank(query: str, passages: Iterable[Any], *, k1: float = 1.2, b: float 
     items = to_passages(passages)
     if not items:
         return []
-    return [float(score) for score in BM25Index(items, k1=k1, b=b).scores(query)]
+    return [float(score) for score in BM25Index(items, k1=k1, b=b, stem=stem).scores(query)]

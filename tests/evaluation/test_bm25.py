@@ -107,3 +107,11 @@ def test_degenerate_inputs() -> None:
         bm25_rank("q", [3])
     with pytest.raises(ValueError, match="empty corpus"):
         BM25Index({})
+
+
+def test_bm25_rank_passes_the_stemming_choice_through() -> None:
+    pytest.importorskip("Stemmer")
+    passages = ["A quiet library.", "The runner was running in the races."]
+    stemmed = bm25_rank("runs race", passages, stem=True)
+    assert stemmed[1] > stemmed[0] == 0.0
+    assert bm25_rank("runs race", passages, stem=False) == [0.0, 0.0]
