@@ -60,14 +60,22 @@ def _single_process(model: str, rows: list[dict[str, Any]], threads: int) -> tup
 
 
 def _ray_run(
-    ray: Any, model: str, rows: list[dict[str, Any]], workers: int, threads: int, batch_size: int,
+    ray: Any,
+    model: str,
+    rows: list[dict[str, Any]],
+    workers: int,
+    threads: int,
+    batch_size: int,
     reference: dict[str, list[float]],
 ) -> dict[str, Any]:
     from qrhead_integrations.distributed import rerank_dataset
 
     began = time.perf_counter()
     result = rerank_dataset(
-        ray.data.from_items(rows), model=model, num_workers=workers, num_cpus_per_worker=threads,
+        ray.data.from_items(rows),
+        model=model,
+        num_workers=workers,
+        num_cpus_per_worker=threads,
         batch_size=batch_size,
     )
     arrivals: list[tuple[float, int]] = []
@@ -129,8 +137,13 @@ def main() -> None:
     results = [single]
     temp_dir = tempfile.mkdtemp(prefix="qrbench")
     began = time.perf_counter()
-    ray.init(num_cpus=cores, object_store_memory=200 * 1024 * 1024, _temp_dir=temp_dir, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=cores,
+        object_store_memory=200 * 1024 * 1024,
+        _temp_dir=temp_dir,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     ray_start = time.perf_counter() - began
     try:
         for workers, threads in ((1, cores), (1, 1), (args.workers, max(1, cores // args.workers))):

@@ -38,6 +38,9 @@ for short in $MODELS; do
   # re-ranked, passages cut to 256 tokens; BM25's order reversed (its best passage next to the query), then shuffled.
   run "eval_scifact_$short" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
     --max-passage-tokens 256 --model "$model" --baselines all
+  # The same queries and order with the heads detected for re-ranking (in-task; the default heads are multi-hop's).
+  run "eval_scifact_${short}_rerank" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
+    --max-passage-tokens 256 --model "$model" --heads rerank --baselines bm25,fusion
   run "eval_scifact_${short}_shuffled" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
     --max-passage-tokens 256 --model "$model" --order shuffled
 done

@@ -30,6 +30,13 @@ SYSTEM_NAMES = {
     "fusion": "RRF(QRHead, BM25)",
     "fusion_dense": "RRF(QRHead, dense)",
 }
+VARIANT_ROWS = {
+    "scifact": [
+        ("rerank", "qrhead", "QRHead (in-task `rerank` heads)"),
+        ("rerank", "fusion", "RRF(QRHead `rerank`, BM25)"),
+    ],
+}
+"""Extra rows from a variant run (report ``eval_<dataset>_<model>_<variant>``, first order only)."""
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -52,22 +59,33 @@ def _table(dataset: str) -> list[str]:
         "| system | " + " | ".join(header) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
+    rows: list[tuple[str, dict[tuple[str, str], dict[str, Any] | None], bool]] = [
+        (label, {key: (r["metrics"].get(system) if r is not None else None) for key, r in runs.items()}, False)
+        for system, label in SYSTEM_NAMES.items()
+    ]
+    for variant, system, label in VARIANT_ROWS.get(dataset, []):
+        reports = {m: _load(f"eval_{dataset}_{m}_{variant}") for m in MODELS}
+        variant_cells = {
+            (m, o): (r["metrics"].get(system) if r is not None and o == "retriever" else None)
+            for m, r in reports.items()
+            for o in ("retriever", "shuffled")
+        }
+        rows.append((label, variant_cells, True))
     best = {
-        key: max(r["metrics"][s][primary] for s in r["metrics"]) if r is not None else None for key, r in runs.items()
+        key: max((values[primary] for _, row, _ in rows if (values := row[key]) is not None), default=None)
+        for key in columns
     }
-    for system, label in SYSTEM_NAMES.items():
+    for label, row, is_variant in rows:
         cells = []
         for key in columns:
-            report = runs[key]
-            if report is None:
+            values = row[key]
+            if runs[key] is None:
                 cells.append("—")
-                continue
-            values = report["metrics"].get(system)
-            if values is None:
-                cells.append("n/r")  # not run in this configuration (all heads: file/BM25 order only)
-                continue
-            text = f"{values[primary]:.3f} ({values[secondary]:.3f})"
-            cells.append(f"**{text}**" if values[primary] == best[key] else text)
+            elif values is None:  # n/r: not run in this configuration (variants and all heads: first order only)
+                cells.append("—" if is_variant and key[1] == "retriever" else "n/r")
+            else:
+                text = f"{values[primary]:.3f} ({values[secondary]:.3f})"
+                cells.append(f"**{text}**" if values[primary] == best[key] else text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     timing = []
     for key in columns:
@@ -79,6 +97,15 @@ def _table(dataset: str) -> list[str]:
                 f"({'qrhead + all heads' if 'all_heads' in report['metrics'] else 'qrhead'}, dense, BM25), "
                 f"report `reports/eval_{dataset}_{key[0]}{'_shuffled' if key[1] == 'shuffled' else ''}.md`"
             )
+    for variant, _, _ in dict.fromkeys((v, "", "") for v, _, _ in VARIANT_ROWS.get(dataset, [])):
+        for model, name in MODELS.items():
+            report = _load(f"eval_{dataset}_{model}_{variant}")
+            if report is not None:
+                info = report["info"]
+                timing.append(
+                    f"{name} `{variant}` heads: {info['n_queries']} queries, {info['seconds_per_query']:.1f} s/query "
+                    f"(qrhead, BM25), report `reports/eval_{dataset}_{model}_{variant}.md`"
+                )
     lines += ["", *(f"- {t}" for t in timing)]
     return lines
 
@@ -87,7 +114,11 @@ def tables() -> str:
     lines = [BEGIN, ""]
     for dataset in DATASETS:
         lines += [*_table(dataset), ""]
-    lines += ["n/r: not run in that configuration (all heads runs with the first order only).", "", END]
+    lines += [
+        "n/r: not run in that configuration (all heads runs with the first order only); —: no report yet.",
+        "",
+        END,
+    ]
     return "\n".join(lines)
 
 

@@ -94,7 +94,11 @@ def load_examples() -> dict[str, list[Example]]:
     def wrap(rows: list[Any], bm25: bool) -> list[Example]:
         out = []
         for r in rows:
-            scores = bm25_rank(r.question, r.passages, stem=BM25_STEM) if bm25 else [-float(i) for i in range(len(r.passages))]
+            scores = (
+                bm25_rank(r.question, r.passages, stem=BM25_STEM)
+                if bm25
+                else [-float(i) for i in range(len(r.passages))]
+            )
             out.append(Example(r.question, list(r.passages), list(r.gold), scores))
         return out
 
@@ -188,8 +192,14 @@ DETECT_DATA = {
 }
 
 
-def analyse(model: str, cached: dict[tuple[str, str], list[torch.Tensor]], slices: dict[str, list[Example]],
-            shape: tuple[int, int], provisional: HeadSet, plots: Path | None) -> dict[str, Any]:
+def analyse(
+    model: str,
+    cached: dict[tuple[str, str], list[torch.Tensor]],
+    slices: dict[str, list[Example]],
+    shape: tuple[int, int],
+    provisional: HeadSet,
+    plots: Path | None,
+) -> dict[str, Any]:
     n_heads = shape[1]
     out: dict[str, Any] = {"detected": {}, "evaluation": {}}
     chosen: dict[str, HeadSelection] = {}
@@ -291,13 +301,18 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {system} | " + " | ".join(cells) + " |")
             lines.append("")
         if "examples_curve" in result:
-            lines += ["How many detection examples: top-16 from the first n HotpotQA detection examples, on the",
-                      "held-out questions (shuffled order):", "",
-                      "| examples | recall@2 | nDCG@10 | heads shared with the 80-example top-16 |",
-                      "|---|---|---|---|"]
+            lines += [
+                "How many detection examples: top-16 from the first n HotpotQA detection examples, on the",
+                "held-out questions (shuffled order):",
+                "",
+                "| examples | recall@2 | nDCG@10 | heads shared with the 80-example top-16 |",
+                "|---|---|---|---|",
+            ]
             for n, entry in result["examples_curve"].items():
-                lines.append(f"| {n} | {entry['top-16 recall@2']:.3f} | {entry['top-16 ndcg@10']:.3f} "
-                             f"| {entry['overlap with 80-example top-16']} |")
+                lines.append(
+                    f"| {n} | {entry['top-16 recall@2']:.3f} | {entry['top-16 ndcg@10']:.3f} "
+                    f"| {entry['overlap with 80-example top-16']} |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -370,6 +385,7 @@ def main() -> None:
     write_reports(report, text, args.json, args.markdown)
     if args.presets_out is not None:
         write_presets(args.presets_out, selections, defaults)
+
 
 if __name__ == "__main__":
     main()
