@@ -1,0 +1,108 @@
+"""Why a head set wins in BM25's order but not shuffled: how often its top passage is the one next to the query.
+
+Reads the per-head score cache that ``benchmarks/study_heads.py`` writes (run it first; nothing is recomputed) and,
+for the detected sets, all heads and the study's 10 random 16-head sets, reports per evaluation slice and
+candidate order: the study's metric, the share of queries whose top-ranked passage is the **last one in the prompt**
+(next to the query) and the share whose top passage is **BM25's best**. In the "retriever" order both are the same
+passage, so a head set that mostly follows position copies BM25's best guess and looks good against BM25-ordered
+data for a reason that has nothing to do with reading the query; the shuffled order separates the two.
+
+    python benchmarks/study_position.py --models qwen2.5-coder-0.5b-instruct \
+        --markdown reports/heads_position_qwen.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from study_heads import RANDOM_SEEDS, SHUFFLE_SEED, Example, flat, load_examples, prompt_order
+
+from qrhead_integrations.evaluation import rank_indices
+from qrhead_integrations.presets import get_preset
+
+CACHE = Path.home() / ".cache" / "qrhead-integrations" / "study"
+SHAPES = {"smollm2-135m-instruct": (30, 9), "qwen2.5-coder-0.5b-instruct": (24, 14)}
+
+
+def _metric(ranking: list[int], gold: list[int], task: str) -> float:
+    if task == "multihop":
+        return len(set(ranking[:2]) & set(gold)) / len(gold)
+    dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(ranking[:10]) if i in gold)
+    return float(dcg / sum(1 / np.log2(r + 2) for r in range(min(10, len(gold)))))
+
+
+def _row(per_head: list[torch.Tensor], heads: list[int], examples: list[Example], order: str, task: str) -> str:
+    """``metric | top is last in prompt | top is BM25's best`` for one head set (means over the slice)."""
+    rng = random.Random(SHUFFLE_SEED)
+    prompts = [prompt_order(e, order, rng) for e in examples]  # the permutations the cache was scored under
+    metric, last, bm25_best = [], [], []
+    for scores, example, prompt in zip(per_head, examples, prompts, strict=True):
+        ranking = rank_indices(scores[heads].double().mean(dim=0).tolist())
+        metric.append(_metric(ranking, example.gold, task))
+        last.append(ranking[0] == prompt[-1])
+        bm25_best.append(ranking[0] == rank_indices(example.bm25)[0])
+    return f"{np.mean(metric):.3f} | {np.mean(last):.2f} | {np.mean(bm25_best):.2f}"
+
+
+def report(model: str, slices: dict[str, list[Example]]) -> list[str]:
+    layers, n_heads = SHAPES[model]
+    rng = np.random.default_rng(0)  # the study's random sets, drawn the same way
+    randoms = [rng.choice(layers * n_heads, size=16, replace=False).tolist() for _ in range(RANDOM_SEEDS)]
+    sets: dict[str, list[int]] = {}
+    for name in ("multihop", "rerank"):
+        preset = get_preset(model, name)
+        if preset is not None:
+            sets[f"detected {name} set"] = flat(preset, n_heads)
+    sets["all heads (ICR)"] = list(range(layers * n_heads))
+    lines = [f"## {model}", ""]
+    for task in ("multihop", "rerank"):
+        examples = slices[f"{task}/eval"]
+        for order in ("retriever", "shuffled"):
+            path = CACHE / f"{model}_{task}_eval_{order}.pt"
+            if not path.exists():
+                lines += [f"{task}/{order}: no cache ({path}); run benchmarks/study_heads.py first", ""]
+                continue
+            per_head: list[torch.Tensor] = torch.load(path)
+            metric = "recall@2" if task == "multihop" else "nDCG@10"
+            lines += [
+                f"**{task}/{order}** (n={len(examples)})",
+                "",
+                f"| head set | {metric} | top passage is the last in the prompt | top passage is BM25's best |",
+                "|---|---|---|---|",
+            ]
+            lines += [f"| {name} | {_row(per_head, heads, examples, order, task)} |" for name, heads in sets.items()]
+            lines += [
+                f"| random 16 heads, seed {i} | {_row(per_head, h, examples, order, task)} |"
+                for i, h in enumerate(randoms)
+            ]
+            lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(SHAPES))
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    slices = load_examples()
+    lines = [
+        "# Head sets and the passage next to the query",
+        "",
+        f"Command: `python benchmarks/study_position.py --models {args.models}"
+        + (f" --markdown {args.markdown}`" if args.markdown else "`"),
+        "",
+    ]
+    for model in args.models.split(","):
+        lines += report(model, slices)
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown is not None:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
