@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from study_heads import RANDOM_SEEDS, SHUFFLE_SEED, Example, flat, load_examples, prompt_order
+from study_heads import DETECT_DATA, RANDOM_SEEDS, SHUFFLE_SEED, Example, flat, load_examples, prompt_order, scored
 
+from qrhead_integrations.detect import head_scores_table
 from qrhead_integrations.evaluation import rank_indices
 from qrhead_integrations.presets import get_preset
 
@@ -57,6 +58,13 @@ def report(model: str, slices: dict[str, list[Example]]) -> list[str]:
         preset = get_preset(model, name)
         if preset is not None:
             sets[f"detected {name} set"] = flat(preset, n_heads)
+    detect_cache = CACHE / f"{model}_rerank_detect_shuffled.pt"
+    if detect_cache.exists():  # other sizes from the re-rank detection table: is 16 the wrong number here?
+        validation = DETECT_DATA["rerank"][1]
+        items = scored(torch.load(detect_cache), slices["rerank/detect"])[:-validation]
+        table = head_scores_table(items, method="qr_score", num_layers=layers, num_heads=n_heads)
+        for k in (4, 8, 32):
+            sets[f"top-{k} of the rerank table"] = flat(table.top(k), n_heads)
     sets["all heads (ICR)"] = list(range(layers * n_heads))
     lines = [f"## {model}", ""]
     for task in ("multihop", "rerank"):
