@@ -7,7 +7,7 @@ head set's score is the mean of its heads' per-head scores (exact: the outlier f
 Data (disjoint detection / evaluation slices):
 
 * ``multihop``: HotpotQA dev rows 0-99 detect (0-79 score the heads, 80-99 choose how many / which), rows
-  100-199 evaluate (recall@2, recall@5).
+  100-159 evaluate (recall@2).
 * ``rerank``: SciFact train queries in id order with a judged-relevant passage in BM25's top-10: the first 40
   detect (32 score, 8 choose), the 40 after the first 100 evaluate (nDCG@10 of the re-ranked top-10); passages cut
   to 128 tokens (≈1.5K-token prompts) to keep the study within an afternoon on 2 CPU cores.
