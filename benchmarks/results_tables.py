@@ -97,7 +97,7 @@ def _table(dataset: str) -> list[str]:
                 f"({'qrhead + all heads' if 'all_heads' in report['metrics'] else 'qrhead'}, dense, BM25), "
                 f"report `reports/eval_{dataset}_{key[0]}{'_shuffled' if key[1] == 'shuffled' else ''}.md`"
             )
-    for variant, _, _ in dict.fromkeys((v, "", "") for v, _, _ in VARIANT_ROWS.get(dataset, [])):
+    for variant in dict.fromkeys(v for v, _, _ in VARIANT_ROWS.get(dataset, [])):
         for model, name in MODELS.items():
             report = _load(f"eval_{dataset}_{model}_{variant}")
             if report is not None:

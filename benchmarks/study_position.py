@@ -19,7 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from study_heads import DETECT_DATA, RANDOM_SEEDS, SHUFFLE_SEED, Example, flat, load_examples, prompt_order, scored
+from study_heads import (
+    DETECT_DATA,
+    RANDOM_SEEDS,
+    SHUFFLE_SEED,
+    Example,
+    _metric,
+    flat,
+    load_examples,
+    prompt_order,
+    scored,
+)
 
 from qrhead_integrations.detect import head_scores_table
 from qrhead_integrations.evaluation import rank_indices
@@ -29,22 +39,15 @@ CACHE = Path.home() / ".cache" / "qrhead-integrations" / "study"
 SHAPES = {"smollm2-135m-instruct": (30, 9), "qwen2.5-coder-0.5b-instruct": (24, 14)}
 
 
-def _metric(ranking: list[int], gold: list[int], task: str) -> float:
-    if task == "multihop":
-        return len(set(ranking[:2]) & set(gold)) / len(gold)
-    dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(ranking[:10]) if i in gold)
-    return float(dcg / sum(1 / np.log2(r + 2) for r in range(min(10, len(gold)))))
-
-
-def _row(per_head: list[torch.Tensor], heads: list[int], examples: list[Example], order: str, task: str) -> str:
+def _row(
+    per_head: list[torch.Tensor], heads: list[int], examples: list[Example], last_in_prompt: list[int], task: str
+) -> str:
     """``metric | top is last in prompt | top is BM25's best`` for one head set (means over the slice)."""
-    rng = random.Random(SHUFFLE_SEED)
-    prompts = [prompt_order(e, order, rng) for e in examples]  # the permutations the cache was scored under
     metric, last, bm25_best = [], [], []
-    for scores, example, prompt in zip(per_head, examples, prompts, strict=True):
+    for scores, example, last_index in zip(per_head, examples, last_in_prompt, strict=True):
         ranking = rank_indices(scores[heads].double().mean(dim=0).tolist())
         metric.append(_metric(ranking, example.gold, task))
-        last.append(ranking[0] == prompt[-1])
+        last.append(ranking[0] == last_index)
         bm25_best.append(ranking[0] == rank_indices(example.bm25)[0])
     return f"{np.mean(metric):.3f} | {np.mean(last):.2f} | {np.mean(bm25_best):.2f}"
 
@@ -75,6 +78,8 @@ def report(model: str, slices: dict[str, list[Example]]) -> list[str]:
                 lines += [f"{task}/{order}: no cache ({path}); run benchmarks/study_heads.py first", ""]
                 continue
             per_head: list[torch.Tensor] = torch.load(path)
+            order_rng = random.Random(SHUFFLE_SEED)  # the permutations the cache was scored under, drawn once per slice
+            last = [prompt_order(e, order, order_rng)[-1] for e in examples]
             metric = "recall@2" if task == "multihop" else "nDCG@10"
             lines += [
                 f"**{task}/{order}** (n={len(examples)})",
@@ -82,9 +87,9 @@ def report(model: str, slices: dict[str, list[Example]]) -> list[str]:
                 f"| head set | {metric} | top passage is the last in the prompt | top passage is BM25's best |",
                 "|---|---|---|---|",
             ]
-            lines += [f"| {name} | {_row(per_head, heads, examples, order, task)} |" for name, heads in sets.items()]
+            lines += [f"| {name} | {_row(per_head, heads, examples, last, task)} |" for name, heads in sets.items()]
             lines += [
-                f"| random 16 heads, seed {i} | {_row(per_head, h, examples, order, task)} |"
+                f"| random 16 heads, seed {i} | {_row(per_head, h, examples, last, task)} |"
                 for i, h in enumerate(randoms)
             ]
             lines.append("")
