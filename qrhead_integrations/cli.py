@@ -171,56 +171,58 @@ def detect(
         str,
         typer.Option(
             "--top-k",
-            help="Heads to keep, or 'auto': hold out --validation of the examples and keep the best of the "
-            "top 4/8/16/32 heads and the best layer on them.",
+            help="Heads to keep; 'auto': hold out --validation of the examples and keep the best of the top "
+            "4/8/16/32 heads and the best layer on them; 'greedy': add heads one by one by --metric and keep "
+            "the size that scores best on the held-out examples.",
         ),
     ] = "16",
-    validation: Annotated[float, typer.Option(help="With --top-k auto: fraction of examples held out.")] = 0.2,
+    validation: Annotated[
+        float, typer.Option(help="With --top-k auto or greedy: fraction of examples held out.")
+    ] = 0.2,
+    metric: Annotated[
+        str, typer.Option(help="Held-out metric: ndcg@10 (re-ranking) or recall@K (multi-hop, e.g. recall@2).")
+    ] = "ndcg@10",
+    max_heads: Annotated[int, typer.Option(help="With --top-k greedy: most heads to add.")] = 32,
     method: Annotated[str, typer.Option(help="qr_score (the paper's) or ndcg.")] = "qr_score",
     seed: Annotated[int, typer.Option(help="Seed of the per-example candidate shuffle.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Also write a layers × heads heatmap (PNG).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
 ) -> None:
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
-    from .detect import (
-        choose_heads,
-        detection_provenance,
-        example_head_scores,
-        head_scores_table,
-        plot_head_scores,
-    )
+    from .detect import detection_provenance, example_head_scores, plot_head_scores, select_heads
     from .scorer import QRHeadScorer
 
     if method not in ("qr_score", "ndcg"):
         raise _fail(ValueError(f"--method must be qr_score or ndcg, got {method!r}"))
-    auto = top_k.strip().lower() == "auto"
-    if not auto and not (top_k.isdigit() and int(top_k) >= 1):
-        raise _fail(ValueError(f"--top-k must be a positive integer or 'auto', got {top_k!r}"))
-    if auto and not 0 < validation < 1:
+    choice = top_k.strip().lower()
+    if choice not in ("auto", "greedy") and not (choice.isdigit() and int(choice) >= 1):
+        raise _fail(ValueError(f"--top-k must be a positive integer, 'auto' or 'greedy', got {top_k!r}"))
+    spec: Any = int(choice) if choice.isdigit() else choice
+    if not isinstance(spec, int) and not 0 < validation < 1:
         raise _fail(ValueError(f"--validation must be a fraction in (0, 1), got {validation}"))
+    if not (metric == "ndcg@10" or (metric.startswith("recall@") and metric[7:].isdigit() and int(metric[7:]) >= 1)):
+        raise _fail(ValueError(f"--metric must be ndcg@10 or recall@K, got {metric!r}"))
     try:
         examples, description = _labelled_examples(data, data_format, split, start, limit, candidates)
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
         scored = list(example_head_scores(scorer, examples, seed=seed, show_progress=True, total=len(examples)))
-        held_out = min(len(scored) - 1, max(1, round(len(scored) * validation))) if auto else 0
-        if auto and held_out < 1:
-            raise QRHeadError("--top-k auto needs at least 2 usable examples")
-        table = head_scores_table(
-            scored[: len(scored) - held_out],
+        detection = select_heads(
+            scored,
+            top_k=spec,
+            shape=(scorer.num_layers, scorer.num_heads),
             method=method,  # type: ignore[arg-type]
-            num_layers=scorer.num_layers,
-            num_heads=scorer.num_heads,
+            validation=validation,
+            metric=metric,
+            max_heads=max_heads,
             provenance=detection_provenance(scorer, seed, description),
         )
-        if auto:
-            selection = choose_heads(table, scored[len(scored) - held_out :])
-            heads = selection.heads
-            figures = ", ".join(f"{name} {value:.3f}" for name, value in selection.validation.items())
-            console.print(f"validation nDCG@10 on {held_out} held-out examples: {figures}")
-        else:
-            heads = table.top(int(top_k))
     except (QRHeadError, OSError) as exc:
         raise _fail(exc) from exc
+    heads, table = detection.heads, detection.table
+    if detection.validation:
+        figures = ", ".join(f"{name} {value:.3f}" for name, value in detection.validation.items())
+        label = "nDCG@10" if metric == "ndcg@10" else metric
+        console.print(f"validation {label} on {detection.held_out} held-out examples: {figures}")
     heads.save(output)  # atomic: an interrupted run leaves no half-written file
     console.print(f"{len(heads)} heads ({method}, {table.examples} examples): {heads}")
     console.print(f"best single layer: {table.best_layer()} · written to {output}")

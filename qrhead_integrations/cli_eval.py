@@ -46,7 +46,8 @@ Baselines = Annotated[
     str,
     typer.Option(
         help="Systems besides qrhead, comma-separated: bm25, dense, all-heads (ICR; one deeper forward), fusion "
-        "(RRF of qrhead and bm25), fusion-dense (RRF of qrhead and dense); or all, or none."
+        "(RRF of qrhead and bm25), fusion-dense (RRF of qrhead and dense), default (what the adapters do with no "
+        "options: default heads, cut, order and fusion with the input order; its own forward); or all, or none."
     ),
 ]
 Seed = Annotated[int, typer.Option(help="Seed of the shuffled order (combined with each query id).")]

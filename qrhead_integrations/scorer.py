@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError
+from .fusion import Fusion, fuse_with_first_stage
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
 from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
@@ -61,6 +62,10 @@ class ScorerConfig:
             fit are scored in windows (see :meth:`QRHeadScorer.score_per_head_many`).
         layout: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
         show_progress: show a progress bar over the forward passes.
+        fusion: how :meth:`QRHeadScorer.rank` blends QRHead's ranking with the first stage's (the input order,
+            or ``first_stage_scores``): a :class:`~qrhead_integrations.fusion.Fusion`, a number (the first
+            stage's weight in ``[0, 1]``) or ``None`` (QRHead alone). Scores (``score``, ``score_many``) are never
+            fused.
     """
 
     calibrate: bool = True
@@ -72,8 +77,11 @@ class ScorerConfig:
     max_length: int | None = None
     layout: Layout = "auto"
     show_progress: bool = False
+    fusion: Fusion | float | None = None
 
     def __post_init__(self) -> None:
+        if self.fusion is not None and not isinstance(self.fusion, Fusion):
+            object.__setattr__(self, "fusion", Fusion(weight=self.fusion))  # validates the weight
         if self.order not in ("as_given", "reversed", "shuffled"):
             raise ValueError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
         if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
@@ -84,11 +92,20 @@ class ScorerConfig:
 
 @dataclass(frozen=True)
 class RankedPassage:
-    """One ranked result: the passage's position in the input, its score, and the passage itself."""
+    """One ranked result.
+
+    Attributes:
+        index: the passage's position in the input.
+        score: what the ranking is sorted by: the fused score when fusion is on (in ``(0, 1]``), else the
+            QRHead score.
+        passage: the passage itself.
+        qrhead_score: the calibrated QRHead score (attention), whether or not fusion is on.
+    """
 
     index: int
     score: float
     passage: Passage = field(repr=False)
+    qrhead_score: float = math.nan
 
 
 class QRHeadScorer:
@@ -215,16 +232,40 @@ class QRHeadScorer:
         """``(heads, passages)`` per-head scores, heads in ``self.heads`` order (what detection reads)."""
         return self.score_per_head_many([query], passages)[0]
 
-    def rank(self, query: str, passages: Iterable[Any], top_n: int | None = None) -> list[RankedPassage]:
-        """Passages sorted by score (ties keep input order), the best ``top_n`` of them when given."""
+    def rank(
+        self,
+        query: str,
+        passages: Iterable[Any],
+        *,
+        top_n: int | None = None,
+        first_stage_scores: Sequence[float] | None = None,
+        fusion: Fusion | float | Literal["config"] | None = "config",
+    ) -> list[RankedPassage]:
+        """Passages best first (ties keep input order), the best ``top_n`` of them when given.
+
+        Args:
+            query: the question.
+            passages: the candidates, best first if a first stage ranked them (that order is fused).
+            top_n: how many to return (``None``: all).
+            first_stage_scores: the first stage's scores (higher = better), input order, to fuse by instead
+                of the input order.
+            fusion: ``"config"`` (``config.fusion``), a :class:`~qrhead_integrations.fusion.Fusion`, the first
+                stage's weight, or ``None`` for QRHead alone.
+        """
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
+            raise InvalidInputError(f"top_n must be an int >= 0 or None, got {top_n!r}")
+        chosen = self.config.fusion if fusion == "config" else fusion
+        if chosen is not None and not isinstance(chosen, Fusion):
+            chosen = Fusion(weight=chosen)
         items = to_passages(passages)
-        scores = self.score(query, items)
-        order = sorted(range(len(items)), key=lambda i: (-scores[i], i))
+        if first_stage_scores is not None and len(first_stage_scores) != len(items):
+            raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {len(items)} passages")
+        qrhead = self.score(query, items)
+        ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores)
+        order = sorted(range(len(items)), key=lambda i: (-ranking[i], i))
         if top_n is not None:
-            if top_n < 0:
-                raise InvalidInputError(f"top_n must be >= 0, got {top_n}")
             order = order[:top_n]
-        return [RankedPassage(index=i, score=scores[i], passage=items[i]) for i in order]
+        return [RankedPassage(i, ranking[i], items[i], qrhead_score=qrhead[i]) for i in order]
 
     @torch.inference_mode()
     def score_per_head_many(self, queries: Sequence[str], passages: Iterable[Any]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SYSTEM_ORDER = ("qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
+SYSTEM_ORDER = ("default", "qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
 """How systems are listed in tables and plots (others follow in insertion order)."""
 
 
@@ -162,13 +162,17 @@ def paired_comparison(
 
 
 def default_comparisons(report: EvalReport) -> list[PairedComparison]:
-    """``qrhead`` against every other system, and each fusion against ``qrhead``, on the first metric."""
+    """``qrhead`` against every other system, each fusion against ``qrhead`` and ``default`` (what the adapters
+    do) against ``bm25`` and ``qrhead``, on the first metric."""
     if "qrhead" not in report.per_query or not report.metric_names:
         return []
     metric = report.metric_names[0]
     fused = ("fusion", "fusion_dense")
     pairs = [("qrhead", name) for name in report.systems if name not in ("qrhead", *fused) and name in report.per_query]
     pairs += [(name, "qrhead") for name in fused if name in report.per_query]
+    pairs = [pair for pair in pairs if "default" not in pair]
+    if "default" in report.per_query:
+        pairs += [("default", name) for name in ("bm25", "qrhead") if name in report.per_query]
     return [paired_comparison(report, a, b, metric) for a, b in pairs]
 
 

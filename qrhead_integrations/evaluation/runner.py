@@ -8,6 +8,11 @@ Systems (names as in the report):
 - ``all_heads``: every head of the same model (ICR). It is read from the *same* forward pass as ``qrhead``
   (a pass that captures all heads also yields the selected ones), so it costs one deeper forward, not two.
 - ``fusion``: reciprocal-rank fusion of ``qrhead`` and ``bm25``; ``fusion_dense``: of ``qrhead`` and ``dense``.
+- ``default``: exactly what the adapters do with no options: the model's default heads and every
+  :class:`~qrhead_integrations.ScorerConfig` default (passage cut, prompt order, fusion with the input order),
+  through :meth:`QRHeadScorer.rank`, handed the candidates in the order a pipeline would hand them over: the
+  retriever's (BEIR: BM25's, best first; multi-hop: the file's) or, with ``order="shuffled"``, shuffled. It
+  ignores ``--heads``/``--max-passage-tokens`` (those shape ``qrhead``) and costs its own forward.
 
 BEIR: BM25 retrieves ``depth`` (100) documents per query; the first ``top_k`` (20) are re-ranked and the rest
 keep BM25's order below them, so recall@100 stays meaningful while the model only reads ``top_k`` passages.
@@ -43,7 +48,7 @@ from .report import SYSTEM_ORDER, EvalReport
 
 CandidateOrder = Literal["retriever-reversed", "retriever", "shuffled"]
 ORDERS: tuple[str, ...] = ("retriever-reversed", "retriever", "shuffled")
-BASELINES: tuple[str, ...] = ("bm25", "dense", "all_heads", "fusion", "fusion_dense")
+BASELINES: tuple[str, ...] = ("bm25", "dense", "all_heads", "fusion", "fusion_dense", "default")
 DEFAULT_BASELINES: tuple[str, ...] = ("bm25", "dense", "fusion", "fusion_dense")
 """Every baseline but ``all_heads``, whose full-depth forward adds ~50-60% to the model time (ask for it by name)."""
 MULTIHOP_KS = (2, 5, 10)
@@ -116,6 +121,11 @@ class SystemScorer:
         if self.all_scorer is not None:
             position = {head: i for i, head in enumerate(self.all_scorer.heads)}
             self._subset = [position[head] for head in self.scorer.heads]
+        self.default_scorer = (
+            QRHeadScorer(scorer.model, scorer.tokenizer, model_id=scorer.model_id)
+            if "default" in self.baselines
+            else None
+        )
         wants_dense = bool({"dense", "fusion_dense"} & set(self.baselines))
         self.dense = (dense or DenseScorer()) if wants_dense else None
         self.needs_lexical = bool({"bm25", "fusion"} & set(self.baselines))
@@ -165,6 +175,8 @@ class SystemScorer:
             for position, index in enumerate(perm):
                 scores[index] = float(shown_scores[position])
             out[name] = scores
+        if self.default_scorer is not None:
+            out["default"] = self._default(key, query, passages)
         if self.dense is not None:
             started = time.perf_counter()
             dense = self.dense.score(query, passages)
@@ -178,6 +190,28 @@ class SystemScorer:
         if "fusion" in self.baselines:
             out["fusion"] = fuse_scores([out["qrhead"], list(lexical)])
         return out
+
+
+    def _default(self, key: str, query: str, passages: Sequence[Passage]) -> list[float]:
+        """The ``default`` system's scores in candidate order (a descending value per ``rank`` position).
+
+        The candidates are handed over in the retriever's (or file's) order — ``retriever-reversed`` is a prompt
+        layout of the ``qrhead`` system, not an order a pipeline hands over — or shuffled with ``shuffled``.
+        """
+        scorer = self.default_scorer
+        if scorer is None:
+            raise RuntimeError("the default system was not requested")
+        count = len(passages)
+        given = prompt_order(count, "shuffled", seed=self.seed, key=key) if self.order == "shuffled" else list(
+            range(count)
+        )
+        started = time.perf_counter()
+        ranked = scorer.rank(query, [passages[i] for i in given])
+        self.clock("default", started)
+        scores = [0.0] * count
+        for position, item in enumerate(ranked):
+            scores[given[item.index]] = float(count - position)
+        return scores
 
 
 def run_beir(

@@ -16,7 +16,9 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field
 
+from ..fusion import DEFAULT_FUSION_WEIGHT
 from ..prompt import Passage, check_query
+from ..scorer import RankedPassage
 from ._scorer import LazyScorerMixin, check_documents, document_title
 
 _UNSET: Any = object()
@@ -26,14 +28,21 @@ _UNSET: Any = object()
 class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     """Re-ranks documents by the attention a causal LM's query-focused retrieval heads pay them.
 
-    All documents are read in **one** prompt, so their scores are relative to each other: a document's
+    By default the documents' **input order counts too**: LangChain hands a compressor its retriever's
+    documents best first, and QRHead's ranking is fused with that order (weighted reciprocal-rank fusion, the
+    retriever's weight ``fusion``; see :mod:`qrhead_integrations.fusion` and "Defaults and why" in
+    docs/results.md for the measurement behind the default). Set ``fusion=None`` to rank by attention alone,
+    e.g. when the input order means nothing.
+
+    All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not
-    across calls; set ``score_threshold`` with that in mind (0 separates "more attention than a content-free
-    query pays it" from "less").
+    across calls; set ``score_threshold`` with that in mind: it applies to the QRHead score (0 separates "more
+    attention than a content-free query pays it" from "less"), whether or not fusion is on.
 
     Each returned document is a **copy** of the input (same class, ``id`` and ``page_content``, all metadata
-    kept) whose metadata gains the score under ``relevance_score_key``; the caller's documents are never
-    modified. Duplicate documents (same content) are each scored and kept: they compete for the attention the
+    kept) whose metadata gains the ranking score under ``relevance_score_key`` (the fused score in ``(0, 1]``
+    with fusion on, else the QRHead score) and the QRHead score under ``qrhead_score``; the caller's documents
+    are never modified. Duplicate documents (same content) are each scored and kept: they compete for the attention the
     model pays that text, so deduplicate upstream (e.g. ``EmbeddingsRedundantFilter``) if your base retriever
     returns duplicates.
 
@@ -65,6 +74,15 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         default=None,
         description="Metadata field read as the passage title (shown to the model before the text), if any.",
     )
+    fusion: float | None = Field(
+        default=DEFAULT_FUSION_WEIGHT,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Weight of the input (retriever) order fused with QRHead's ranking, in [0, 1] (weighted reciprocal-"
+            "rank fusion); None ranks by QRHead alone."
+        ),
+    )
 
     # ---------------------------------------------------------------------------------------- public API
     def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:
@@ -92,13 +110,12 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         docs = check_documents(documents)
         if not docs:
             return []
-        scores = self._score(query, docs)
-        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        ranked = self._rank(query, docs)
         if self.score_threshold is not None:
-            order = [i for i in order if scores[i] >= self.score_threshold]
+            ranked = [r for r in ranked if r.qrhead_score >= self.score_threshold]
         if limit is not None:
-            order = order[:limit]
-        return [_with_score(docs[i], self.relevance_score_key, scores[i]) for i in order]
+            ranked = ranked[:limit]
+        return [_with_score(docs[r.index], self.relevance_score_key, r) for r in ranked]
 
     def compress_documents(
         self,
@@ -133,15 +150,20 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         return await run_in_executor(None, self.rerank, documents, query)
 
     # ---------------------------------------------------------------------------------------------- hook
-    def _score(self, query: str, documents: list[Document]) -> list[float]:
-        """One QRHead score per document, input order: the hook to override to change what the model reads."""
+    def _rank(self, query: str, documents: list[Document]) -> list[RankedPassage]:
+        """All documents ranked, best first: the hook to override to change what the model reads."""
         passages = [Passage(text=doc.page_content, title=self._title(doc)) for doc in documents]
-        return self.get_scorer().score(query, passages)
+        return self.get_scorer().rank(query, passages, fusion=self.fusion)
 
     def _title(self, document: Document) -> str:
         return document_title(document, self.title_key)
 
 
-def _with_score(document: Document, key: str, score: float) -> Document:
-    """A copy of ``document`` (same class, id and fields) whose metadata gains the score; input untouched."""
-    return document.model_copy(update={"metadata": {**document.metadata, key: float(score)}})
+QRHEAD_SCORE_KEY = "qrhead_score"
+"""Metadata key of the QRHead (attention) score, written beside the ranking score."""
+
+
+def _with_score(document: Document, key: str, ranked: RankedPassage) -> Document:
+    """A copy of ``document`` (same class, id and fields) whose metadata gains the scores; input untouched."""
+    scores = {QRHEAD_SCORE_KEY: float(ranked.qrhead_score), key: float(ranked.score)}
+    return document.model_copy(update={"metadata": {**document.metadata, **scores}})

@@ -16,6 +16,7 @@ from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import InvalidInputError
 from ..prompt import check_query
 from .reranker import QRHeadReranker
 
@@ -61,26 +62,56 @@ class QRHeadRetriever(BaseRetriever):
     )
     top_n: int | None = Field(default=None, ge=1, description="Documents to return (None: the reranker's own `top_n`).")
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        """Fetch candidates (as a child run, so callbacks nest) and re-rank them."""
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        top_n: int | None = None,
+    ) -> list[Document]:
+        """Fetch candidates (as a child run, so callbacks nest) and re-rank them.
+
+        ``k`` or ``top_n`` (``invoke(query, k=3)``: LangChain's usual name, or this class's own) overrides how
+        many documents this call returns; at least that many candidates are then fetched.
+        """
         query = check_query(query)
-        candidates = self._candidate_retriever().invoke(query, config={"callbacks": run_manager.get_child()})
-        return self.reranker.rerank(candidates, query, top_n=self._top_n())
+        limit = self._top_n(k, top_n)
+        candidates = self._candidate_retriever(k or top_n).invoke(query, config={"callbacks": run_manager.get_child()})
+        return self.reranker.rerank(candidates, query, top_n=limit)
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        top_n: int | None = None,
     ) -> list[Document]:
         """Async: the base retriever's own ``ainvoke``, then the forward passes in a worker thread."""
         query = check_query(query)
-        candidates = await self._candidate_retriever().ainvoke(query, config={"callbacks": run_manager.get_child()})
-        return await run_in_executor(None, self.reranker.rerank, candidates, query, top_n=self._top_n())
+        limit = self._top_n(k, top_n)
+        candidates = await self._candidate_retriever(k or top_n).ainvoke(
+            query, config={"callbacks": run_manager.get_child()}
+        )
+        return await run_in_executor(None, self.reranker.rerank, candidates, query, top_n=limit)
 
     # ---------------------------------------------------------------------------------------------- hook
-    def _candidate_retriever(self) -> RetrieverLike:
-        """The base retriever set to return ``fetch_k`` documents (a shallow copy), else as it is."""
-        return _with_k(self.base_retriever, self.fetch_k)
+    def _candidate_retriever(self, per_call: int | None = None) -> RetrieverLike:
+        """The base retriever set to return ``fetch_k`` documents — at least ``per_call`` when a call asks for
+        that many results — (a shallow copy), else as it is."""
+        fetch = self.fetch_k if self.fetch_k is None or per_call is None else max(self.fetch_k, per_call)
+        return _with_k(self.base_retriever, fetch)
 
-    def _top_n(self) -> int | None:
+    def _top_n(self, k: int | None = None, top_n: int | None = None) -> int | None:
+        """This call's result count: ``k``/``top_n`` given per call, else the field, else the reranker's."""
+        if k is not None and top_n is not None and k != top_n:
+            raise InvalidInputError(f"k={k!r} and top_n={top_n!r} disagree: pass one of them")
+        given = k if k is not None else top_n
+        if given is not None:
+            if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+                raise InvalidInputError(f"k (top_n) must be an int >= 1, got {given!r}")
+            return given
         return self.top_n if self.top_n is not None else self.reranker.top_n
 
 

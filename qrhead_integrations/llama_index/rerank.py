@@ -9,6 +9,7 @@ path runs the model in a worker thread so the event loop is never blocked.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ..scorer import QRHeadScorer
+from ..fusion import DEFAULT_FUSION_WEIGHT
+from ..scorer import QRHeadScorer, RankedPassage
 from ._base import QRHeadPostprocessor, query_of
 
 dispatcher = get_dispatcher(__name__)
@@ -33,8 +35,12 @@ class QRHeadRerank(QRHeadPostprocessor):
     """Re-rank retrieved nodes by the attention a causal LM's query-focused retrieval heads pay them.
 
     All candidate nodes are read together in one prompt (listwise, like the QRHead paper), so one model call
-    scores them all. Scores are calibrated attention mass: higher is more relevant; nodes with no text score
-    ``-inf`` and rank last. Ties keep the retriever's order.
+    scores them all. By default the retriever's ranking counts too: QRHead's ranking is fused with the
+    retriever's (by the nodes' scores when every node has one, else by their order) with weighted
+    reciprocal-rank fusion, the retriever's weight ``fusion`` (see :mod:`qrhead_integrations.fusion`; the
+    default was chosen on dev data, "Defaults and why" in docs/results.md). The returned nodes' scores are the
+    fused scores, in ``(0, 1]``; ``fusion=None`` ranks by QRHead alone and returns its calibrated attention
+    scores. Nodes with no text score ``-inf`` and rank last. Ties keep the retriever's order.
 
     Args:
         top_n: how many nodes to return, best first (``None``: all of them, re-ordered).
@@ -45,6 +51,8 @@ class QRHeadRerank(QRHeadPostprocessor):
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (``None``: chosen automatically).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
+        fusion: the retriever's weight in ``[0, 1]`` when fusing its ranking with QRHead's (``None``: QRHead
+            alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
             exclusive with ``model``/``heads``/``device``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,
@@ -63,6 +71,15 @@ class QRHeadRerank(QRHeadPostprocessor):
         default=False,
         description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
+    fusion: float | None = Field(
+        default=DEFAULT_FUSION_WEIGHT,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Weight of the retriever's ranking fused with QRHead's, in [0, 1] (weighted reciprocal-rank "
+            "fusion); None ranks by QRHead alone."
+        ),
+    )
 
     def __init__(
         self,
@@ -71,6 +88,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         heads: Any = None,
         device: str | None = None,
         keep_retrieval_score: bool = False,
+        fusion: float | None = DEFAULT_FUSION_WEIGHT,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
@@ -85,6 +103,7 @@ class QRHeadRerank(QRHeadPostprocessor):
             callback_manager=callback_manager,
             top_n=top_n,
             keep_retrieval_score=keep_retrieval_score,
+            fusion=fusion,
             **kwargs,
         )
 
@@ -103,7 +122,7 @@ class QRHeadRerank(QRHeadPostprocessor):
             return []
         texts = _node_texts(nodes)
         with self._reranking(nodes, query_bundle, query) as finish:
-            return finish(self._score(query, texts))
+            return finish(self._rank(query, texts, _first_stage(nodes)))
 
     async def _apostprocess_nodes(
         self,
@@ -116,16 +135,16 @@ class QRHeadRerank(QRHeadPostprocessor):
         texts = _node_texts(nodes)
         with self._reranking(nodes, query_bundle, query) as finish:
             # model loading and scoring are CPU/GPU-bound: keep them off the event loop
-            return finish(await asyncio.to_thread(self._score, query, texts))
+            return finish(await asyncio.to_thread(self._rank, query, texts, _first_stage(nodes)))
 
     @contextmanager
     def _reranking(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
-    ) -> Iterator[Callable[[Sequence[float]], list[NodeWithScore]]]:
+    ) -> Iterator[Callable[[Sequence[RankedPassage]], list[NodeWithScore]]]:
         """One re-rank inside LlamaIndex's events (shared by the sync and async paths).
 
         Emits ``ReRankStartEvent``, opens a ``CBEventType.RERANKING`` callback event and yields ``finish``,
-        which turns the scores into the re-ranked nodes and closes the callback event with them;
+        which turns the ranking into the re-ranked nodes and closes the callback event with them;
         ``ReRankEndEvent`` follows. If scoring raises, the callback event records the exception and no end
         event is emitted.
         """
@@ -133,8 +152,8 @@ class QRHeadRerank(QRHeadPostprocessor):
         reranked: list[NodeWithScore] = []
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
 
-            def finish(scores: Sequence[float]) -> list[NodeWithScore]:
-                reranked.extend(self._rerank(nodes, scores))
+            def finish(ranked: Sequence[RankedPassage]) -> list[NodeWithScore]:
+                reranked.extend(self._rerank(nodes, ranked))
                 event.on_end(payload={EventPayload.NODES: reranked})
                 return reranked
 
@@ -142,16 +161,12 @@ class QRHeadRerank(QRHeadPostprocessor):
         dispatcher.event(ReRankEndEvent(nodes=reranked))
 
     # ------------------------------------------------------------------------------------------- internals
-    def _score(self, query: str, texts: list[str]) -> list[float]:
-        return self.scorer.score(query, texts)
+    def _rank(self, query: str, texts: list[str], first_stage: list[float] | None) -> list[RankedPassage]:
+        return self.scorer.rank(query, texts, first_stage_scores=first_stage, fusion=self.fusion)
 
-    def _rerank(self, nodes: Sequence[NodeWithScore], scores: Sequence[float]) -> list[NodeWithScore]:
-        if len(scores) != len(nodes):  # pragma: no cover - the scorer returns one score per passage
-            raise RuntimeError(f"got {len(scores)} scores for {len(nodes)} nodes")
-        order = sorted(range(len(nodes)), key=lambda i: (-scores[i], i))
-        if self.top_n is not None:
-            order = order[: self.top_n]
-        return [self._scored_copy(nodes[i], float(scores[i])) for i in order]
+    def _rerank(self, nodes: Sequence[NodeWithScore], ranked: Sequence[RankedPassage]) -> list[NodeWithScore]:
+        chosen = ranked if self.top_n is None else ranked[: self.top_n]
+        return [self._scored_copy(nodes[r.index], float(r.score)) for r in chosen]
 
     def _scored_copy(self, item: NodeWithScore, score: float) -> NodeWithScore:
         """A new ``NodeWithScore``; the node itself is shared unless metadata must be added (then copied)."""
@@ -177,6 +192,14 @@ class QRHeadRerank(QRHeadPostprocessor):
             EventPayload.QUERY_STR: query,
             EventPayload.TOP_K: self.top_n,
         }
+
+
+def _first_stage(nodes: Sequence[NodeWithScore]) -> list[float] | None:
+    """The retriever's scores when every node has a finite one (else ``None``: fuse by the input order)."""
+    scores = [item.score for item in nodes]
+    if all(isinstance(s, int | float) and math.isfinite(s) for s in scores):
+        return [float(s) for s in scores]  # type: ignore[arg-type]
+    return None
 
 
 def _node_texts(nodes: Sequence[NodeWithScore]) -> list[str]:

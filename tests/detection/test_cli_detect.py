@@ -76,6 +76,30 @@ def test_detect_auto_top_k_records_the_choice(saved_tiny_model: Path, tmp_path: 
     assert "validation nDCG@10" in result.output
 
 
+def test_detect_greedy_top_k_records_the_path(saved_tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data, n=5)
+    out = tmp_path / "greedy.json"
+    result = runner.invoke(
+        app,
+        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "greedy", "--validation", "0.4",
+         "--metric", "recall@2", "--max-heads", "3", "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    heads = HeadSet.load(out)
+    provenance = heads.provenance
+    assert provenance["selection"] == f"greedy-{len(heads)}" and 1 <= len(heads) <= 3
+    assert provenance["validation_examples"] == 2 and len(provenance["greedy_stop"]) <= 3
+    assert "validation recall@2 on 2 held-out examples: size 1" in result.output
+
+
+def test_detect_rejects_a_bad_metric(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--top-k", "greedy", "--metric", "map"]
+    )
+    assert result.exit_code == 2 and "recall@K" in result.output
+
+
 def test_detect_rejects_a_bad_top_k(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--top-k", "x"])
     assert result.exit_code == 2 and "--top-k" in result.output

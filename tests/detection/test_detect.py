@@ -200,3 +200,67 @@ def test_bad_auto_inputs(planted_scorer: QRHeadScorer) -> None:
         detect_heads(planted_scorer, _examples(1, 0), top_k="auto")
     with pytest.raises(InvalidInputError, match="top_k"):
         detect_heads(planted_scorer, _examples(1, 0), top_k="many")  # type: ignore[arg-type]
+
+
+def test_greedy_top_k_starts_from_the_planted_head(planted_scorer: QRHeadScorer) -> None:
+    heads = detect_heads(
+        planted_scorer, _examples(15, seed=6), top_k="greedy", metric="recall@2", validation=0.2, max_heads=6
+    )
+    provenance = heads.provenance
+    assert heads.heads[0] == PLANTED
+    assert provenance["selection"] == f"greedy-{len(heads)}" and 1 <= len(heads) <= 6
+    assert provenance["validation_examples"] == 3 and provenance["validation_metric"] == "recall@2"
+    # The size kept is the best (and, among equals, the smallest) on the held-out examples.
+    stops = provenance["greedy_stop"]
+    assert stops[len(heads) - 1] == max(stops) and all(v < max(stops) for v in stops[: len(heads) - 1])
+
+
+def _synthetic(n: int, seed: int) -> list[Any]:
+    """Scored examples for 6 heads over 5 passages (gold = 0): heads 0 and 1 each find the gold passage in
+    complementary halves of the examples with a large margin, head 2 gives the gold passage the highest *mean*
+    score but ranks it second every time, heads 3-5 are noise."""
+    from qrhead_integrations.detect import ExampleHeadScores
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        rows = torch.rand(6, 5, generator=gen, dtype=torch.float64) * 0.1
+        rows[i % 2, 0] = 1.0  # head 0 on even examples, head 1 on odd ones
+        rows[2, 1], rows[2, 0] = 3.0, 2.9  # head 2: most mass on gold, but a distractor wins
+        out.append(ExampleHeadScores(rows, (0,)))
+    return out
+
+
+def test_greedy_heads_optimise_the_metric_not_the_mean_score() -> None:
+    from qrhead_integrations.detect import Objective, greedy_heads, head_scores_table, objective_value
+
+    fit, stop = _synthetic(20, 1), _synthetic(10, 2)
+    table = head_scores_table(fit, method="qr_score", num_layers=1, num_heads=6)
+    assert table.top(1).heads == ((0, 2),)  # the mean-score table prefers the head that never ranks gold first
+    path = greedy_heads([Objective(fit, "recall@1")], [Objective(stop, "recall@1")], n_total=6, max_heads=6)
+    assert set(path.heads[:2]) == {0, 1} and path.size == 2
+    assert path.stop[1] == 1.0 > objective_value([Objective(stop, "recall@1")], [2])
+    for size in range(1, len(path.heads) + 1):  # the recorded figures are the prefixes' real figures
+        assert path.fit[size - 1] == pytest.approx(objective_value([Objective(fit, "recall@1")], path.heads[:size]))
+    limited = greedy_heads(
+        [Objective(fit, "recall@1")], [Objective(stop, "recall@1")], n_total=6, allowed=[2, 3, 4], max_heads=3
+    )
+    assert set(limited.heads) <= {2, 3, 4}
+
+
+def test_greedy_heads_bad_inputs() -> None:
+    from qrhead_integrations.detect import Objective, greedy_heads
+
+    with pytest.raises(InvalidInputError, match="both"):
+        greedy_heads([Objective([], "ndcg@10")], [Objective(_synthetic(2, 0))], n_total=6)
+    with pytest.raises(InvalidInputError, match="max_heads"):
+        greedy_heads([Objective(_synthetic(2, 0))], [Objective(_synthetic(2, 1))], n_total=6, max_heads=0)
+    with pytest.raises(InvalidInputError, match="metric"):
+        greedy_heads([Objective(_synthetic(2, 0), "map")], [Objective(_synthetic(2, 1))], n_total=6)
+
+
+def test_bad_greedy_inputs_fail_before_scoring(planted_scorer: QRHeadScorer) -> None:
+    with pytest.raises(InvalidInputError, match="metric"):
+        detect_heads(planted_scorer, _examples(4, 0), top_k="greedy", metric="precision")
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        detect_heads(planted_scorer, _examples(1, 0), top_k="greedy")

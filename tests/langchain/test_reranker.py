@@ -13,6 +13,7 @@ import pytest
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
+from qrhead_integrations.fusion import DEFAULT_FUSION_WEIGHT
 from qrhead_integrations.langchain import QRHeadReranker
 from tests.langchain.helpers import SlowScorer, heartbeats_during
 
@@ -27,23 +28,42 @@ def test_returns_top_n_sorted_copies_with_scores(fast_scorer: QRHeadScorer, docu
     reranker = QRHeadReranker(scorer=fast_scorer, top_n=4, title_key="title")
     out = reranker.compress_documents(documents, QUESTION)
 
-    expected = fast_scorer.score(QUESTION, [(d.metadata["title"], d.page_content) for d in documents])
-    order = sorted(range(len(documents)), key=lambda i: (-expected[i], i))[:4]
-    assert [doc.id for doc in out] == [documents[i].id for i in order]
-    assert [doc.metadata["relevance_score"] for doc in out] == pytest.approx([expected[i] for i in order])
+    passages = [(d.metadata["title"], d.page_content) for d in documents]
+    expected = fast_scorer.rank(QUESTION, passages, top_n=4, fusion=DEFAULT_FUSION_WEIGHT)
+    assert [doc.id for doc in out] == [documents[r.index].id for r in expected]
+    assert [doc.metadata["relevance_score"] for doc in out] == pytest.approx([r.score for r in expected])
+    assert [doc.metadata["qrhead_score"] for doc in out] == pytest.approx([r.qrhead_score for r in expected])
     for doc in out:
         original = next(d for d in documents if d.id == doc.id)
         assert doc is not original and doc.metadata is not original.metadata
         assert doc.page_content == original.page_content
-        assert {k: v for k, v in doc.metadata.items() if k != "relevance_score"} == original.metadata
+        added = {"relevance_score", "qrhead_score"}
+        assert {k: v for k, v in doc.metadata.items() if k not in added} == original.metadata
         assert isinstance(doc.metadata["relevance_score"], float)
+
+
+def test_default_fuses_the_input_order_and_none_turns_it_off(
+    fast_scorer: QRHeadScorer, documents: list[Document]
+) -> None:
+    assert QRHeadReranker(scorer=fast_scorer).fusion == DEFAULT_FUSION_WEIGHT
+    scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
+    alone = QRHeadReranker(scorer=fast_scorer, top_n=None, fusion=None).compress_documents(documents, QUESTION)
+    order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
+    assert [d.id for d in alone] == [documents[i].id for i in order]
+    assert [d.metadata["relevance_score"] for d in alone] == [d.metadata["qrhead_score"] for d in alone]
+    # The input order alone (weight 1) returns the documents as given; reversing the input reverses it.
+    first = QRHeadReranker(scorer=fast_scorer, top_n=None, fusion=1.0)
+    assert [d.id for d in first.compress_documents(documents, QUESTION)] == [d.id for d in documents]
+    assert [d.id for d in first.compress_documents(documents[::-1], QUESTION)] == [d.id for d in documents[::-1]]
+    with pytest.raises(ValueError, match="fusion"):
+        QRHeadReranker(scorer=fast_scorer, fusion=1.5)
 
 
 def test_title_key_feeds_the_title_to_the_model(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
     with_title = QRHeadReranker(scorer=fast_scorer, top_n=None, title_key="title")
     without = QRHeadReranker(scorer=fast_scorer, top_n=None)
-    by_id = {d.id: d.metadata["relevance_score"] for d in with_title.compress_documents(documents, QUESTION)}
-    plain = {d.id: d.metadata["relevance_score"] for d in without.compress_documents(documents, QUESTION)}
+    by_id = {d.id: d.metadata["qrhead_score"] for d in with_title.compress_documents(documents, QUESTION)}
+    plain = {d.id: d.metadata["qrhead_score"] for d in without.compress_documents(documents, QUESTION)}
     titled = fast_scorer.score(QUESTION, [(d.metadata["title"], d.page_content) for d in documents])
     untitled = fast_scorer.score(QUESTION, [d.page_content for d in documents])
     assert [by_id[d.id] for d in documents] == pytest.approx(titled)
@@ -63,11 +83,11 @@ def test_caller_documents_are_not_mutated(fast_scorer: QRHeadScorer, documents: 
 def test_score_threshold_and_custom_key(fast_scorer: QRHeadScorer, documents: list[Document]) -> None:
     scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
     threshold = sorted(scores)[len(scores) // 2]
-    reranker = QRHeadReranker(scorer=fast_scorer, top_n=None, score_threshold=threshold, relevance_score_key="qrhead")
+    reranker = QRHeadReranker(scorer=fast_scorer, top_n=None, score_threshold=threshold, relevance_score_key="rank")
     out = reranker.compress_documents(documents, QUESTION)
-    assert len(out) == sum(s >= threshold for s in scores)
-    assert all(d.metadata["qrhead"] >= threshold for d in out)
-    assert [d.metadata["qrhead"] for d in out] == sorted((d.metadata["qrhead"] for d in out), reverse=True)
+    assert len(out) == sum(s >= threshold for s in scores)  # the threshold applies to the QRHead score
+    assert all(d.metadata["qrhead_score"] >= threshold for d in out)
+    assert [d.metadata["rank"] for d in out] == sorted((d.metadata["rank"] for d in out), reverse=True)
     assert all("relevance_score" not in d.metadata for d in out)
 
 

@@ -181,7 +181,8 @@ def test_caller_documents_in_the_store_are_not_mutated(
     assert documents == before
     for doc in out:
         original = next(d for d in documents if d.id == doc.id)
-        assert doc.metadata == {**original.metadata, "relevance_score": doc.metadata["relevance_score"]}
+        scores = {key: doc.metadata[key] for key in ("relevance_score", "qrhead_score")}
+        assert doc.metadata == {**original.metadata, **scores}
 
 
 def test_ainvoke_keeps_the_event_loop_free(

@@ -26,6 +26,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
 from qrhead_integrations import EMPTY_PASSAGE_SCORE, EmptyQueryError, QRHeadScorer
+from qrhead_integrations.fusion import DEFAULT_FUSION_WEIGHT
 from qrhead_integrations.llama_index import QRHeadRerank
 from qrhead_integrations.llama_index import rerank as rerank_module
 from tests.llama_index.conftest import FACTS
@@ -87,10 +88,42 @@ def test_defaults_mirror_sentence_transformer_rerank() -> None:
 def test_reranks_by_qrhead_score(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
     rerank = QRHeadRerank(scorer=tiny_scorer, top_n=3)
     out = rerank.postprocess_nodes(fact_nodes, query_str=QUERY)
-    expected = tiny_scorer.rank(QUERY, texts_of(fact_nodes), top_n=3)
+    expected = expected_ranking(tiny_scorer, QUERY, fact_nodes, top_n=3)
     assert [n.node.node_id for n in out] == [fact_nodes[r.index].node.node_id for r in expected]
     assert [n.score for n in out] == pytest.approx([r.score for r in expected])
     assert all(a.score >= b.score for a, b in itertools.pairwise(out))  # type: ignore[operator]
+
+
+def expected_ranking(scorer: QRHeadScorer, query: str, nodes: list[NodeWithScore], top_n: int) -> list[Any]:
+    """What the default re-ranker must return: QRHead fused with the retriever's scores at the default weight."""
+    first_stage = [float(n.score) for n in nodes] if all(n.score is not None for n in nodes) else None
+    return scorer.rank(
+        query, texts_of(nodes), top_n=top_n, first_stage_scores=first_stage, fusion=DEFAULT_FUSION_WEIGHT
+    )
+
+
+def test_fusion_follows_the_retriever_scores_and_none_turns_it_off(
+    tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]
+) -> None:
+    assert QRHeadRerank(scorer=tiny_scorer).fusion == DEFAULT_FUSION_WEIGHT
+    alone = QRHeadRerank(scorer=tiny_scorer, top_n=None, fusion=None).postprocess_nodes(fact_nodes, query_str=QUERY)
+    plain = tiny_scorer.rank(QUERY, texts_of(fact_nodes), fusion=None)
+    assert [(n.node.node_id, n.score) for n in alone] == [
+        (fact_nodes[r.index].node.node_id, pytest.approx(r.score)) for r in plain
+    ]
+    # Weight 1: the retriever's scores alone decide, whatever order the nodes come in.
+    by_retriever = sorted(fact_nodes, key=lambda n: -float(n.score or 0.0))
+    first = QRHeadRerank(scorer=tiny_scorer, top_n=None, fusion=1.0)
+    assert [n.node.node_id for n in first.postprocess_nodes(fact_nodes[::-1], query_str=QUERY)] == [
+        n.node.node_id for n in by_retriever
+    ]
+    # Without retriever scores, the input order is the first stage.
+    unscored = [NodeWithScore(node=n.node) for n in fact_nodes]
+    assert [n.node.node_id for n in first.postprocess_nodes(unscored, query_str=QUERY)] == [
+        n.node.node_id for n in fact_nodes
+    ]
+    with pytest.raises(ValueError):
+        QRHeadRerank(scorer=tiny_scorer, fusion=-0.5)
 
 
 def test_top_n_none_and_larger_than_input(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
@@ -153,7 +186,7 @@ def test_duplicated_node_ids_are_each_scored_and_kept(
     twin = NodeWithScore(node=fact_nodes[1].node, score=0.1)  # the very same node object, another score
     nodes = [*fact_nodes, twin]
     before = snapshot(nodes)
-    out = QRHeadRerank(scorer=tiny_scorer, top_n=None).postprocess_nodes(nodes, query_str=QUERY)
+    out = QRHeadRerank(scorer=tiny_scorer, top_n=None, fusion=None).postprocess_nodes(nodes, query_str=QUERY)
     assert len(out) == len(nodes)
     assert sorted(n.node.node_id for n in out) == sorted(n.node.node_id for n in nodes)
     assert sum(n.node.node_id == fact_nodes[1].node.node_id for n in out) == 2
@@ -296,7 +329,7 @@ def test_concurrent_async_queries(tiny_scorer: QRHeadScorer, fact_nodes: list[No
 
     results = asyncio.run(main())
     for query, result in zip(queries, results, strict=True):
-        expected = tiny_scorer.rank(query, texts_of(fact_nodes), top_n=3)
+        expected = expected_ranking(tiny_scorer, query, fact_nodes, top_n=3)
         assert [n.node.node_id for n in result] == [fact_nodes[r.index].node.node_id for r in expected]
 
 
@@ -351,7 +384,7 @@ def test_query_engine_pipeline_tiny(tiny_scorer: QRHeadScorer, facts_index: Vect
     response = engine.query(QUERY)
     assert isinstance(response, Response) and isinstance(response.response, str)
     retrieved = facts_index.as_retriever(similarity_top_k=5).retrieve(QUERY)
-    expected = tiny_scorer.rank(QUERY, texts_of(retrieved), top_n=2)
+    expected = expected_ranking(tiny_scorer, QUERY, retrieved, top_n=2)
     assert [n.node.node_id for n in response.source_nodes] == [
         retrieved[r.index].node.node_id for r in expected
     ]

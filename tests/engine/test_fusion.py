@@ -1,0 +1,91 @@
+"""Fusion of QRHead's ranking with the first stage's (``qrhead_integrations.fusion`` and ``QRHeadScorer.rank``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from qrhead_integrations import InvalidInputError, QRHeadScorer
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+
+PASSAGES = [
+    "The moon orbits the earth. The sun is a star.",
+    "Paris is the capital of France. Hamlet is a play.",
+    "Water boils at one hundred degrees.",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+
+def _order(scores: list[float]) -> list[int]:
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+def test_weights_zero_and_one_give_each_ranking_alone() -> None:
+    qrhead = [0.1, 0.9, 0.5, 0.3]
+    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.0))) == _order(qrhead)
+    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=1.0))) == [0, 1, 2, 3]
+    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=1.0), [0.0, 0.0, 2.0, 1.0])) == [2, 3, 0, 1]
+
+
+def test_fused_scores_follow_the_formula_and_top_at_one() -> None:
+    qrhead = [0.9, 0.1, 0.5]
+    fused = fuse_with_first_stage(qrhead, Fusion(weight=0.25, k=10))
+    ranks_q = {0: 1, 2: 2, 1: 3}
+    for i in range(3):
+        expected = 11 * (0.75 / (10 + ranks_q[i]) + 0.25 / (10 + i + 1))
+        assert fused[i] == pytest.approx(expected)
+    assert fused[0] == pytest.approx(1.0)  # first in both rankings
+    assert all(0 < value <= 1 for value in fused)
+
+
+def test_a_strong_first_stage_moves_a_close_second() -> None:
+    # QRHead puts passage 2 first and passage 0 second; the first stage put 0 first: with a fair weight, 0 wins.
+    qrhead = [0.50, 0.10, 0.51, 0.20]
+    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.5)))[0] == 0
+    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.2)))[0] == 2
+
+
+def test_empty_passages_stay_last() -> None:
+    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9))
+    assert fused[0] == -math.inf and _order(fused)[-1] == 0
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, math.nan, "0.3", True])
+def test_bad_weights_are_rejected(weight: object) -> None:
+    with pytest.raises(InvalidInputError, match="weight"):
+        Fusion(weight=weight)  # type: ignore[arg-type]
+
+
+def test_bad_first_stage_scores_are_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="2 first-stage scores for 3"):
+        fuse_with_first_stage([0.1, 0.2, 0.3], Fusion(), [1.0, 2.0])
+    with pytest.raises(InvalidInputError, match="NaN"):
+        fuse_with_first_stage([0.1, 0.2], Fusion(), [1.0, math.nan])
+    with pytest.raises(InvalidInputError, match="k must be"):
+        Fusion(k=-1)
+
+
+def test_rank_fuses_with_the_input_order(tiny_scorer: QRHeadScorer) -> None:
+    query = "capital of France"
+    alone = tiny_scorer.rank(query, PASSAGES, fusion=None)
+    assert [r.score for r in alone] == [r.qrhead_score for r in alone]
+    fused = tiny_scorer.rank(query, PASSAGES, fusion=0.4)
+    expected = fuse_with_first_stage(tiny_scorer.score(query, PASSAGES), Fusion(weight=0.4))
+    assert [r.index for r in fused] == _order(expected)
+    assert [r.score for r in fused] == pytest.approx([expected[r.index] for r in fused])
+    assert {r.index: r.qrhead_score for r in fused} == {r.index: r.qrhead_score for r in alone}
+    # The first stage alone: the input order, or the order of the scores given.
+    assert [r.index for r in tiny_scorer.rank(query, PASSAGES, fusion=1.0)] == [0, 1, 2, 3]
+    by_scores = tiny_scorer.rank(query, PASSAGES, fusion=1.0, first_stage_scores=[0.0, 3.0, 1.0, 2.0])
+    assert [r.index for r in by_scores] == [1, 3, 2, 0]
+
+
+def test_rank_uses_the_configured_fusion(tiny_scorer: QRHeadScorer) -> None:
+    fused = tiny_scorer.with_config(fusion=1.0)
+    assert [r.index for r in fused.rank("capital of France", PASSAGES)] == [0, 1, 2, 3]
+    assert fused.config.fusion == Fusion(weight=1.0)
+    with pytest.raises(InvalidInputError, match="first-stage"):
+        tiny_scorer.rank("q", PASSAGES, first_stage_scores=[1.0])
+    with pytest.raises(InvalidInputError, match="top_n"):
+        tiny_scorer.rank("q", PASSAGES, top_n=-1)
