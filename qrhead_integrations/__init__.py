@@ -13,8 +13,10 @@ from .errors import (
     ModelLoadError,
     PassageTypeError,
     QRHeadError,
+    UnencodableTextError,
     UnsupportedModelError,
 )
+from .fusion import Fusion
 from .heads import HeadSet
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
 from .prompt import Passage
@@ -30,6 +32,7 @@ __all__ = [
     "ContextCompressor",
     "DataFormatError",
     "EmptyQueryError",
+    "Fusion",
     "HeadSet",
     "HeadSpecError",
     "InvalidInputError",
@@ -42,6 +45,7 @@ __all__ = [
     "ScoredChunk",
     "ScorerConfig",
     "TokenCounterError",
+    "UnencodableTextError",
     "UnsupportedModelError",
     "load_model",
 ]

@@ -14,9 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PassageTypeError
+from .errors import PassageTypeError, UnencodableTextError
+from .prompt import check_text
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_LINE_END = r"(?:\r\n|\r(?!\n)|\n)"
+_PARAGRAPH_BREAK = re.compile(rf"{_LINE_END}[ \t]*{_LINE_END}\s*|\u2029\s*")
+"""A blank line whatever the line ends (``\\n``, Windows ``\\r\\n``, old Mac ``\\r``), or a Unicode paragraph
+separator (U+2029)."""
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
 
 
@@ -27,6 +31,10 @@ class SourceDocument:
     text: str
     title: str = ""
     id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "document text")
+        check_text(self.title, "document title")
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,18 @@ def to_document(item: Any, index: int) -> SourceDocument:
 
 
 def to_documents(items: str | Iterable[Any]) -> list[SourceDocument]:
-    """One document (a bare ``str``) or a list of documents."""
+    """One document (a bare ``str``) or a list of documents; a typed error names a bad one's index."""
     if isinstance(items, str):
         return [SourceDocument(text=items)]
-    return [to_document(item, i) for i, item in enumerate(items)]
+    if isinstance(items, bytes | bytearray) or not isinstance(items, Iterable):
+        raise PassageTypeError(f"documents must be a str or a list of documents, got {type(items).__name__}")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(to_document(item, i))
+        except UnencodableTextError as exc:
+            raise UnencodableTextError(f"document {i}: {exc}") from None
+    return out
 
 
 def _stripped(text: str, start: int, end: int) -> tuple[int, int]:

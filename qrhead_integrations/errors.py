@@ -20,6 +20,12 @@ class EmptyQueryError(InvalidInputError):
     """The query is empty or whitespace only: there is nothing to attend from."""
 
 
+class UnencodableTextError(InvalidInputError):
+    """A query, passage or title holds a lone surrogate (e.g. ``"\\ud800"`` from a bad decode): it is not text any
+    tokenizer can encode. The message names the passage and the position; clean the text first, e.g. with
+    ``text.encode("utf-8", "replace").decode("utf-8")``."""
+
+
 class PassageTypeError(QRHeadError, TypeError):
     """A passage is not text: not a ``str``, a ``(title, text)`` pair or a mapping with ``text``."""
 

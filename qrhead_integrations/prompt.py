@@ -17,6 +17,7 @@ markup is parsed for special tokens.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import EmptyQueryError, PassageTypeError
+from .errors import EmptyQueryError, PassageTypeError, UnencodableTextError
 
 OPENING = "Here are some paragraphs:\n\n"
 PASSAGE_SEPARATOR = "\n\n"
@@ -37,12 +38,40 @@ _SENTINEL = "\u2063QRHEAD_BODY\u2063"
 Layout = Literal["auto", "chat", "plain"]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is a ``str`` a tokenizer can encode; else a typed error naming ``what``.
+
+    Raises:
+        PassageTypeError: not a ``str`` (``None``, bytes, a number...).
+        UnencodableTextError: a lone surrogate (Python lets ``str`` hold one; no UTF-8 encoder accepts it).
+    """
+    if not isinstance(value, str):
+        raise PassageTypeError(f"{what} must be a str, got {type(value).__name__}")
+    found = _SURROGATE.search(value)
+    if found is not None:
+        raise UnencodableTextError(
+            f"{what} holds a lone surrogate U+{ord(found.group()):04X} at character {found.start()}: it cannot be "
+            "encoded; clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Passage:
-    """One candidate passage: its text and an optional title (shown on the marker line)."""
+    """One candidate passage: its text and an optional title (shown on the marker line).
+
+    Both must be ``str`` a tokenizer can encode (checked here, so a bad passage fails before any model work).
+    """
 
     text: str
     title: str = ""
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "passage text")
+        check_text(self.title, "passage title")
 
     @property
     def is_empty(self) -> bool:
@@ -55,7 +84,14 @@ PassageLike = str | Passage | Sequence[str] | Mapping[str, Any]
 
 
 def to_passage(item: Any, index: int = 0) -> Passage:
-    """Normalise one passage input, raising :class:`PassageTypeError` (naming its index) for non-text input."""
+    """Normalise one passage input, raising a typed error naming its index for non-text or unencodable input."""
+    try:
+        return _to_passage(item, index)
+    except UnencodableTextError as exc:
+        raise UnencodableTextError(f"passage {index}: {exc}") from None
+
+
+def _to_passage(item: Any, index: int) -> Passage:
     if isinstance(item, Passage):
         return item
     if isinstance(item, str):
@@ -86,8 +122,7 @@ def to_passages(items: Iterable[Any]) -> list[Passage]:
 
 def check_query(query: Any) -> str:
     """Return the query, or raise a typed error for non-text or empty queries."""
-    if not isinstance(query, str):
-        raise PassageTypeError(f"the query must be a str, got {type(query).__name__}")
+    check_text(query, "the query")
     if not query.strip():
         raise EmptyQueryError("the query is empty: QRHead scores passages by the attention of query tokens")
     return query

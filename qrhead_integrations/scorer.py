@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError
-from .fusion import Fusion, fuse_with_first_stage
+from .fusion import DEFAULT_FUSION_WEIGHT, Fusion, fuse_with_first_stage
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
 from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
@@ -77,7 +77,7 @@ class ScorerConfig:
     max_length: int | None = None
     layout: Layout = "auto"
     show_progress: bool = False
-    fusion: Fusion | float | None = None
+    fusion: Fusion | float | None = DEFAULT_FUSION_WEIGHT
 
     def __post_init__(self) -> None:
         if self.fusion is not None and not isinstance(self.fusion, Fusion):

@@ -43,14 +43,15 @@ def test_score_per_head_mean_is_the_score(tiny_scorer: QRHeadScorer) -> None:
 
 
 def test_rank_sorts_by_score_and_keeps_the_passages(tiny_scorer: QRHeadScorer) -> None:
-    ranked = tiny_scorer.rank("capital of France", PASSAGES)
+    ranked = tiny_scorer.rank("capital of France", PASSAGES, fusion=None)
     scores = tiny_scorer.score("capital of France", PASSAGES)
     assert [r.index for r in ranked] == sorted(range(len(PASSAGES)), key=lambda i: -scores[i])
+    assert [r.score for r in ranked] == [r.qrhead_score for r in ranked] == sorted(scores, reverse=True)
     assert all(
         isinstance(r, RankedPassage) and r.passage == Passage(PASSAGES[r.index][1], PASSAGES[r.index][0])
         for r in ranked
     )
-    assert [r.index for r in tiny_scorer.rank("capital of France", PASSAGES, top_n=2)] == [
+    assert [r.index for r in tiny_scorer.rank("capital of France", PASSAGES, top_n=2, fusion=None)] == [
         r.index for r in ranked[:2]
     ]
     assert tiny_scorer.rank("capital of France", PASSAGES, top_n=0) == []

@@ -114,7 +114,7 @@ def test_prompt_order() -> None:
 def test_parse_baselines() -> None:
     assert parse_baselines("fusion, all-heads,bm25") == ("bm25", "all_heads", "fusion")
     assert parse_baselines("none") == () and parse_baselines("") == ()
-    assert parse_baselines("all") == ("bm25", "dense", "all_heads", "fusion", "fusion_dense")
+    assert parse_baselines("all") == ("bm25", "dense", "all_heads", "fusion", "fusion_dense", "default")
     assert parse_baselines(["fusion_dense", "dense"]) == ("dense", "fusion_dense")
     with pytest.raises(ValueError, match=r"unknown baseline.*rankgpt"):
         parse_baselines("bm25,rankgpt")
@@ -134,6 +134,28 @@ def test_multihop_end_to_end(tiny_scorer: Any, tmp_path: Path) -> None:
     assert report.info["order"] == "shuffled" and report.info["seed"] == 3 and report.info["kind"] == "multihop"
     with pytest.raises(ValueError, match="no examples"):
         run_multihop(tiny_scorer, [], baselines=())
+
+
+@pytest.mark.parametrize("order", ["retriever", "retriever-reversed", "shuffled"])
+def test_default_system_is_the_products_rank(tiny_scorer: Any, tmp_path: Path, order: str) -> None:
+    """``default`` = a scorer with every default (heads, cut, order, fusion) ranking the candidates as handed
+    over: in the file's order (``retriever-reversed`` only changes the ``qrhead`` system's layout) or shuffled."""
+    from qrhead_integrations import QRHeadScorer
+
+    examples = read_multihop_jsonl(write_multihop(tmp_path / "mh.jsonl"))
+    capped = tiny_scorer.with_config(max_passage_tokens=16, heads="1-0")
+    report = run_multihop(capped, examples, baselines=("default",), order=order, seed=5)
+    product = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, model_id=tiny_scorer.model_id)
+    assert product.config.fusion is not None  # the product fuses by default
+    for example in examples:
+        given = prompt_order(len(example.passages), "shuffled", seed=5, key=example.id) if order == "shuffled" else (
+            list(range(len(example.passages)))
+        )
+        ranked = product.rank(example.question, [example.passages[i] for i in given])
+        ranking = [given[r.index] for r in ranked]
+        expected = recall_at_k(ranking, example.gold, 2)
+        assert report.per_query["default"][example.id]["recall@2"] == expected
+    assert "default" in report.info["seconds"]
 
 
 def test_report_files(beir_report: EvalReport, tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""Regression tests for bad input found by a hostile probe (issue #15): typed errors, never another exception."""
+
+from __future__ import annotations
+
+import pytest
+
+from qrhead_integrations import (
+    ContextCompressor,
+    InvalidInputError,
+    Passage,
+    PassageTypeError,
+    QRHeadScorer,
+    UnencodableTextError,
+)
+from qrhead_integrations.chunking import paragraph_spans
+
+SURROGATE = "Paris \ud800 is in France"
+
+
+def test_lone_surrogates_raise_a_typed_error_naming_the_passage(tiny_scorer: QRHeadScorer) -> None:
+    with pytest.raises(UnencodableTextError, match=r"passage 1: passage text holds a lone surrogate U\+D800"):
+        tiny_scorer.score("capital?", ["fine", SURROGATE])
+    with pytest.raises(UnencodableTextError, match="passage 0: passage title"):
+        tiny_scorer.score("capital?", [(SURROGATE, "text")])
+    with pytest.raises(UnencodableTextError, match="the query holds a lone surrogate"):
+        tiny_scorer.rank(SURROGATE, ["a", "b"])
+    with pytest.raises(ValueError):  # also a ValueError, as documented
+        Passage(text=SURROGATE)
+
+
+def test_passage_fields_must_be_text() -> None:
+    with pytest.raises(PassageTypeError, match="passage text must be a str, got NoneType"):
+        Passage(text=None)  # type: ignore[arg-type]
+    with pytest.raises(PassageTypeError, match="passage title must be a str, got int"):
+        Passage(text="x", title=3)  # type: ignore[arg-type]
+
+
+def test_compressor_rejects_surrogates_with_the_typed_error(tiny_scorer: QRHeadScorer) -> None:
+    with pytest.raises(InvalidInputError):
+        ContextCompressor(tiny_scorer, budget_tokens=50).compress("capital?", f"Intro.\n\n{SURROGATE}")
+
+
+@pytest.mark.parametrize("brk", ["\n\n", "\r\n\r\n", "\r\r", "\u2029", "\r\n \t\r\n", "\n\r\n"])
+def test_paragraph_breaks_of_every_platform(brk: str) -> None:
+    text = f"First paragraph.{brk}Second paragraph."
+    assert [text[s:e] for s, e in paragraph_spans(text)] == ["First paragraph.", "Second paragraph."]
+
+
+@pytest.mark.parametrize("line", ["\n", "\r\n", "\r"])
+def test_a_single_line_end_is_not_a_paragraph_break(line: str) -> None:
+    text = f"One line.{line}Next line."
+    assert [text[s:e] for s, e in paragraph_spans(text)] == [text]
