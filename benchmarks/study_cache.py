@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.evaluation import BM25Index, beir_candidates, read_beir, read_multihop_jsonl
-from qrhead_integrations.evaluation.bm25 import bm25_rank
 from qrhead_integrations.evaluation.runner import prompt_order
+from qrhead_integrations.lexical import bm25_rank
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

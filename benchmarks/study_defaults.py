@@ -54,11 +54,17 @@ def load(model: str, task: str, order: str, tokens: int | None, cache_dir: Path)
 
 
 def items(examples: list[DevExample], scores: dict[str, torch.Tensor], split: str) -> list[ExampleHeadScores]:
-    return [
-        ExampleHeadScores(scores[e.key].double(), tuple(e.gold))
-        for e in examples
-        if e.split == split and e.key in scores
-    ]
+    out: list[ExampleHeadScores] = []
+    for e in examples:
+        if e.split == split and e.key in scores:
+            item = ExampleHeadScores(scores[e.key].double(), tuple(e.gold))
+            LEXICAL[id(item)] = e.local_bm25
+            out.append(item)
+    return out
+
+
+LEXICAL: dict[int, list[float]] = {}
+"""BM25 over each dev query's own candidates, by the id of its scored item (kept beside the frozen items)."""
 
 
 def metric(ranking_scores: list[float], gold: tuple[int, ...], name: str) -> float:
@@ -77,7 +83,7 @@ def figure(
     total = 0.0
     for item in data:
         qr = item.per_head[heads].mean(dim=0).tolist()
-        scores = qr if fusion is None else fuse_with_first_stage(qr, fusion)
+        scores = qr if fusion is None else fuse_with_first_stage(qr, fusion, lexical_scores=LEXICAL[id(item)])
         total += metric(scores, item.gold, name)
     return total / len(data) if data else float("nan")
 
@@ -86,6 +92,10 @@ def first_stage_figure(data: list[ExampleHeadScores], name: str) -> float:
     return sum(metric([-float(i) for i in range(item.per_head.shape[1])], item.gold, name) for item in data) / len(
         data
     )
+
+
+def lexical_figure(data: list[ExampleHeadScores], name: str) -> float:
+    return sum(metric(LEXICAL[id(item)], item.gold, name) for item in data) / len(data)
 
 
 def head_sets(
@@ -150,6 +160,7 @@ def main() -> None:
         "random-16 mean": {t: float(np.mean([r[t] for r in randoms])) for t in TASKS},
         "random-16 best": {t: float(np.max([r[t] for r in randoms])) for t in TASKS},
         "first stage (input order)": {t: first_stage_figure(tunes[t], TASKS[t]) for t in TASKS},
+        "BM25 over the candidates": {t: lexical_figure(tunes[t], TASKS[t]) for t in TASKS},
     }
     heads_table = {n: r for n, r in rows.items() if not n.startswith("random-16")} | summary
 
@@ -159,6 +170,18 @@ def main() -> None:
             f"w={w}": {t: figure(tunes[t], sets[name], TASKS[t], Fusion(weight=w) if w else None) for t in TASKS}
             for w in FUSION_WEIGHTS
         }
+    grid: dict[str, dict[str, dict[str, float]]] = {}
+    for name in [n for n in sets if not n.startswith("random-16")]:
+        grid[name] = {}
+        for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+            for lex in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+                if w + lex > 0.8:
+                    continue
+                fusion = Fusion(weight=w, lexical=lex) if w or lex else None
+                grid[name][f"{w}/{lex}"] = {
+                    split: {t: figure(data[t], sets[name], TASKS[t], fusion) for t in TASKS}
+                    for split, data in (("select", selects), ("tune", tunes))
+                }
 
     extra: dict[str, dict[str, float]] = {}
     for order in ("as_given", "shuffled", "reversed"):
@@ -183,6 +206,7 @@ def main() -> None:
         "head_sets": heads_table,
         "greedy": paths,
         "fusion": fusion_rows,
+        "fusion_grid": grid,
         "order_and_cut": extra,
     }
     write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
@@ -212,6 +236,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Cells: SciFact nDCG@10 / HotpotQA recall@2.")
+    for name, cells in report["fusion_grid"].items():
+        if not (name.startswith("shipped") or name.startswith("greedy, both")):
+            continue
+        title = f"### Three-way fusion, {name}: first-stage weight / lexical (BM25 over the candidates) weight"
+        header = "| weights | select SciFact | select HotpotQA | tune SciFact | tune HotpotQA | tune mean |"
+        lines += ["", title, "", header, "|---" * 6 + "|"]
+        for key, by_split in cells.items():
+            sel, tun = by_split["select"], by_split["tune"]
+            lines.append(
+                f"| {key} | {sel['rerank']:.3f} | {sel['multihop']:.3f} | {tun['rerank']:.3f} | "
+                f"{tun['multihop']:.3f} | {(tun['rerank'] + tun['multihop']) / 2:.3f} |"
+            )
     if report["order_and_cut"]:
         lines += ["", "## SciFact: prompt order and passage cut (tune split)", ""]
         first = next(iter(report["order_and_cut"].values()))

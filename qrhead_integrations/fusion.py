@@ -16,18 +16,15 @@ candidates over best first).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import InvalidInputError
 
 RRF_K = 60
 """The usual RRF constant: it damps the weight of the very first ranks."""
 
-DEFAULT_FUSION_WEIGHT: float | None = 0.3
-"""The first stage's weight in every re-ranker's default fusion (``None`` would mean QRHead alone). Chosen on dev
-data disjoint from the published evaluation rows: see "Defaults and why" in docs/results.md."""
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -38,19 +35,47 @@ class Fusion:
 
     Attributes:
         weight: the first stage's share, in ``[0, 1]`` (0: QRHead alone; 1: the first stage alone).
+        lexical: the share of a BM25 ranking of the candidates themselves (computed by the re-ranker from the
+            query and the passages' words), in ``[0, 1]``; ``weight + lexical <= 1``, QRHead gets the rest.
         k: the RRF constant (>= 0): larger values flatten the difference between the top ranks.
     """
 
     weight: float = 0.5
+    lexical: float = 0.0
     k: int = RRF_K
 
     def __post_init__(self) -> None:
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
-            raise InvalidInputError(f"fusion weight must be a number in [0, 1], got {self.weight!r}")
-        if not 0.0 <= float(self.weight) <= 1.0:  # also rejects NaN
-            raise InvalidInputError(f"fusion weight must be in [0, 1], got {self.weight!r}")
+        for name in ("weight", "lexical"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInputError(f"fusion {name} must be a number in [0, 1], got {value!r}")
+            if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
+                raise InvalidInputError(f"fusion {name} must be in [0, 1], got {value!r}")
+        if float(self.weight) + float(self.lexical) > 1.0:
+            raise InvalidInputError(f"fusion weight + lexical must be <= 1, got {self.weight} + {self.lexical}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             raise InvalidInputError(f"fusion k must be an int >= 0, got {self.k!r}")
+
+
+DEFAULT_FUSION: Fusion | None = Fusion(weight=0.4, lexical=0.4)
+"""Every re-ranker's default fusion (``None`` would mean QRHead alone). Chosen on dev data disjoint from the
+published evaluation rows: see "Defaults and why" in docs/results.md."""
+
+
+def as_fusion(value: Any) -> Fusion | None:
+    """``None``, a :class:`Fusion`, a mapping of its fields, or a number (the first stage's weight, no lexical
+    share) as a :class:`Fusion` — the one conversion the scorer and the adapters share.
+
+    Raises:
+        InvalidInputError: anything else, or out-of-range weights.
+    """
+    if value is None or isinstance(value, Fusion):
+        return value
+    if isinstance(value, Mapping):
+        return Fusion(**value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Fusion(weight=value)
+    raise InvalidInputError(f"fusion must be None, a Fusion, a mapping or a number in [0, 1], got {value!r}")
 
 
 def rank_order(scores: Sequence[float]) -> list[int]:
@@ -101,6 +126,7 @@ def fuse_with_first_stage(
     qrhead_scores: Sequence[float],
     fusion: Fusion,
     first_stage_scores: Sequence[float] | None = None,
+    lexical_scores: Sequence[float] | None = None,
 ) -> list[float]:
     """Fused score of each passage (input order), see the module docstring.
 
@@ -110,15 +136,22 @@ def fuse_with_first_stage(
         fusion: the weights.
         first_stage_scores: the first stage's scores (higher = better), input order; ``None``: the input
             order is the first stage's ranking.
+        lexical_scores: BM25 scores of the candidates (needed when ``fusion.lexical > 0``).
 
     Raises:
-        InvalidInputError: lengths differ or a score is NaN.
+        InvalidInputError: lengths differ, a score is NaN, or lexical scores are missing.
     """
     n = len(qrhead_scores)
-    if first_stage_scores is not None and len(first_stage_scores) != n:
-        raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {n} passages")
+    for name, given in (("first-stage", first_stage_scores), ("lexical", lexical_scores)):
+        if given is not None and len(given) != n:
+            raise InvalidInputError(f"{len(given)} {name} scores for {n} passages")
     first = list(range(n)) if first_stage_scores is None else rank_order(first_stage_scores)
-    weight = float(fusion.weight)
-    fused = reciprocal_rank_fusion([rank_order(qrhead_scores), first], k=fusion.k, weights=[1.0 - weight, weight])
+    rankings, weights = [rank_order(qrhead_scores), first], [1.0 - fusion.weight - fusion.lexical, fusion.weight]
+    if fusion.lexical:
+        if lexical_scores is None:
+            raise InvalidInputError("fusion.lexical > 0 needs the candidates' lexical scores")
+        rankings.append(rank_order(lexical_scores))
+        weights.append(float(fusion.lexical))
+    fused = reciprocal_rank_fusion(rankings, k=fusion.k, weights=weights)
     scale = fusion.k + 1
     return [-math.inf if qrhead_scores[i] == -math.inf else fused[i] * scale for i in range(n)]

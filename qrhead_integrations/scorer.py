@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError
-from .fusion import DEFAULT_FUSION_WEIGHT, Fusion, fuse_with_first_stage
+from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage
+from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
 from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
@@ -63,9 +64,9 @@ class ScorerConfig:
         layout: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
         show_progress: show a progress bar over the forward passes.
         fusion: how :meth:`QRHeadScorer.rank` blends QRHead's ranking with the first stage's (the input order,
-            or ``first_stage_scores``): a :class:`~qrhead_integrations.fusion.Fusion`, a number (the first
-            stage's weight in ``[0, 1]``) or ``None`` (QRHead alone). Scores (``score``, ``score_many``) are never
-            fused.
+            or ``first_stage_scores``) and with BM25 over the candidates: a
+            :class:`~qrhead_integrations.fusion.Fusion`, a number (the first stage's weight in ``[0, 1]``, no
+            lexical share) or ``None`` (QRHead alone). Scores (``score``, ``score_many``) are never fused.
     """
 
     calibrate: bool = True
@@ -77,11 +78,10 @@ class ScorerConfig:
     max_length: int | None = None
     layout: Layout = "auto"
     show_progress: bool = False
-    fusion: Fusion | float | None = DEFAULT_FUSION_WEIGHT
+    fusion: Fusion | float | None = DEFAULT_FUSION
 
     def __post_init__(self) -> None:
-        if self.fusion is not None and not isinstance(self.fusion, Fusion):
-            object.__setattr__(self, "fusion", Fusion(weight=self.fusion))  # validates the weight
+        object.__setattr__(self, "fusion", as_fusion(self.fusion))  # validates the weights
         if self.order not in ("as_given", "reversed", "shuffled"):
             raise ValueError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
         if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
@@ -249,19 +249,18 @@ class QRHeadScorer:
             top_n: how many to return (``None``: all).
             first_stage_scores: the first stage's scores (higher = better), input order, to fuse by instead
                 of the input order.
-            fusion: ``"config"`` (``config.fusion``), a :class:`~qrhead_integrations.fusion.Fusion`, the first
-                stage's weight, or ``None`` for QRHead alone.
+            fusion: ``"config"`` (``config.fusion``), a :class:`~qrhead_integrations.fusion.Fusion` (first-stage
+                and lexical weights), the first stage's weight alone, or ``None`` for QRHead alone.
         """
         if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
             raise InvalidInputError(f"top_n must be an int >= 0 or None, got {top_n!r}")
-        chosen = self.config.fusion if fusion == "config" else fusion
-        if chosen is not None and not isinstance(chosen, Fusion):
-            chosen = Fusion(weight=chosen)
+        chosen = as_fusion(self.config.fusion if fusion == "config" else fusion)
         items = to_passages(passages)
         if first_stage_scores is not None and len(first_stage_scores) != len(items):
             raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {len(items)} passages")
         qrhead = self.score(query, items)
-        ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores)
+        lexical = bm25_rank(query, items) if chosen is not None and chosen.lexical and items else None
+        ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores, lexical)
         order = sorted(range(len(items)), key=lambda i: (-ranking[i], i))
         if top_n is not None:
             order = order[:top_n]

@@ -4,7 +4,7 @@
 a core install.
 """
 
-from .bm25 import BM25Index, bm25_rank, load_stemmer
+from ..lexical import BM25Index, bm25_rank, load_stemmer
 from .candidates import beir_candidates
 from .data import BeirDataset, MultihopExample, read_beir, read_multihop_jsonl
 from .metrics import (

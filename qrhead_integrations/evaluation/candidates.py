@@ -7,7 +7,7 @@ re-ranking protocol.
 
 from __future__ import annotations
 
-from .bm25 import BM25Index
+from ..lexical import BM25Index
 from .data import BeirDataset, MultihopExample
 
 

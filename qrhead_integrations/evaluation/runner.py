@@ -36,10 +36,10 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from ..lexical import BM25Index, bm25_rank
 from ..prompt import Passage
 from ..scorer import QRHeadScorer
 from ..scoring import combine_heads
-from .bm25 import BM25Index, bm25_rank
 from .data import BeirDataset, MultihopExample
 from .dense import DenseScorer
 from .fusion import fuse_scores

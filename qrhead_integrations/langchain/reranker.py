@@ -14,9 +14,9 @@ from typing import Any
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..fusion import DEFAULT_FUSION_WEIGHT
+from ..fusion import DEFAULT_FUSION, Fusion, as_fusion
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
 from ._scorer import LazyScorerMixin, check_documents, document_title
@@ -28,11 +28,12 @@ _UNSET: Any = object()
 class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     """Re-ranks documents by the attention a causal LM's query-focused retrieval heads pay them.
 
-    By default the documents' **input order counts too**: LangChain hands a compressor its retriever's
-    documents best first, and QRHead's ranking is fused with that order (weighted reciprocal-rank fusion, the
-    retriever's weight ``fusion``; see :mod:`qrhead_integrations.fusion` and "Defaults and why" in
-    docs/results.md for the measurement behind the default). Set ``fusion=None`` to rank by attention alone,
-    e.g. when the input order means nothing.
+    By default QRHead is **not the only judge**: LangChain hands a compressor its retriever's documents best
+    first, and QRHead's ranking is fused with that order and with a BM25 ranking of the documents themselves
+    (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`, and
+    "Defaults and why" in docs/results.md for the dev measurement behind the default: a small model's
+    attention alone ranked SciFact below BM25, the fusion above it). ``fusion=None`` ranks by attention alone;
+    ``fusion=Fusion(weight=0, lexical=0.3)`` ignores the input order (when it means nothing).
 
     All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not
@@ -74,15 +75,19 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         default=None,
         description="Metadata field read as the passage title (shown to the model before the text), if any.",
     )
-    fusion: float | None = Field(
-        default=DEFAULT_FUSION_WEIGHT,
-        ge=0.0,
-        le=1.0,
+    fusion: Fusion | None = Field(
+        default=DEFAULT_FUSION,
         description=(
-            "Weight of the input (retriever) order fused with QRHead's ranking, in [0, 1] (weighted reciprocal-"
-            "rank fusion); None ranks by QRHead alone."
+            "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the documents "
+            "(weighted reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the retriever's "
+            "weight alone) or None (QRHead alone)."
         ),
     )
+
+    @field_validator("fusion", mode="before")
+    @classmethod
+    def _fusion(cls, value: Any) -> Fusion | None:
+        return as_fusion(value)
 
     # ---------------------------------------------------------------------------------------- public API
     def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:

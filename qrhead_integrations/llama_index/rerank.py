@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import Field, field_validator
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ..fusion import DEFAULT_FUSION_WEIGHT
+from ..fusion import DEFAULT_FUSION, Fusion, as_fusion
 from ..scorer import QRHeadScorer, RankedPassage
 from ._base import QRHeadPostprocessor, query_of
 
@@ -35,12 +35,12 @@ class QRHeadRerank(QRHeadPostprocessor):
     """Re-rank retrieved nodes by the attention a causal LM's query-focused retrieval heads pay them.
 
     All candidate nodes are read together in one prompt (listwise, like the QRHead paper), so one model call
-    scores them all. By default the retriever's ranking counts too: QRHead's ranking is fused with the
-    retriever's (by the nodes' scores when every node has one, else by their order) with weighted
-    reciprocal-rank fusion, the retriever's weight ``fusion`` (see :mod:`qrhead_integrations.fusion`; the
-    default was chosen on dev data, "Defaults and why" in docs/results.md). The returned nodes' scores are the
-    fused scores, in ``(0, 1]``; ``fusion=None`` ranks by QRHead alone and returns its calibrated attention
-    scores. Nodes with no text score ``-inf`` and rank last. Ties keep the retriever's order.
+    scores them all. By default QRHead is not the only judge: its ranking is fused with the retriever's (by the
+    nodes' scores when every node has one, else by their order) and with a BM25 ranking of the nodes' text
+    (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`; the default
+    was chosen on dev data, "Defaults and why" in docs/results.md). The returned nodes' scores are the fused
+    scores, in ``(0, 1]``; ``fusion=None`` ranks by QRHead alone and returns its calibrated attention scores.
+    Nodes with no text score ``-inf`` and rank last. Ties keep the retriever's order.
 
     Args:
         top_n: how many nodes to return, best first (``None``: all of them, re-ordered).
@@ -51,8 +51,8 @@ class QRHeadRerank(QRHeadPostprocessor):
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (``None``: chosen automatically).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
-        fusion: the retriever's weight in ``[0, 1]`` when fusing its ranking with QRHead's (``None``: QRHead
-            alone).
+        fusion: a :class:`~qrhead_integrations.Fusion` (the retriever's and BM25's weights), a number (the
+            retriever's weight alone) or ``None`` (QRHead alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
             exclusive with ``model``/``heads``/``device``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,
@@ -71,15 +71,19 @@ class QRHeadRerank(QRHeadPostprocessor):
         default=False,
         description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
-    fusion: float | None = Field(
-        default=DEFAULT_FUSION_WEIGHT,
-        ge=0.0,
-        le=1.0,
+    fusion: Fusion | None = Field(
+        default=DEFAULT_FUSION,
         description=(
-            "Weight of the retriever's ranking fused with QRHead's, in [0, 1] (weighted reciprocal-rank "
-            "fusion); None ranks by QRHead alone."
+            "How QRHead's ranking is fused with the retriever's and with BM25 over the nodes (weighted "
+            "reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the retriever's weight alone) "
+            "or None (QRHead alone)."
         ),
     )
+
+    @field_validator("fusion", mode="before")
+    @classmethod
+    def _fusion(cls, value: Any) -> Fusion | None:
+        return as_fusion(value)
 
     def __init__(
         self,
@@ -88,7 +92,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         heads: Any = None,
         device: str | None = None,
         keep_retrieval_score: bool = False,
-        fusion: float | None = DEFAULT_FUSION_WEIGHT,
+        fusion: Fusion | float | None = DEFAULT_FUSION,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,

@@ -89,3 +89,31 @@ def test_rank_uses_the_configured_fusion(tiny_scorer: QRHeadScorer) -> None:
         tiny_scorer.rank("q", PASSAGES, first_stage_scores=[1.0])
     with pytest.raises(InvalidInputError, match="top_n"):
         tiny_scorer.rank("q", PASSAGES, top_n=-1)
+
+
+def test_lexical_share_ranks_by_bm25_over_the_candidates(tiny_scorer: QRHeadScorer) -> None:
+    from qrhead_integrations.lexical import bm25_rank
+
+    query = "Which river flows through the capital of France?"
+    passages = ["Paris is the capital of France.", "The fox is quick.", "The Seine river flows through Paris."]
+    lexical_only = tiny_scorer.rank(query, passages, fusion=Fusion(weight=0.0, lexical=1.0))
+    assert [r.index for r in lexical_only] == _order(bm25_rank(query, passages))
+    three_way = tiny_scorer.rank(query, passages, fusion=Fusion(weight=0.3, lexical=0.3))
+    expected = fuse_with_first_stage(
+        tiny_scorer.score(query, passages), Fusion(weight=0.3, lexical=0.3), None, bm25_rank(query, passages)
+    )
+    assert [r.index for r in three_way] == _order(expected)
+    with pytest.raises(InvalidInputError, match="lexical scores"):
+        fuse_with_first_stage([0.1, 0.2], Fusion(lexical=0.2))
+    with pytest.raises(InvalidInputError, match="<= 1"):
+        Fusion(weight=0.6, lexical=0.6)
+
+
+def test_as_fusion_conversions() -> None:
+    from qrhead_integrations.fusion import as_fusion
+
+    assert as_fusion(None) is None
+    assert as_fusion(0.25) == Fusion(weight=0.25)
+    assert as_fusion({"weight": 0.1, "lexical": 0.2}) == Fusion(weight=0.1, lexical=0.2)
+    with pytest.raises(InvalidInputError, match="fusion must be"):
+        as_fusion("strong")

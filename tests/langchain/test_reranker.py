@@ -13,7 +13,7 @@ import pytest
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
-from qrhead_integrations.fusion import DEFAULT_FUSION_WEIGHT
+from qrhead_integrations.fusion import DEFAULT_FUSION
 from qrhead_integrations.langchain import QRHeadReranker
 from tests.langchain.helpers import SlowScorer, heartbeats_during
 
@@ -29,7 +29,7 @@ def test_returns_top_n_sorted_copies_with_scores(fast_scorer: QRHeadScorer, docu
     out = reranker.compress_documents(documents, QUESTION)
 
     passages = [(d.metadata["title"], d.page_content) for d in documents]
-    expected = fast_scorer.rank(QUESTION, passages, top_n=4, fusion=DEFAULT_FUSION_WEIGHT)
+    expected = fast_scorer.rank(QUESTION, passages, top_n=4, fusion=DEFAULT_FUSION)
     assert [doc.id for doc in out] == [documents[r.index].id for r in expected]
     assert [doc.metadata["relevance_score"] for doc in out] == pytest.approx([r.score for r in expected])
     assert [doc.metadata["qrhead_score"] for doc in out] == pytest.approx([r.qrhead_score for r in expected])
@@ -45,7 +45,7 @@ def test_returns_top_n_sorted_copies_with_scores(fast_scorer: QRHeadScorer, docu
 def test_default_fuses_the_input_order_and_none_turns_it_off(
     fast_scorer: QRHeadScorer, documents: list[Document]
 ) -> None:
-    assert QRHeadReranker(scorer=fast_scorer).fusion == DEFAULT_FUSION_WEIGHT
+    assert QRHeadReranker(scorer=fast_scorer).fusion == DEFAULT_FUSION
     scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
     alone = QRHeadReranker(scorer=fast_scorer, top_n=None, fusion=None).compress_documents(documents, QUESTION)
     order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))

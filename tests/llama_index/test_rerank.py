@@ -26,7 +26,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
 from qrhead_integrations import EMPTY_PASSAGE_SCORE, EmptyQueryError, QRHeadScorer
-from qrhead_integrations.fusion import DEFAULT_FUSION_WEIGHT
+from qrhead_integrations.fusion import DEFAULT_FUSION
 from qrhead_integrations.llama_index import QRHeadRerank
 from qrhead_integrations.llama_index import rerank as rerank_module
 from tests.llama_index.conftest import FACTS
@@ -98,14 +98,14 @@ def expected_ranking(scorer: QRHeadScorer, query: str, nodes: list[NodeWithScore
     """What the default re-ranker must return: QRHead fused with the retriever's scores at the default weight."""
     first_stage = [float(n.score) for n in nodes] if all(n.score is not None for n in nodes) else None
     return scorer.rank(
-        query, texts_of(nodes), top_n=top_n, first_stage_scores=first_stage, fusion=DEFAULT_FUSION_WEIGHT
+        query, texts_of(nodes), top_n=top_n, first_stage_scores=first_stage, fusion=DEFAULT_FUSION
     )
 
 
 def test_fusion_follows_the_retriever_scores_and_none_turns_it_off(
     tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]
 ) -> None:
-    assert QRHeadRerank(scorer=tiny_scorer).fusion == DEFAULT_FUSION_WEIGHT
+    assert QRHeadRerank(scorer=tiny_scorer).fusion == DEFAULT_FUSION
     alone = QRHeadRerank(scorer=tiny_scorer, top_n=None, fusion=None).postprocess_nodes(fact_nodes, query_str=QUERY)
     plain = tiny_scorer.rank(QUERY, texts_of(fact_nodes), fusion=None)
     assert [(n.node.node_id, n.score) for n in alone] == [

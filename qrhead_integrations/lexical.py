@@ -1,7 +1,9 @@
-"""BM25 with ``bm25s``: first-stage candidates for BEIR re-ranking and the lexical multi-hop baseline.
+"""BM25 with ``bm25s``: the re-rankers' lexical signal, BEIR's first stage and the multi-hop lexical baseline.
 
-The QRHead re-ranker only re-orders a candidate list, so BEIR evaluation needs a first stage (BM25's top
-100, as in the BEIR paper) and every re-ranking number needs the BM25 number beside it. Analysis follows the
+Three uses of one analysis: the re-rankers fuse a BM25 ranking of the candidates themselves with QRHead's
+(:mod:`qrhead_integrations.fusion`: a small model's attention and word overlap err on different passages);
+BEIR evaluation needs a first stage (BM25's top 100, as in the BEIR paper); and every re-ranking number needs
+the BM25 number beside it. Analysis follows the
 Lucene/Elasticsearch English setup that BEIR's BM25 used: lowercase, words of two or more characters,
 Lucene's 33 English stopwords, Porter-style Snowball stemming when PyStemmer is installed, and Lucene's BM25
 (``k1=1.2``, ``b=0.75``, the Elasticsearch defaults). A document is its title and text joined by a newline.
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..prompt import Passage, check_query, to_passage, to_passages
+from .prompt import Passage, check_query, to_passage, to_passages
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 Stemmer = Callable[[list[str]], list[str]]
@@ -26,8 +28,8 @@ def load_stemmer(stem: bool | None = None) -> Stemmer | None:
     """The English Snowball stemmer from PyStemmer, or ``None``.
 
     Args:
-        stem: ``None`` uses the stemmer when PyStemmer is installed (it is optional so the evaluation extra
-            stays light), ``True`` requires it, ``False`` disables stemming.
+        stem: ``None`` uses the stemmer when PyStemmer is installed (a dependency of the package, so normally
+            always), ``True`` requires it, ``False`` disables stemming.
 
     Raises:
         ImportError: ``stem=True`` and PyStemmer is not installed.
