@@ -51,6 +51,14 @@ Baselines = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option(help="Seed of the shuffled order (combined with each query id).")]
+WithQRHead = Annotated[
+    bool,
+    typer.Option(
+        "--qrhead/--no-qrhead",
+        help="Score the qrhead system (--no-qrhead saves its forward when only default and model-free "
+        "baselines are wanted).",
+    ),
+]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here.")]
 Plot = Annotated[Path | None, typer.Option(help="Write a bar chart (systems × metrics, PNG) here.")]
 Markdown = Annotated[Path | None, typer.Option(help="Write the metrics as a Markdown table here.")]
@@ -68,13 +76,18 @@ def _passage_cap(value: int) -> int | None:
     return value or None
 
 
-def _check(baselines: str, order: str) -> None:
-    """Reject a bad --baselines or --order before any data or model is loaded."""
+def _check(baselines: str, order: str, qrhead: bool = True) -> None:
+    """Reject a bad --baselines, --order or --no-qrhead combination before any data or model is loaded."""
     from .evaluation.runner import parse_baselines, prompt_order
 
     try:
-        parse_baselines(baselines)
+        names = parse_baselines(baselines)
         prompt_order(0, order)
+        needs = sorted({"all_heads", "fusion", "fusion_dense"} & set(names))
+        if not qrhead and needs:
+            raise ValueError(f"--no-qrhead: {', '.join(needs)} need the qrhead system")
+        if not qrhead and not names:
+            raise ValueError("--no-qrhead with no baselines leaves nothing to evaluate")
     except ValueError as exc:
         raise _fail(exc) from exc
 
@@ -83,7 +96,9 @@ def _command(kind: str, data: Path, options: dict[str, Any]) -> str:
     """The full command with every option spelled out, so a report says exactly how to reproduce it."""
     words = ["qrhead", "eval", kind, str(data)]
     for name, value in options.items():
-        if value is not None:
+        if isinstance(value, bool):
+            words.append(f"--{name}" if value else f"--no-{name}")
+        elif value is not None:
             words += [f"--{name}", str(value)]
     return shlex.join(words)
 
@@ -170,6 +185,7 @@ def beir(
         "retriever-reversed"
     ),
     seed: Seed = 0,
+    qrhead: WithQRHead = True,
     output: Output = None,
     plot: Plot = None,
     markdown: Markdown = None,
@@ -191,6 +207,7 @@ def beir(
         "baselines": baselines,
         "order": order,
         "seed": seed,
+        "qrhead": qrhead,
     }
 
     def evaluate(scorer: Any, dataset: Any, command: str) -> Any:
@@ -207,9 +224,10 @@ def beir(
             baselines=parse_baselines(baselines),
             show_progress=True,
             info=info,
+            qrhead=qrhead,
         )
 
-    _check(baselines, order)
+    _check(baselines, order, qrhead)
     _run(
         "beir",
         data_dir,
@@ -237,6 +255,7 @@ def multihop(
         "retriever"
     ),
     seed: Seed = 0,
+    qrhead: WithQRHead = True,
     output: Output = None,
     plot: Plot = None,
     markdown: Markdown = None,
@@ -255,6 +274,7 @@ def multihop(
         "baselines": baselines,
         "order": order,
         "seed": seed,
+        "qrhead": qrhead,
     }
 
     def evaluate(scorer: Any, examples: Any, command: str) -> Any:
@@ -272,9 +292,10 @@ def multihop(
             baselines=parse_baselines(baselines),
             show_progress=True,
             info=info,
+            qrhead=qrhead,
         )
 
-    _check(baselines, order)
+    _check(baselines, order, qrhead)
     _run(
         "multihop",
         file,

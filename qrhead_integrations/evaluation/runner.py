@@ -101,6 +101,8 @@ class SystemScorer:
         order: candidate order in the prompt.
         seed: seed of the ``"shuffled"`` order.
         dense: the dense scorer; created (lazily loaded) when a dense system is requested and none is given.
+        qrhead: score the ``qrhead`` system (``False`` saves its forward when only ``default`` and the
+            model-free baselines are wanted).
     """
 
     def __init__(
@@ -111,9 +113,14 @@ class SystemScorer:
         order: str,
         seed: int = 0,
         dense: DenseScorer | None = None,
+        qrhead: bool = True,
     ) -> None:
         prompt_order(0, order)  # validate early
         self.baselines = parse_baselines(baselines)
+        needs_qrhead = sorted({"all_heads", "fusion", "fusion_dense"} & set(self.baselines))
+        if not qrhead and needs_qrhead:
+            raise ValueError(f"{', '.join(needs_qrhead)} need the qrhead system: drop them or keep qrhead")
+        self.with_qrhead = qrhead
         self.order, self.seed = order, seed
         self.scorer = scorer if scorer.config.order == "as_given" else scorer.with_config(order="as_given")
         self.all_scorer = self.scorer.with_heads("all") if "all_heads" in self.baselines else None
@@ -159,16 +166,18 @@ class SystemScorer:
             lexical: BM25 scores of the candidates (used when ``bm25`` or ``fusion`` is requested).
         """
         if not passages:
-            return {name: [] for name in ("qrhead", *self.baselines)}
+            return {name: [] for name in (*(["qrhead"] if self.with_qrhead else []), *self.baselines)}
         perm = prompt_order(len(passages), self.order, seed=self.seed, key=key)
         shown = [passages[i] for i in perm]
         started = time.perf_counter()
+        model_scores: dict[str, torch.Tensor] = {}
         if self.all_scorer is not None:
             per_head = self.all_scorer.score_per_head(query, shown)
             model_scores = {"qrhead": combine_heads(per_head[self._subset]), "all_heads": combine_heads(per_head)}
-        else:
+        elif self.with_qrhead:
             model_scores = {"qrhead": torch.tensor(self.scorer.score(query, shown))}
-        self.clock(self.model_key, started)
+        if model_scores:
+            self.clock(self.model_key, started)
         out: dict[str, list[float]] = {}
         for name, shown_scores in model_scores.items():
             scores = [0.0] * len(passages)
@@ -230,6 +239,7 @@ def run_beir(
     metrics: Sequence[str] = DEFAULT_METRICS,
     show_progress: bool = False,
     info: Mapping[str, Any] | None = None,
+    qrhead: bool = True,
 ) -> EvalReport:
     """Re-rank BM25's candidates for BEIR queries and score every system against the qrels.
 
@@ -252,6 +262,7 @@ def run_beir(
         metrics: metric names for :func:`~qrhead_integrations.evaluation.metrics.per_query`.
         show_progress: a progress bar with an ETA on standard error.
         info: extra run facts to store in ``report.info`` (data path, split, command...).
+        qrhead: score the ``qrhead`` system (see :class:`SystemScorer`).
 
     Raises:
         ValueError: bad ``top_k``/``depth``/``start``/``limit``, an unknown order or baseline, or no queries.
@@ -261,7 +272,7 @@ def run_beir(
     if start < 0 or (limit is not None and limit < 1):
         raise ValueError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
     depth = max(depth, top_k)
-    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense)
+    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
     began = time.perf_counter()
     systems.prepare()
     bm25 = index if index is not None else BM25Index(dataset.corpus)
@@ -313,6 +324,7 @@ def run_multihop(
     ks: Sequence[int] = MULTIHOP_KS,
     show_progress: bool = False,
     info: Mapping[str, Any] | None = None,
+    qrhead: bool = True,
 ) -> EvalReport:
     """Rank each question's own passages with every system; recall@k and all-gold@k (every hop found).
 
@@ -328,6 +340,7 @@ def run_multihop(
         ks: cut-offs.
         show_progress: a progress bar with an ETA on standard error.
         info: extra run facts to store in ``report.info``.
+        qrhead: score the ``qrhead`` system (see :class:`SystemScorer`).
 
     Raises:
         ValueError: no examples, a cut-off below 1, or an unknown order or baseline.
@@ -337,7 +350,7 @@ def run_multihop(
     if any(k < 1 for k in ks):
         raise ValueError(f"cut-offs must be >= 1, got {list(ks)}")
     names = [f"recall@{k}" for k in ks] + [f"all_gold@{k}" for k in ks]
-    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense)
+    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
     began = time.perf_counter()
     systems.prepare()
     loop_began = time.perf_counter()

@@ -110,3 +110,19 @@ def test_interrupted_run_leaves_no_report(
     result = cli.invoke(app, [*args, "--plot", str(out / "r.png")])
     assert result.exit_code == 130 and "no report written" in result.output
     assert list(out.iterdir()) == []
+
+
+def test_no_qrhead_runs_only_the_requested_systems(tmp_path: Path, saved_tiny_model: Path) -> None:
+    data = write_multihop(tmp_path / "mh.jsonl")
+    out = tmp_path / "r.json"
+    result = cli.invoke(
+        app,
+        ["eval", "multihop", str(data), "--model", str(saved_tiny_model), "--baselines", "bm25,default",
+         "--no-qrhead", "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert list(report["metrics"]) == ["default", "bm25"]
+    assert "--no-qrhead" in report["info"]["command"]
+    bad = cli.invoke(app, ["eval", "multihop", str(data), "--baselines", "fusion", "--no-qrhead"])
+    assert bad.exit_code != 0 and "need the qrhead system" in bad.output
