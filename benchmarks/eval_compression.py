@@ -1,17 +1,20 @@
 """Long-context compression on HotpotQA: do both gold passages survive a 25% token budget?
 
-Each question's 10 passages are concatenated into one document (``title. text`` paragraphs). Three selectors
-keep chunks under the same budget (25% of the document's tokens by default) with the same selection rules:
-QRHead scores, BM25 scores of the same chunks, and truncation (the first chunks, in order). A gold passage
-"survives" when at least half of its characters are inside kept chunks.
+Each question's 10 passages are concatenated into one document (``title. text`` paragraphs). Selectors keep
+chunks under the same budget (25% of the document's tokens by default) with the same selection rules: the
+compressor with every default (``default``), QRHead scores alone, QRHead fused with BM25 at several lexical
+shares, BM25 scores of the same chunks, and truncation (the first chunks, in order). A gold passage "survives"
+when at least half of its characters are inside kept chunks. Rows 0-99 choose the lexical share (dev), rows
+100-199 report it.
 
-    python benchmarks/eval_compression.py --model smollm2-135m-instruct --start 100 --limit 100 \\
-        --json reports/compression_smollm2.json --markdown reports/compression_smollm2.md
+    python benchmarks/eval_compression.py --model qwen2.5-coder-0.5b-instruct --start 0 --limit 100 \\
+        --json reports/compression_dev_qwen.json --markdown reports/compression_dev_qwen.md
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,9 @@ from _report import write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
-from qrhead_integrations.compress import ContextCompressor, ScoredChunk
+from qrhead_integrations.compress import DEFAULT_COMPRESSOR_LEXICAL, ContextCompressor, ScoredChunk
 from qrhead_integrations.evaluation import bm25_rank, read_multihop_jsonl
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
@@ -38,6 +42,13 @@ def _document(example: Any) -> tuple[str, list[tuple[int, int]]]:
     return "\n\n".join(parts), spans
 
 
+def _relative(value: object) -> object:
+    """Paths as the repository sees them (a report must not record this machine's folders)."""
+    if isinstance(value, Path):
+        return os.path.relpath(value.resolve(), REPO)
+    return value
+
+
 def _survived(kept: list[ScoredChunk], span: tuple[int, int]) -> bool:
     start, end = span
     covered = sum(max(0, min(end, k.chunk.end) - max(start, k.chunk.start)) for k in kept)
@@ -52,13 +63,19 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=100)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument(
+        "--lexical-grid",
+        default="0.2,0.3,0.4,0.5",
+        help="lexical shares to compare (each a system qrhead+bm25@w, from the same QRHead scores)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
 
     examples = read_multihop_jsonl(args.data, limit=args.limit, start=args.start)
     scorer = QRHeadScorer.from_pretrained(args.model, heads=args.heads)
-    systems = ("qrhead", "bm25", "truncation")
+    grid = [float(w) for w in args.lexical_grid.split(",") if w.strip()]
+    systems = ("default", "qrhead", *(f"qrhead+bm25@{w}" for w in grid), "bm25", "truncation")
     both = dict.fromkeys(systems, 0)
     single = dict.fromkeys(systems, 0)
     ratios: dict[str, list[float]] = {s: [] for s in systems}
@@ -66,17 +83,26 @@ def main() -> None:
     for example in tqdm(examples, desc="compress"):
         document, spans = _document(example)
         budget = max(1, int(args.fraction * scorer._builder.count_tokens(document)))
-        compressor = ContextCompressor(scorer, budget_tokens=budget)
+        compressor = ContextCompressor(scorer, budget_tokens=budget)  # every default, as the adapters use it
         started = time.perf_counter()
         result = compressor.compress(example.question, document)
         seconds += time.perf_counter() - started
         chunks = result.chunks
+        qrhead = [c.score for c in chunks]
         bm25 = bm25_rank(example.question, [c.chunk.text for c in chunks])
+
+        def ranked_by(values: list[float], chunks: list[ScoredChunk] = chunks) -> list[ScoredChunk]:
+            return [ScoredChunk(c.chunk, c.score, c.tokens, fused=v) for c, v in zip(chunks, values, strict=True)]
+
         selections = {
-            "qrhead": result.kept,
-            "bm25": compressor.select([ScoredChunk(c.chunk, s, c.tokens) for c, s in zip(chunks, bm25, strict=True)]),
-            "truncation": compressor.select([ScoredChunk(c.chunk, -i, c.tokens) for i, c in enumerate(chunks)]),
+            "default": result.kept,
+            "qrhead": compressor.select(ranked_by(qrhead)),
+            "bm25": compressor.select(ranked_by(bm25)),
+            "truncation": compressor.select(ranked_by([-float(i) for i in range(len(chunks))])),
         }
+        for w in grid:
+            fused = fuse_with_first_stage(qrhead, Fusion(weight=0.0, lexical=w), lexical_scores=bm25)
+            selections[f"qrhead+bm25@{w}"] = compressor.select(ranked_by(fused))
         for system, kept in selections.items():
             survived = [_survived(kept, spans[g]) for g in example.gold]
             both[system] += int(all(survived))
@@ -88,7 +114,12 @@ def main() -> None:
     report = {
         "info": {
             "command": "python benchmarks/eval_compression.py "
-            + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None and k not in ("json", "markdown")),
+            + " ".join(
+                f"--{k.replace('_', '-')} {_relative(v)}"
+                for k, v in vars(args).items()
+                if v is not None and k not in ("json", "markdown")
+            ),
+            "default_lexical": DEFAULT_COMPRESSOR_LEXICAL,
             "model": args.model,
             "heads": str(scorer.heads),
             "questions": n,
@@ -110,7 +141,9 @@ def main() -> None:
         "",
         f"Command: `{report['info']['command']}`  ",
         f"Data: {report['info']['split']} ({n} questions); model {args.model}, heads `{scorer.heads}`; "
-        f"QRHead {report['info']['qrhead_seconds_per_question']:.2f} s/question",
+        f"QRHead {report['info']['qrhead_seconds_per_question']:.2f} s/question. `default` is ContextCompressor "
+        f"with every default (lexical share {DEFAULT_COMPRESSOR_LEXICAL}); `qrhead+bm25@w` fuses QRHead's chunk "
+        "ranking with BM25's at lexical share w (same QRHead scores).",
         "",
         "| selector | both gold kept | gold passages kept | mean kept/original tokens |",
         "| --- | --- | --- | --- |",

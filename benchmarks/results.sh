@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/results.sh                 # both bundled models, all tables
 #   MODELS=smollm2 bash benchmarks/results.sh  # one model (smollm2 or qwen)
+#   RUNS=default bash benchmarks/results.sh    # only the `default` runs (what the adapters do, issue #13)
 #
 # Resumable: a run whose report already exists is skipped (delete the report to run it again). Each report's
 # info.command holds the exact command with every option spelled out; reports land in reports/.
@@ -13,6 +14,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 QRHEAD=${QRHEAD:-.venv/bin/qrhead}
 DATA=${DATA:-../shared/data}
 MODELS=${MODELS:-smollm2 qwen}
+RUNS=${RUNS:-all}
 
 declare -A MODEL_ID=([smollm2]=smollm2-135m-instruct [qwen]=qwen2.5-coder-0.5b-instruct)
 
@@ -26,6 +28,22 @@ run() {  # run NAME ARGS...: one eval, its JSON report, bar chart and Markdown t
   echo "== $name: $*"
   "$QRHEAD" eval "$@" --output "reports/$name.json" --plot "reports/$name.png" --markdown "reports/$name.md"
 }
+
+# The product's defaults on the evaluation rows: the `default` system (default heads, cut, order and fusion,
+# through QRHeadScorer.rank, as every adapter calls it) beside BM25, with no separate qrhead run.
+for short in $MODELS; do
+  model=${MODEL_ID[$short]}
+  run "default_hotpotqa_$short" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
+    --model "$model" --baselines bm25,default --no-qrhead
+  run "default_hotpotqa_${short}_shuffled" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 \
+    --limit 100 --model "$model" --baselines bm25,default --no-qrhead --order shuffled
+  # SciFact: the candidates are handed over in BM25's order (best first), as a chain would.
+  run "default_scifact_$short" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
+    --model "$model" --baselines bm25,default --no-qrhead --order retriever
+done
+if [ "$RUNS" = default ]; then
+  exit 0
+fi
 
 for short in $MODELS; do
   model=${MODEL_ID[$short]}

@@ -19,6 +19,8 @@ from typing import Any
 
 from .chunking import Chunk, Chunker, to_documents
 from .errors import InvalidInputError
+from .fusion import Fusion, fuse_with_first_stage
+from .lexical import bm25_rank
 from .prompt import Passage, check_query
 from .scorer import QRHeadScorer
 from .tokens import TokenCounter, resolve_counter
@@ -33,6 +35,13 @@ class ScoredChunk:
     tokens: int
     truncated: bool = False
     """True when the chunk was cut to fit a budget smaller than any whole chunk (see ContextCompressor)."""
+    fused: float | None = None
+    """The chunk's fused score when lexical fusion is on (it then orders the selection instead of ``score``)."""
+
+    @property
+    def priority(self) -> float:
+        """What the selection ranks chunks by: the fused score when there is one, else the QRHead score."""
+        return self.score if self.fused is None else self.fused
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,10 @@ class CompressionResult:
         return [item for item in self.kept if item.chunk.doc_index == doc_index]
 
 
+DEFAULT_COMPRESSOR_LEXICAL: float | None = 0.3
+"""The lexical share of the compressor's default chunk ranking (see ``ContextCompressor``'s ``lexical``)."""
+
+
 class ContextCompressor:
     """Compresses documents for a query with QRHead scores.
 
@@ -74,8 +87,11 @@ class ContextCompressor:
         max_chunk_tokens: chunk size cap, in the scoring model's tokens.
         keep_neighbors: also keep up to this many chunks on each side of a kept chunk (same document), budget
             permitting — useful when answers span chunk boundaries.
-        min_score: never keep chunks scoring below this.
+        min_score: never keep chunks whose QRHead score is below this.
         separator: placed between kept chunks in :attr:`CompressionResult.text` (counted in the budget).
+        lexical: share of a BM25 ranking of the chunks fused with QRHead's ranking (weighted reciprocal-rank
+            fusion, :mod:`qrhead_integrations.fusion`) to order the selection; ``None`` or 0: QRHead alone. The
+            default was chosen on dev data ("Defaults and why" in docs/results.md).
 
     A chunk longer than the whole budget is never kept whole. If no chunk fits at all, the best chunk is cut to
     the budget (``ScoredChunk.truncated``), so a budget always yields some context when there is text.
@@ -92,6 +108,7 @@ class ContextCompressor:
         keep_neighbors: int = 0,
         min_score: float | None = None,
         separator: str = "\n\n",
+        lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
     ) -> None:
         if budget_tokens is None and top_k is None:
             raise ValueError("give budget_tokens, top_k, or both")
@@ -109,6 +126,7 @@ class ContextCompressor:
         self.keep_neighbors = keep_neighbors
         self.min_score = min_score
         self.separator = separator
+        self.fusion = None if not lexical else Fusion(weight=0.0, lexical=lexical)
 
     def compress(self, query: str, documents: str | Iterable[Any]) -> CompressionResult:
         """Compress ``documents`` (one ``str`` or a list) for ``query``."""
@@ -131,7 +149,13 @@ class ContextCompressor:
         lengths = [self.count_tokens(c.text) for c in chunks]
         results = []
         for query, scores in zip(query_list, all_scores, strict=True):
-            scored = [ScoredChunk(c, s, n) for c, s, n in zip(chunks, scores, lengths, strict=True)]
+            fused: list[float | None] = [None] * len(chunks)
+            if self.fusion is not None:
+                lexical = bm25_rank(query, passages)
+                fused = list(fuse_with_first_stage(scores, self.fusion, lexical_scores=lexical))
+            scored = [
+                ScoredChunk(c, s, n, fused=f) for c, s, n, f in zip(chunks, scores, lengths, fused, strict=True)
+            ]
             kept = self.select(scored)
             text = self.separator.join(item.chunk.text for item in kept)
             results.append(
@@ -146,7 +170,7 @@ class ContextCompressor:
         """Choose chunks from already-scored ones (original order in, original order out) under this
         compressor's budget, ``top_k``, ``min_score`` and ``keep_neighbors`` — public so that other scores
         (e.g. a BM25 baseline) can be compared under exactly the same selection rules."""
-        ranked = sorted(range(len(scored)), key=lambda i: (-scored[i].score, i))
+        ranked = sorted(range(len(scored)), key=lambda i: (-scored[i].priority, i))
         if self.min_score is not None:
             ranked = [i for i in ranked if scored[i].score >= self.min_score]
         chosen: set[int] = set()
@@ -192,7 +216,7 @@ class ContextCompressor:
         while (
             kept and self.count_tokens(self.separator.join(k.chunk.text for k in kept)) > self.budget_tokens
         ):
-            weakest = min(range(len(kept)), key=lambda k: (kept[k].score, -k))
+            weakest = min(range(len(kept)), key=lambda k: (kept[k].priority, -k))
             kept = kept[:weakest] + kept[weakest + 1 :]
         return kept
 
@@ -212,4 +236,4 @@ class ContextCompressor:
             warnings.warn(f"budget of {self.budget_tokens} tokens is too small for any text", stacklevel=4)
             return []
         chunk = replace(best.chunk, end=best.chunk.start + len(cut), text=cut)
-        return [ScoredChunk(chunk, best.score, self.count_tokens(cut), truncated=True)]
+        return [ScoredChunk(chunk, best.score, self.count_tokens(cut), truncated=True, fused=best.fused)]

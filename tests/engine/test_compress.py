@@ -68,19 +68,45 @@ def test_budget_is_never_exceeded_and_order_is_preserved(tiny_scorer: QRHeadScor
     assert 0 < result.ratio < 1
 
 
-def test_kept_chunks_are_the_best_scoring_ones(compressor: ContextCompressor) -> None:
+@pytest.mark.parametrize("lexical", [None, 0.3, 1.0])
+def test_kept_chunks_are_the_best_ranked_ones(tiny_scorer: QRHeadScorer, lexical: float | None) -> None:
+    compressor = ContextCompressor(tiny_scorer, budget_tokens=40, lexical=lexical)
     result = compressor.compress("capital of France", DOCS)
     kept = {(k.chunk.doc_index, k.chunk.start) for k in result.kept}
     dropped = [c for c in result.chunks if (c.chunk.doc_index, c.chunk.start) not in kept]
-    # Every dropped chunk that would have fitted in the leftover budget scores lower than every kept chunk.
+    # Every dropped chunk that would have fitted in the leftover budget ranks lower than every kept chunk.
     leftover = compressor.budget_tokens - result.kept_tokens  # type: ignore[operator]
     for chunk in dropped:
         if chunk.tokens + 2 <= leftover:
-            assert chunk.score <= min(k.score for k in result.kept)
+            assert chunk.priority <= min(k.priority for k in result.kept)
     # The best chunk that fits the budget on its own is always kept (it is considered first).
     fitting = [c for c in result.chunks if c.tokens <= compressor.budget_tokens]  # type: ignore[operator]
-    best = max(fitting, key=lambda c: c.score)
+    best = max(fitting, key=lambda c: c.priority)
     assert (best.chunk.doc_index, best.chunk.start) in kept
+
+
+def test_lexical_share_orders_the_selection_by_the_fused_ranking(tiny_scorer: QRHeadScorer) -> None:
+    from qrhead_integrations.compress import DEFAULT_COMPRESSOR_LEXICAL
+    from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+    from qrhead_integrations.lexical import bm25_rank
+
+    assert ContextCompressor(tiny_scorer, top_k=1).fusion == (
+        Fusion(weight=0.0, lexical=DEFAULT_COMPRESSOR_LEXICAL) if DEFAULT_COMPRESSOR_LEXICAL else None
+    )
+    plain = ContextCompressor(tiny_scorer, top_k=2, lexical=None).compress("capital of France", DOCS)
+    assert all(c.fused is None and c.priority == c.score for c in plain.chunks)
+    lexical_only = ContextCompressor(tiny_scorer, top_k=1, lexical=1.0).compress("capital of France", DOCS)
+    texts = [c.chunk.text for c in lexical_only.chunks]
+    bm25 = bm25_rank("capital of France", texts)
+    assert lexical_only.kept[0].chunk.text == texts[max(range(len(texts)), key=lambda i: (bm25[i], -i))]
+    mixed = ContextCompressor(tiny_scorer, top_k=2, lexical=0.4).compress("capital of France", DOCS)
+    expected = fuse_with_first_stage(
+        [c.score for c in mixed.chunks], Fusion(weight=0.0, lexical=0.4), lexical_scores=bm25
+    )
+    assert [c.fused for c in mixed.chunks] == pytest.approx(expected)
+    assert [c.score for c in mixed.chunks] == pytest.approx([c.score for c in plain.chunks])  # QRHead's own
+    with pytest.raises(ValueError, match="lexical"):
+        ContextCompressor(tiny_scorer, top_k=1, lexical=1.5)
 
 
 def test_offsets_map_back_to_the_source(compressor: ContextCompressor) -> None:
