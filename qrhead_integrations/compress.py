@@ -12,6 +12,8 @@ reuse their key/value cache for each query's short tail and for the shared ``"N/
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -111,13 +113,19 @@ class ContextCompressor:
         lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
     ) -> None:
         if budget_tokens is None and top_k is None:
-            raise ValueError("give budget_tokens, top_k, or both")
-        if budget_tokens is not None and budget_tokens < 1:
-            raise ValueError(f"budget_tokens must be >= 1, got {budget_tokens}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if keep_neighbors < 0:
-            raise ValueError(f"keep_neighbors must be >= 0, got {keep_neighbors}")
+            raise InvalidInputError("give budget_tokens, top_k, or both")
+        for name, value, low in (
+            ("budget_tokens", budget_tokens, 1),
+            ("top_k", top_k, 1),
+            ("keep_neighbors", keep_neighbors, 0),
+            ("max_chunk_tokens", max_chunk_tokens, 1),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
+        if min_score is not None and (
+            isinstance(min_score, bool) or not isinstance(min_score, int | float) or math.isnan(min_score)
+        ):
+            raise InvalidInputError(f"min_score must be a number (not NaN) or None, got {min_score!r}")
         self.scorer = scorer
         self.budget_tokens = budget_tokens
         self.top_k = top_k

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture
-from .errors import InvalidInputError
+from .errors import InvalidInputError, PassageTypeError
 from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
@@ -280,6 +280,8 @@ class QRHeadScorer:
         """
         if isinstance(queries, str):
             raise InvalidInputError("score_many/score_per_head_many take a list of queries, not a single string")
+        if not isinstance(queries, Sequence):
+            raise PassageTypeError(f"queries must be a list of str, got {type(queries).__name__}")
         query_list = [check_query(q) for q in queries]
         items = to_passages(passages)
         result = torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE)

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from typing_extensions import Self
 
 from ..chunking import SourceDocument
-from ..compress import CompressionResult, ContextCompressor, ScoredChunk
+from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
 from ..prompt import check_query
 from ..tokens import TokenCounter, resolve_counter
 from ._scorer import LazyScorerMixin, check_documents, document_title
@@ -93,7 +93,16 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
         description="Also keep up to this many chunks on each side of a kept chunk (same document), budget permitting.",
     )
     min_score: float | None = Field(
-        default=None, description="Never keep chunks scoring below this (None: no threshold)."
+        default=None, description="Never keep chunks whose QRHead score is below this (None: no threshold)."
+    )
+    lexical: float | None = Field(
+        default=DEFAULT_COMPRESSOR_LEXICAL,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of a BM25 ranking of the chunks fused with QRHead's ranking to choose what is kept (weighted "
+            "reciprocal-rank fusion); None or 0: QRHead alone. The default was chosen on dev data."
+        ),
     )
     separator: str = Field(
         default="\n\n",
@@ -169,6 +178,7 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
             keep_neighbors=self.keep_neighbors,
             min_score=self.min_score,
             separator=self.separator,
+            lexical=self.lexical,
         )
         result = compressor.compress(query, self._sources(docs))
         out = []

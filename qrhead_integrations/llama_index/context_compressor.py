@@ -30,7 +30,7 @@ from llama_index.core.schema import (
 )
 
 from ..chunking import SourceDocument
-from ..compress import CompressionResult, ContextCompressor, ScoredChunk
+from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
 from ..scorer import QRHeadScorer
 from ._base import QRHeadPostprocessor, query_of
 
@@ -72,8 +72,10 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         max_chunk_tokens: chunk size cap, in the scoring model's tokens (at least 8).
         keep_neighbors: also keep up to this many chunks on each side of a kept chunk (same node), budget
             permitting.
-        min_score: never keep chunks scoring below this.
+        min_score: never keep chunks whose QRHead score is below this.
         separator: placed between kept chunks (within a node, and counted between nodes).
+        lexical: share of a BM25 ranking of the chunks fused with QRHead's ranking to choose what is kept
+            (``None`` or 0: QRHead alone; the default was chosen on dev data, docs/results.md).
         model, heads, device, scorer, scorer_kwargs, callback_manager: as for :class:`QRHeadRerank`.
 
     Example:
@@ -102,9 +104,19 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     keep_neighbors: int = Field(
         default=0, ge=0, description="Also keep up to this many chunks either side of a kept chunk (same node)."
     )
-    min_score: float | None = Field(default=None, description="Never keep chunks scoring below this.")
+    min_score: float | None = Field(
+        default=None, description="Never keep chunks whose QRHead score is below this."
+    )
     separator: str = Field(
         default="\n\n", description="Placed between kept chunks; counted in the budget, also between nodes."
+    )
+    lexical: float | None = Field(
+        default=DEFAULT_COMPRESSOR_LEXICAL,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of a BM25 ranking of the chunks fused with QRHead's to choose what is kept (None: QRHead alone)."
+        ),
     )
 
     def __init__(
@@ -116,6 +128,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         keep_neighbors: int = 0,
         min_score: float | None = None,
         separator: str = "\n\n",
+        lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
         model: str | os.PathLike[str] | None = None,
         heads: Any = None,
         device: str | None = None,
@@ -140,6 +153,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
             keep_neighbors=keep_neighbors,
             min_score=min_score,
             separator=separator,
+            lexical=lexical,
             **kwargs,
         )
 
@@ -183,6 +197,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
             keep_neighbors=self.keep_neighbors,
             min_score=self.min_score,
             separator=self.separator,
+            lexical=self.lexical,
         )
 
     def compress(self, query: str, nodes: Sequence[NodeWithScore]) -> CompressionResult:

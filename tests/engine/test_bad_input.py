@@ -50,3 +50,28 @@ def test_paragraph_breaks_of_every_platform(brk: str) -> None:
 def test_a_single_line_end_is_not_a_paragraph_break(line: str) -> None:
     text = f"One line.{line}Next line."
     assert [text[s:e] for s, e in paragraph_spans(text)] == [text]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"budget_tokens": "10"}, "budget_tokens must be an int"),
+        ({"budget_tokens": float("nan")}, "budget_tokens must be an int"),
+        ({"budget_tokens": True}, "budget_tokens must be an int"),
+        ({"top_k": 0}, "top_k must be an int >= 1"),
+        ({"budget_tokens": 10, "min_score": float("nan")}, "min_score must be a number"),
+        ({"budget_tokens": 10, "keep_neighbors": -1}, "keep_neighbors"),
+    ],
+)
+def test_compressor_options_are_checked(tiny_scorer: QRHeadScorer, options: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        ContextCompressor(tiny_scorer, **options)
+
+
+def test_none_where_lists_belong(tiny_scorer: QRHeadScorer) -> None:
+    with pytest.raises(PassageTypeError, match="queries must be a list"):
+        tiny_scorer.score_many(None, ["a"])  # type: ignore[arg-type]
+    with pytest.raises(PassageTypeError, match="documents must be a str or a list"):
+        ContextCompressor(tiny_scorer, budget_tokens=10).compress("q", None)  # type: ignore[arg-type]
+    with pytest.raises(PassageTypeError):
+        tiny_scorer.score("q", None)  # type: ignore[arg-type]
