@@ -13,7 +13,6 @@ reuse their key/value cache for each query's short tail and for the shared ``"N/
 from __future__ import annotations
 
 import math
-
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
