@@ -76,9 +76,7 @@ def metric(ranking_scores: list[float], gold: tuple[int, ...], name: str) -> flo
     return float(dcg / ideal)
 
 
-def figure(
-    data: list[ExampleHeadScores], heads: list[int], name: str, fusion: Fusion | None = None
-) -> float:
+def figure(data: list[ExampleHeadScores], heads: list[int], name: str, fusion: Fusion | None = None) -> float:
     """Mean ``name`` of the head subset over ``data``, fused with the candidates' first-stage order."""
     total = 0.0
     for item in data:
@@ -89,52 +87,102 @@ def figure(
 
 
 def first_stage_figure(data: list[ExampleHeadScores], name: str) -> float:
-    return sum(metric([-float(i) for i in range(item.per_head.shape[1])], item.gold, name) for item in data) / len(
-        data
-    )
+    return sum(metric([-float(i) for i in range(item.per_head.shape[1])], item.gold, name) for item in data) / len(data)
 
 
 def lexical_figure(data: list[ExampleHeadScores], name: str) -> float:
     return sum(metric(LEXICAL[id(item)], item.gold, name) for item in data) / len(data)
 
 
-def head_sets(
-    model: str, shape: tuple[int, int], selects: dict[str, list[ExampleHeadScores]]
+def fitted_sets(
+    shape: tuple[int, int], fit: dict[str, list[ExampleHeadScores]]
 ) -> tuple[dict[str, list[int]], dict[str, Any]]:
-    """Candidate head sets (flat layer-major indices) and the greedy paths."""
+    """Head sets chosen from ``fit`` examples only: top-16 by QR score, the best layer, greedy selection (its
+    first two thirds add heads, the last third picks the size) on both tasks and on each task alone."""
     n_layers, n_heads = shape
     total = n_layers * n_heads
-    sets: dict[str, list[int]] = {}
+    joint = [x for task in fit for x in fit[task]]
+    table = head_scores_table(joint, method="qr_score", num_layers=n_layers, num_heads=n_heads)
+    sets = {
+        "top-16 by QR score": [lay * n_heads + h for lay, h in table.top(16).heads],
+        "best layer": [table.best_layer() * n_heads + h for h in range(n_heads)],
+    }
+    paths: dict[str, Any] = {}
+    for name, tasks in (("greedy, both tasks", list(fit)), *((f"greedy, {t} only", [t]) for t in fit)):
+        fit_part = [Objective(fit[t][: len(fit[t]) * 2 // 3], TASKS[t]) for t in tasks]
+        stop_part = [Objective(fit[t][len(fit[t]) * 2 // 3 :], TASKS[t]) for t in tasks]
+        path = greedy_heads(fit_part, stop_part, n_total=total, max_heads=32, patience=8)
+        sets[name] = list(path.heads[: path.size])
+        paths[name] = {"heads": [f"{i // n_heads}-{i % n_heads}" for i in sets[name]], "size": path.size}
+    return sets, paths
+
+
+def folds(data: dict[str, list[ExampleHeadScores]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Two folds per task (alternate examples): ``(fit, held_out)`` pairs."""
+    a = {t: xs[0::2] for t, xs in data.items()}
+    b = {t: xs[1::2] for t, xs in data.items()}
+    return [(a, b), (b, a)]
+
+
+def head_set_table(model: str, shape: tuple[int, int], dev: dict[str, list[ExampleHeadScores]]) -> dict[str, Any]:
+    """Every candidate head set's held-out figure per task (no fusion): fitted sets by two-fold cross-validation
+    (fit on one half, measure on the other, averaged), fixed sets on all dev examples."""
+    n_layers, n_heads = shape
+    total = n_layers * n_heads
+    rows: dict[str, dict[str, float]] = {}
     for preset in ("multihop", "rerank"):
         found = get_preset(model, preset)
         if found is not None:
-            sets[f"shipped `{preset}`"] = [lay * n_heads + h for lay, h in found.heads]
-    joint = [x for task in selects for x in selects[task]]
-    table = head_scores_table(joint, method="qr_score", num_layers=n_layers, num_heads=n_heads)
-    sets["top-16 by QR score"] = [lay * n_heads + h for lay, h in table.top(16).heads]
-    best_layer = table.best_layer()
-    sets[f"best layer ({best_layer})"] = [best_layer * n_heads + h for h in range(n_heads)]
-    sets["all heads"] = list(range(total))
-    for seed in range(RANDOM_SEEDS):
-        sets[f"random-16 #{seed}"] = sorted(random.Random(seed).sample(range(total), 16))
-    paths: dict[str, Any] = {}
-    for name, tasks in (("greedy, both tasks", list(selects)), *((f"greedy, {t} only", [t]) for t in selects)):
-        fit = [Objective(selects[t][: len(selects[t]) * 2 // 3], TASKS[t]) for t in tasks]
-        stop = [Objective(selects[t][len(selects[t]) * 2 // 3 :], TASKS[t]) for t in tasks]
-        path = greedy_heads(fit, stop, n_total=total, max_heads=32, patience=8)
-        sets[name] = list(path.heads[: path.size])
-        paths[name] = {
-            "heads": [f"{i // n_heads}-{i % n_heads}" for i in path.heads[: path.size]],
-            "fit": [round(v, 4) for v in path.fit],
-            "stop": [round(v, 4) for v in path.stop],
-            "size": path.size,
+            heads = [lay * n_heads + h for lay, h in found.heads]
+            rows[f"shipped `{preset}` (in-sample on part of dev)"] = {t: figure(dev[t], heads, TASKS[t]) for t in TASKS}
+    rows["all heads"] = {t: figure(dev[t], list(range(total)), TASKS[t]) for t in TASKS}
+    randoms = [sorted(random.Random(seed).sample(range(total), 16)) for seed in range(RANDOM_SEEDS)]
+    random_rows = [{t: figure(dev[t], heads, TASKS[t]) for t in TASKS} for heads in randoms]
+    rows["random-16, mean of 10"] = {t: float(np.mean([r[t] for r in random_rows])) for t in TASKS}
+    rows["random-16, best of 10"] = {t: float(np.max([r[t] for r in random_rows])) for t in TASKS}
+    cross: dict[str, dict[str, list[float]]] = {}
+    paths: list[dict[str, Any]] = []
+    for fit, held in folds(dev):
+        sets, fold_paths = fitted_sets(shape, fit)
+        paths.append(fold_paths)
+        for name, heads in sets.items():
+            for t in TASKS:
+                cross.setdefault(f"{name} (2-fold CV)", {}).setdefault(t, []).append(figure(held[t], heads, TASKS[t]))
+    for name, by_task in cross.items():
+        rows[name] = {t: float(np.mean(v)) for t, v in by_task.items()}
+    rows["first stage (input order)"] = {t: first_stage_figure(dev[t], TASKS[t]) for t in TASKS}
+    rows["BM25 over the candidates"] = {t: lexical_figure(dev[t], TASKS[t]) for t in TASKS}
+    return {"rows": rows, "greedy_paths": paths}
+
+
+FUSION_GRID = [
+    (w, lex) for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) for lex in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) if w + lex <= 0.8
+]
+
+
+def fusion_grid(model: str, shape: tuple[int, int], dev: dict[str, list[ExampleHeadScores]]) -> dict[str, Any]:
+    """Dev figures of every (first-stage weight, lexical share) with the model's default heads, plus the
+    model-free fusion of the two (QRHead's share 0) for comparison."""
+    default = get_preset(model, "_default") or get_preset(model, "multihop")
+    if default is None:
+        raise SystemExit(f"no default heads for {model}")
+    heads = [lay * shape[1] + h for lay, h in default.heads]
+    cells: dict[str, dict[str, float]] = {}
+    for w, lex in FUSION_GRID:
+        fusion = Fusion(weight=w, lexical=lex) if (w or lex) else None
+        cells[f"{w}/{lex}"] = {t: figure(dev[t], heads, TASKS[t], fusion) for t in TASKS}
+    model_free = {
+        f"{w}/{round(1 - w, 1)}": {
+            t: figure(dev[t], heads, TASKS[t], Fusion(weight=w, lexical=round(1 - w, 1))) for t in TASKS
         }
-    return sets, paths
+        for w in (0.3, 0.5, 0.7)
+    }
+    return {"cells": cells, "model_free": model_free}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", action="append", required=True, help="repeat for several models (pooled choice)")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--json", type=Path)
@@ -142,122 +190,122 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = {task: dev_examples(task) for task in TASKS}
-    product = {task: load(args.model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir) for task in TASKS}
-    missing = [task for task, found in product.items() if found is None]
-    if missing:
-        raise SystemExit(f"missing caches for {missing}: run benchmarks/study_cache.py first")
-    caches = {task: found for task, found in product.items() if found is not None}
-    selects = {task: items(examples[task], caches[task], "select") for task in TASKS}
-    tunes = {task: items(examples[task], caches[task], "tune") for task in TASKS}
-    shape = SHAPES[args.model]
-    sets, paths = head_sets(args.model, shape, selects)
-
-    rows: dict[str, dict[str, float]] = {}
-    for name, heads in sets.items():
-        rows[name] = {task: figure(tunes[task], heads, TASKS[task]) for task in TASKS}
-    randoms = [rows[n] for n in rows if n.startswith("random-16")]
-    summary = {
-        "random-16 mean": {t: float(np.mean([r[t] for r in randoms])) for t in TASKS},
-        "random-16 best": {t: float(np.max([r[t] for r in randoms])) for t in TASKS},
-        "first stage (input order)": {t: first_stage_figure(tunes[t], TASKS[t]) for t in TASKS},
-        "BM25 over the candidates": {t: lexical_figure(tunes[t], TASKS[t]) for t in TASKS},
-    }
-    heads_table = {n: r for n, r in rows.items() if not n.startswith("random-16")} | summary
-
-    fusion_rows: dict[str, dict[str, dict[str, float]]] = {}
-    for name in [n for n in sets if not n.startswith("random-16")]:
-        fusion_rows[name] = {
-            f"w={w}": {t: figure(tunes[t], sets[name], TASKS[t], Fusion(weight=w) if w else None) for t in TASKS}
-            for w in FUSION_WEIGHTS
+    per_model: dict[str, Any] = {}
+    for model in args.model:
+        caches = {task: load(model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir) for task in TASKS}
+        missing = [task for task, found in caches.items() if found is None]
+        if missing:
+            raise SystemExit(f"missing caches for {model} {missing}: run benchmarks/study_cache.py first")
+        dev = {
+            t: items(examples[t], found, "select") + items(examples[t], found, "tune")
+            for t, found in caches.items()
+            if found is not None
         }
-    grid: dict[str, dict[str, dict[str, float]]] = {}
-    for name in [n for n in sets if not n.startswith("random-16")]:
-        grid[name] = {}
-        for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
-            for lex in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
-                if w + lex > 0.8:
-                    continue
-                fusion = Fusion(weight=w, lexical=lex) if w or lex else None
-                grid[name][f"{w}/{lex}"] = {
-                    split: {t: figure(data[t], sets[name], TASKS[t], fusion) for t in TASKS}
-                    for split, data in (("select", selects), ("tune", tunes))
-                }
-
-    extra: dict[str, dict[str, float]] = {}
-    for order in ("as_given", "shuffled", "reversed"):
-        for tokens in (64, 128, 192, 256):
-            found = load(args.model, "rerank", order, tokens, args.cache_dir)
-            if found is None:
-                continue
-            data = items(examples["rerank"], found, "tune")
-            keys = {e.key for e in examples["rerank"] if e.split == "tune" and e.key in found}
-            extra[f"rerank {order} {tokens}"] = {
-                "queries": float(len(keys)),
-                **{
-                    f"{name} w={w}": figure(data, sets[name], "ndcg@10", Fusion(weight=w) if w else None)
-                    for name in ("shipped `multihop`", "greedy, both tasks", "all heads")
-                    for w in (0.0, 0.3)
-                },
-            }
-    report = {
-        "model": args.model,
-        "tokens": args.tokens,
-        "counts": {t: {"select": len(selects[t]), "tune": len(tunes[t])} for t in TASKS},
-        "head_sets": heads_table,
-        "greedy": paths,
-        "fusion": fusion_rows,
-        "fusion_grid": grid,
-        "order_and_cut": extra,
-    }
+        shape = SHAPES[model]
+        per_model[model] = {
+            "counts": {t: len(dev[t]) for t in TASKS},
+            "head_sets": head_set_table(model, shape, dev),
+            "fusion": fusion_grid(model, shape, dev),
+            "cuts": cut_table(model, shape, examples, args.cache_dir),
+        }
+    report = {"tokens": args.tokens, "models": per_model, "choice": choose(per_model)}
     write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Defaults study — {report['model']} (passages cut to {report['tokens']} tokens)", ""]
-    counts = report["counts"]
-    lines.append(
-        f"Dev `tune` split: SciFact {counts['rerank']['tune']} queries (nDCG@10, BM25 top-20 laid out best-last), "
-        f"HotpotQA {counts['multihop']['tune']} questions (recall@2, random layout). Heads chosen on `select` "
-        f"({counts['rerank']['select']} / {counts['multihop']['select']})."
-    )
-    lines += ["", "## Head sets (no fusion)", ""]
-    lines += ["| head set | SciFact nDCG@10 | HotpotQA recall@2 | mean |", "|---|---|---|---|"]
-    for name, row in report["head_sets"].items():
-        if name.startswith("random-16 #"):
-            continue
-        lines.append(
-            f"| {name} | {row['rerank']:.3f} | {row['multihop']:.3f} | {(row['rerank'] + row['multihop']) / 2:.3f} |"
-        )
-    lines += ["", "## Fusion with the first stage's order (weighted RRF, weight of the first stage)", ""]
-    weights = list(next(iter(report["fusion"].values())))
-    lines += ["| head set | " + " | ".join(weights) + " |", "|---" * (len(weights) + 1) + "|"]
-    for name, by_weight in report["fusion"].items():
-        cells = [f"{v['rerank']:.3f} / {v['multihop']:.3f}" for v in by_weight.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Cells: SciFact nDCG@10 / HotpotQA recall@2.")
-    for name, cells in report["fusion_grid"].items():
-        if not (name.startswith("shipped") or name.startswith("greedy, both")):
-            continue
-        title = f"### Three-way fusion, {name}: first-stage weight / lexical (BM25 over the candidates) weight"
-        header = "| weights | select SciFact | select HotpotQA | tune SciFact | tune HotpotQA | tune mean |"
-        lines += ["", title, "", header, "|---" * 6 + "|"]
-        for key, by_split in cells.items():
-            sel, tun = by_split["select"], by_split["tune"]
-            lines.append(
-                f"| {key} | {sel['rerank']:.3f} | {sel['multihop']:.3f} | {tun['rerank']:.3f} | "
-                f"{tun['multihop']:.3f} | {(tun['rerank'] + tun['multihop']) / 2:.3f} |"
+def cut_table(
+    model: str, shape: tuple[int, int], examples: dict[str, list[DevExample]], cache_dir: Path
+) -> dict[str, dict[str, float]]:
+    """SciFact dev figures by passage cut (and prompt order), default heads, unfused and at the chosen fusion."""
+    default = get_preset(model, "_default") or get_preset(model, "multihop")
+    heads = [lay * shape[1] + h for lay, h in default.heads] if default is not None else []
+    out: dict[str, dict[str, float]] = {}
+    for order in ("reversed", "as_given", "shuffled"):
+        for tokens in (64, 128, 192, 256):
+            found = load(model, "rerank", order, tokens, cache_dir)
+            if found is None:
+                continue
+            data = items(examples["rerank"], found, "select")  # the split every cut has
+            out[f"{order}, {tokens} tokens"] = {
+                "queries": float(len(data)),
+                "qrhead": figure(data, heads, "ndcg@10"),
+                "first stage": first_stage_figure(data, "ndcg@10"),
+            }
+    return out
+
+
+def choose(per_model: dict[str, Any]) -> dict[str, Any]:
+    """The fusion default: the cell with the best mean over models and tasks among those at or above, for every
+    model, the stronger model-free baseline of each task (first stage or BM25 over the candidates); if no cell
+    qualifies, the best mean, flagged."""
+    cells = next(iter(per_model.values()))["fusion"]["cells"]
+    scored = []
+    for key in cells:
+        figures = [m["fusion"]["cells"][key][t] for m in per_model.values() for t in TASKS]
+        ok = all(
+            m["fusion"]["cells"][key][t]
+            >= max(
+                m["head_sets"]["rows"]["first stage (input order)"][t],
+                m["head_sets"]["rows"]["BM25 over the candidates"][t],
             )
-    if report["order_and_cut"]:
-        lines += ["", "## SciFact: prompt order and passage cut (tune split)", ""]
-        first = next(iter(report["order_and_cut"].values()))
-        cols = [c for c in first if c != "queries"]
-        lines += ["| order, cut | queries | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
-        for name, row in report["order_and_cut"].items():
-            lines.append(f"| {name} | {int(row['queries'])} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    lines += ["", "## Greedy paths", ""]
-    for name, path in report["greedy"].items():
-        lines.append(f"- {name}: size {path['size']}: {','.join(path['heads'])}")
+            for m in per_model.values()
+            for t in TASKS
+        )
+        scored.append((ok, float(np.mean(figures)), key))
+    qualified = [x for x in scored if x[0]]
+    best = max(qualified or scored, key=lambda x: x[1])
+    return {"fusion": best[2], "mean": best[1], "meets_baselines": best[0], "qualified": len(qualified)}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Defaults study (passages cut to {report['tokens']} tokens)", ""]
+    lines.append(
+        "Dev data only (see benchmarks/study_cache.py): SciFact train query positions 0-99 and 150-249 with a "
+        "judged-relevant document in BM25's top 20 (nDCG@10 over the 20, laid out best-last), HotpotQA dev rows "
+        "0-99 (recall@2, random layout). Cells: SciFact / HotpotQA."
+    )
+    for model, data in report["models"].items():
+        counts = data["counts"]
+        lines += ["", f"## {model} ({counts['rerank']} SciFact queries, {counts['multihop']} HotpotQA questions)", ""]
+        lines += [
+            "### Head sets (no fusion)",
+            "",
+            "| head set | SciFact nDCG@10 | HotpotQA recall@2 |",
+            "|---|---|---|",
+        ]
+        for name, row in data["head_sets"]["rows"].items():
+            lines.append(f"| {name} | {row['rerank']:.3f} | {row['multihop']:.3f} |")
+        for i, paths in enumerate(data["head_sets"]["greedy_paths"], start=1):
+            sizes = ", ".join(f"{name}: {p['size']}" for name, p in paths.items())
+            lines.append(f"\nGreedy set sizes, fold {i}: {sizes}.")
+        lines += ["", "### Fusion (first-stage weight / lexical share), default heads", ""]
+        lexes = sorted({k.split("/")[1] for k in data["fusion"]["cells"]}, key=float)
+        weights = sorted({k.split("/")[0] for k in data["fusion"]["cells"]}, key=float)
+        lines += ["| first stage \\ lexical | " + " | ".join(lexes) + " |", "|---" * (len(lexes) + 1) + "|"]
+        for w in weights:
+            cells = [data["fusion"]["cells"].get(f"{w}/{lex}") for lex in lexes]
+            lines.append(
+                f"| {w} | "
+                + " | ".join("" if c is None else f"{c['rerank']:.3f} / {c['multihop']:.3f}" for c in cells)
+                + " |"
+            )
+        free = ", ".join(
+            f"{k}: {v['rerank']:.3f} / {v['multihop']:.3f}" for k, v in data["fusion"]["model_free"].items()
+        )
+        lines.append(f"\nModel-free fusion of the first stage and BM25 (weights first/lexical): {free}.")
+        if data["cuts"]:
+            lines += ["", "### SciFact by prompt order and passage cut (select split)", ""]
+            lines += ["| order, cut | queries | QRHead | first stage |", "|---|---|---|---|"]
+            for name, row in data["cuts"].items():
+                lines.append(f"| {name} | {int(row['queries'])} | {row['qrhead']:.3f} | {row['first stage']:.3f} |")
+    choice = report["choice"]
+    lines += [
+        "",
+        "## Choice",
+        "",
+        f"Fusion {choice['fusion']} (first-stage weight / lexical share): mean {choice['mean']:.3f} over models and "
+        f"tasks; at or above both model-free baselines everywhere: {choice['meets_baselines']} "
+        f"({choice['qualified']} cells qualify).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -623,11 +623,12 @@ def plot_head_scores(table: HeadScores, path: str, *, top_k: int = 16, title: st
 
 
 def mean_recall(scorer: QRHeadScorer, examples: Sequence[LabelledExample], k: int = 2) -> float:
-    """Mean fraction of gold passages in the top ``k`` (the multi-hop recall@k used to compare head sets)."""
+    """Mean fraction of gold passages in the top ``k`` (the multi-hop recall@k used to compare head sets): the
+    heads' own ranking, no fusion."""
     if not examples:
         return math.nan
     total = 0.0
     for example in examples:
-        top = {r.index for r in scorer.rank(example.question, example.passages, top_n=k)}
+        top = {r.index for r in scorer.rank(example.question, example.passages, top_n=k, fusion=None)}
         total += len(top & set(example.gold)) / len(example.gold)
     return total / len(examples)

@@ -75,13 +75,14 @@ def test_calibration_is_switchable_and_changes_scores(tiny_scorer: QRHeadScorer)
 
 def test_orders_and_debias(tiny_scorer: QRHeadScorer) -> None:
     query = "capital of France"
-    given = tiny_scorer.score(query, PASSAGES)
-    reversed_ = tiny_scorer.with_config(order="reversed").score(query, PASSAGES)
+    assert tiny_scorer.config.order == "reversed"  # the default layout: the first passage given goes last
+    given = tiny_scorer.with_config(order="as_given").score(query, PASSAGES)
+    reversed_ = tiny_scorer.score(query, PASSAGES)
     # Scoring the reversed list in reversed order is scoring the same prompt.
     assert tiny_scorer.with_config(order="reversed").score(query, PASSAGES[::-1]) == pytest.approx(
         given[::-1], abs=1e-6
     )
-    debiased = tiny_scorer.with_config(debias=True).score(query, PASSAGES)
+    debiased = tiny_scorer.with_config(order="as_given", debias=True).score(query, PASSAGES)
     assert debiased == pytest.approx([(a + b) / 2 for a, b in zip(given, reversed_, strict=True)], abs=1e-6)
     shuffled_a = tiny_scorer.with_config(order="shuffled", seed=1).score(query, PASSAGES)
     shuffled_b = tiny_scorer.with_config(order="shuffled", seed=1).score(query, PASSAGES)

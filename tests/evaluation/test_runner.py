@@ -86,8 +86,9 @@ def test_shared_all_heads_pass_matches_separate_scorers(tiny_scorer: Any) -> Non
     query = "What orbits the earth?"
     systems = SystemScorer(tiny_scorer, ["all_heads"], order="retriever")
     scores = systems.score("q", query, passages, [])
-    assert scores["qrhead"] == pytest.approx(tiny_scorer.score(query, passages), abs=1e-6)
-    assert scores["all_heads"] == pytest.approx(tiny_scorer.with_heads("all").score(query, passages), abs=1e-6)
+    in_order = tiny_scorer.with_config(order="as_given")  # the harness lays the prompt out itself
+    assert scores["qrhead"] == pytest.approx(in_order.score(query, passages), abs=1e-6)
+    assert scores["all_heads"] == pytest.approx(in_order.with_heads("all").score(query, passages), abs=1e-6)
 
 
 def test_orders_match_the_scorer_options(tiny_scorer: Any) -> None:
@@ -97,7 +98,8 @@ def test_orders_match_the_scorer_options(tiny_scorer: Any) -> None:
     expected = tiny_scorer.with_config(order="reversed").score(query, passages)
     assert reversed_scores["qrhead"] == pytest.approx(expected, abs=1e-6)
     as_given = SystemScorer(tiny_scorer.with_config(order="reversed"), [], order="retriever")
-    assert as_given.score("q", query, passages, [])["qrhead"] == pytest.approx(tiny_scorer.score(query, passages))
+    expected_given = tiny_scorer.with_config(order="as_given").score(query, passages)
+    assert as_given.score("q", query, passages, [])["qrhead"] == pytest.approx(expected_given)
 
 
 def test_prompt_order() -> None:
