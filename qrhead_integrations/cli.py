@@ -103,14 +103,22 @@ def rank(
     top_n: Annotated[int | None, typer.Option("--top-n", "-n", help="Show only the best N.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    fusion: Annotated[
+        bool,
+        typer.Option(
+            "--fusion/--no-fusion",
+            help="Fuse QRHead's ranking with the passages' order and BM25 (the default fusion), or rank by "
+            "QRHead alone.",
+        ),
+    ] = True,
 ) -> None:
-    """Rank passages for a query and print them best first."""
+    """Rank passages for a query and print them best first (the file's order is taken as a first stage's)."""
     from .scorer import QRHeadScorer
 
     try:
         items = _read_passages(passages)
         scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device)
-        ranked = scorer.rank(query, items, top_n=top_n)
+        ranked = scorer.rank(query, items, top_n=top_n, **({} if fusion else {"fusion": None}))
     except (QRHeadError, OSError) as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -118,6 +126,7 @@ def rank(
             record = {
                 "index": item.index,
                 "score": item.score,
+                "qrhead_score": item.qrhead_score,
                 "title": item.passage.title,
                 "text": item.passage.text,
             }

@@ -52,6 +52,18 @@ def test_rank_from_stdin_prints_json_best_first(smollm2: object) -> None:
     assert rows[0]["index"] in demo["gold_idx"]  # S. P. L. Sørensen, as in the demo
 
 
+def test_rank_fuses_by_default_and_no_fusion_ranks_by_qrhead(saved_tiny_model: Path) -> None:
+    stdin = "".join(json.dumps({"text": t}) + "\n" for t in ("The moon orbits.", "Paris is in France.", "A fox."))
+    args = ["rank", "-q", "capital of France", "-m", str(saved_tiny_model), "--json"]
+    fused = [json.loads(line) for line in runner.invoke(app, args, input=stdin).stdout.splitlines()]
+    plain = [json.loads(line) for line in runner.invoke(app, [*args, "--no-fusion"], input=stdin).stdout.splitlines()]
+    assert all(0 < r["score"] <= 1 for r in fused)
+    assert all(r["score"] == r["qrhead_score"] for r in plain)
+    assert [r["score"] for r in plain] == sorted((r["score"] for r in plain), reverse=True)
+    by_index = {r["index"]: r["qrhead_score"] for r in plain}
+    assert {r["index"]: r["qrhead_score"] for r in fused} == pytest.approx(by_index)
+
+
 def test_rank_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rank", "-q", "x", "-p", str(tmp_path / "missing.txt")])
     assert result.exit_code == 2 and "error" in result.output
