@@ -159,6 +159,7 @@ class QRHeadScorer:
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        quantize: str | None = None,
         config: ScorerConfig | None = None,
         **config_overrides: Any,
     ) -> QRHeadScorer:
@@ -173,6 +174,8 @@ class QRHeadScorer:
             model_kwargs: passed through to ``AutoModelForCausalLM.from_pretrained``.
             tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
             cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
+            quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only, about twice as fast on the forward;
+                attention stays float32, so the captured heads are exact for the quantised model), or ``None``.
             config: a :class:`ScorerConfig`; further keyword arguments override its fields.
         """
         loaded = load_model(
@@ -182,6 +185,7 @@ class QRHeadScorer:
             model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs,
             cache=cache_dir,
+            quantize=quantize,
         )
         return cls(
             loaded.model,
