@@ -152,7 +152,9 @@ class ContextCompressor:
         if not chunks:
             return [CompressionResult(q, [], [], original_tokens, 0, self.separator) for q in query_list]
         passages = [Passage(text=c.text, title=c.title) for c in chunks]
-        all_scores = self.scorer.score_many(query_list, passages)
+        # Chunks are already at most max_chunk_tokens long: the model reads them whole, whatever passage cut the
+        # scorer applies to re-ranking (a cut would hide the end of every longer chunk).
+        all_scores = self.scorer.score_many(query_list, passages, uncut=True)
         lengths = [self.count_tokens(c.text) for c in chunks]
         results = []
         for query, scores in zip(query_list, all_scores, strict=True):

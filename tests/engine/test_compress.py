@@ -208,3 +208,13 @@ def test_unavailable_tiktoken_encoding_names_the_fix(monkeypatch: pytest.MonkeyP
         tiktoken_counter("o200k_base")
     with pytest.raises(TokenCounterError, match="unknown tiktoken encoding"):
         tiktoken_counter("no_such_encoding")
+
+
+def test_chunks_are_read_whole_whatever_the_scorers_passage_cut(tiny_scorer: QRHeadScorer) -> None:
+    text = " ".join(f"Sentence {i} is about the moon and the capital of France." for i in range(12))
+    cut = tiny_scorer.with_config(max_passage_tokens=8)
+    whole = tiny_scorer.with_config(max_passage_tokens=None)
+    a = ContextCompressor(cut, top_k=1, max_chunk_tokens=64, lexical=None).compress("capital?", [text, "Paris."])
+    b = ContextCompressor(whole, top_k=1, max_chunk_tokens=64, lexical=None).compress("capital?", [text, "Paris."])
+    assert [c.score for c in a.chunks] == pytest.approx([c.score for c in b.chunks], abs=1e-6)
+    assert max(c.tokens for c in a.chunks) > 8  # the cut would have bitten

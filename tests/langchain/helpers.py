@@ -83,10 +83,10 @@ class SlowScorer(QRHeadScorer):
         super().__init__(*args, **kwargs)
         self.threads: list[int] = []
 
-    def score_many(self, queries: Any, passages: Any) -> list[list[float]]:
+    def score_many(self, queries: Any, passages: Any, *, uncut: bool = False) -> list[list[float]]:
         self.threads.append(threading.get_ident())
         time.sleep(0.3)
-        return super().score_many(queries, passages)
+        return super().score_many(queries, passages, uncut=uncut)
 
 
 async def heartbeats_during(awaitable: Awaitable[T]) -> tuple[T, int]:
