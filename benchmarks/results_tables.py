@@ -110,8 +110,48 @@ def _table(dataset: str) -> list[str]:
     return lines
 
 
+DEFAULT_RUNS = (
+    ("hotpotqa", "", "HotpotQA 100–199, file order", "recall@2"),
+    ("hotpotqa", "_shuffled", "HotpotQA 100–199, shuffled", "recall@2"),
+    ("scifact", "", "SciFact train 100–149, BM25 top 20 in BM25's order", "ndcg@10"),
+)
+
+
+def _defaults_table() -> list[str]:
+    """What the adapters do with no options (the ``default`` system) beside BM25, per bundled model."""
+    lines = [
+        "**The defaults on the evaluation rows** — the `default` system (`QRHeadScorer.rank` with every default, as "
+        "each adapter calls it) vs BM25; Δ = default − BM25",
+        "",
+        "| model | data | metric | default | BM25 | Δ | s/query (default) | report |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, name in MODELS.items():
+        for dataset, suffix, label, metric in DEFAULT_RUNS:
+            report_name = f"default_{dataset}_{model}{suffix}"
+            report = _load(report_name)
+            if report is None:
+                continue
+            default, bm25 = report["metrics"]["default"][metric], report["metrics"]["bm25"][metric]
+            seconds = report["info"]["seconds"].get("default", 0.0) / max(1, report["info"]["n_queries"])
+            lines.append(
+                f"| {name} | {label} | {metric} | **{default:.3f}** | {bm25:.3f} | {default - bm25:+.3f} | "
+                f"{seconds:.1f} | `reports/{report_name}.md` |"
+            )
+        compression = _load(f"compression_{model}")
+        if compression is not None and "default" in compression["metrics"]:
+            metrics = compression["metrics"]
+            default, bm25 = metrics["default"]["gold_kept"], metrics["bm25"]["gold_kept"]
+            lines.append(
+                f"| {name} | HotpotQA 100–199, compressed to 25% | gold passages kept | **{default:.3f}** | "
+                f"{bm25:.3f} | {default - bm25:+.3f} | {compression['info']['qrhead_seconds_per_question']:.1f} | "
+                f"`reports/compression_{model}.md` |"
+            )
+    return lines
+
+
 def tables() -> str:
-    lines = [BEGIN, ""]
+    lines = [BEGIN, "", *_defaults_table(), ""]
     for dataset in DATASETS:
         lines += [*_table(dataset), ""]
     lines += [
