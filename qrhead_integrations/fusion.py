@@ -57,7 +57,7 @@ class Fusion:
             raise InvalidInputError(f"fusion k must be an int >= 0, got {self.k!r}")
 
 
-DEFAULT_FUSION: Fusion | None = Fusion(weight=0.4, lexical=0.4)
+DEFAULT_FUSION: Fusion | None = Fusion(weight=0.2, lexical=0.5)
 """Every re-ranker's default fusion (``None`` would mean QRHead alone). Chosen on dev data disjoint from the
 published evaluation rows: see "Defaults and why" in docs/results.md."""
 
