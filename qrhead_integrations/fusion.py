@@ -62,6 +62,20 @@ DEFAULT_FUSION: Fusion | None = Fusion(weight=0.2, lexical=0.5)
 published evaluation rows: see "Defaults and why" in docs/results.md."""
 
 
+FUSION_HELP = (
+    "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the candidates (weighted "
+    "reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the input order's weight alone) or None "
+    "(QRHead alone). The default was chosen on dev data (docs/results.md)."
+)
+"""The adapters' field description of ``fusion`` (one text for every framework)."""
+
+LEXICAL_HELP = (
+    "Share of a BM25 ranking of the chunks fused with QRHead's to choose what is kept (weighted reciprocal-rank "
+    "fusion); None or 0: QRHead alone. The default was chosen on dev data (docs/results.md)."
+)
+"""The compressor adapters' field description of ``lexical``."""
+
+
 def as_fusion(value: Any) -> Fusion | None:
     """``None``, a :class:`Fusion`, a mapping of its fields, or a number (the first stage's weight, no lexical
     share) as a :class:`Fusion` — the one conversion the scorer and the adapters share.

@@ -20,6 +20,7 @@ from typing_extensions import Self
 
 from ..chunking import SourceDocument
 from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..fusion import LEXICAL_HELP
 from ..prompt import check_query
 from ..tokens import TokenCounter, resolve_counter
 from ._scorer import LazyScorerMixin, check_documents, document_title
@@ -95,15 +96,7 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
     min_score: float | None = Field(
         default=None, description="Never keep chunks whose QRHead score is below this (None: no threshold)."
     )
-    lexical: float | None = Field(
-        default=DEFAULT_COMPRESSOR_LEXICAL,
-        ge=0.0,
-        le=1.0,
-        description=(
-            "Share of a BM25 ranking of the chunks fused with QRHead's ranking to choose what is kept (weighted "
-            "reciprocal-rank fusion); None or 0: QRHead alone. The default was chosen on dev data."
-        ),
-    )
+    lexical: float | None = Field(default=DEFAULT_COMPRESSOR_LEXICAL, ge=0.0, le=1.0, description=LEXICAL_HELP)
     separator: str = Field(
         default="\n\n",
         description="Joins the kept chunks of a document in its new `page_content` (counted in the budget).",

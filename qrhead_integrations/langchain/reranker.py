@@ -16,7 +16,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, field_validator
 
-from ..fusion import DEFAULT_FUSION, Fusion, as_fusion
+from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
 from ._scorer import LazyScorerMixin, check_documents, document_title
@@ -75,19 +75,8 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         default=None,
         description="Metadata field read as the passage title (shown to the model before the text), if any.",
     )
-    fusion: Fusion | None = Field(
-        default=DEFAULT_FUSION,
-        description=(
-            "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the documents "
-            "(weighted reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the retriever's "
-            "weight alone) or None (QRHead alone)."
-        ),
-    )
-
-    @field_validator("fusion", mode="before")
-    @classmethod
-    def _fusion(cls, value: Any) -> Fusion | None:
-        return as_fusion(value)
+    fusion: Fusion | None = Field(default=DEFAULT_FUSION, description=FUSION_HELP)
+    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion))
 
     # ---------------------------------------------------------------------------------------- public API
     def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:

@@ -31,6 +31,7 @@ from llama_index.core.schema import (
 
 from ..chunking import SourceDocument
 from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..fusion import LEXICAL_HELP
 from ..scorer import QRHeadScorer
 from ._base import QRHeadPostprocessor, query_of
 
@@ -110,14 +111,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     separator: str = Field(
         default="\n\n", description="Placed between kept chunks; counted in the budget, also between nodes."
     )
-    lexical: float | None = Field(
-        default=DEFAULT_COMPRESSOR_LEXICAL,
-        ge=0.0,
-        le=1.0,
-        description=(
-            "Share of a BM25 ranking of the chunks fused with QRHead's to choose what is kept (None: QRHead alone)."
-        ),
-    )
+    lexical: float | None = Field(default=DEFAULT_COMPRESSOR_LEXICAL, ge=0.0, le=1.0, description=LEXICAL_HELP)
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ..fusion import DEFAULT_FUSION, Fusion, as_fusion
+from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
 from ..scorer import QRHeadScorer, RankedPassage
 from ._base import QRHeadPostprocessor, query_of
 
@@ -71,19 +71,8 @@ class QRHeadRerank(QRHeadPostprocessor):
         default=False,
         description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
-    fusion: Fusion | None = Field(
-        default=DEFAULT_FUSION,
-        description=(
-            "How QRHead's ranking is fused with the retriever's and with BM25 over the nodes (weighted "
-            "reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the retriever's weight alone) "
-            "or None (QRHead alone)."
-        ),
-    )
-
-    @field_validator("fusion", mode="before")
-    @classmethod
-    def _fusion(cls, value: Any) -> Fusion | None:
-        return as_fusion(value)
+    fusion: Fusion | None = Field(default=DEFAULT_FUSION, description=FUSION_HELP)
+    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion))
 
     def __init__(
         self,

@@ -12,15 +12,8 @@ import torch
 from qrhead_integrations import ModelLoadError, QRHeadScorer
 from qrhead_integrations.models import check_quantize, quantize_int8
 from qrhead_integrations.prompt import to_passages
+from tests.engine.test_capture import HEADS, PASSAGES
 from tests.tiny_models import tiny_model
-
-PASSAGES = [
-    ("Moon", "The moon orbits the earth. The sun is a star."),
-    ("Paris", "Paris is the capital of France. Hamlet is a play."),
-    ("Water", "Water boils at one hundred degrees. Cats and dogs are animals."),
-    ("Fox", "The quick brown fox jumps over the lazy dog, again and again."),
-]
-HEADS = "0-0,1-3,2-1,3-2,1-0"
 
 
 def test_int8_scores_stay_close_to_float32(tokenizer: Any) -> None:
