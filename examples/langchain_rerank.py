@@ -10,7 +10,7 @@ The chain stops at the prompt, so it runs with no API key: append ``| your_chat_
 Run from anywhere (needs ``pip install 'qrhead-integrations[langchain,bundled-models]'`` and ../shared/data
 beside the repository)::
 
-    python examples/langchain_rerank.py                 # question 14 of hotpotqa_dev200
+    python examples/langchain_rerank.py                 # question 17 of hotpotqa_dev200
     python examples/langchain_rerank.py --question 0    # another question
     python examples/langchain_rerank.py --eval 20       # gold recall@3 over the first 20 questions
 """
@@ -141,7 +141,7 @@ def evaluate(rows: list[dict[str, Any]], reranker: QRHeadReranker) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--question", type=int, default=14, help="row of hotpotqa_dev200.jsonl (default 14)")
+    parser.add_argument("--question", type=int, default=17, help="row of hotpotqa_dev200.jsonl (default 17)")
     parser.add_argument("--eval", type=int, metavar="N", help="print recall@3 over the first N questions instead")
     args = parser.parse_args()
 

@@ -7,7 +7,7 @@ default question the retriever's top 2 hold neither gold passage, and QRHead pro
 Run from anywhere (needs ``pip install 'qrhead-integrations[llamaindex,bundled-models]'`` and ../shared/data
 beside the repository)::
 
-    python examples/llamaindex_rerank.py                 # question 14 of hotpotqa_dev200
+    python examples/llamaindex_rerank.py                 # question 17 of hotpotqa_dev200
     python examples/llamaindex_rerank.py --question 0    # another question
     python examples/llamaindex_rerank.py --eval 20       # recall@2 over the first 20 questions
 """
@@ -132,7 +132,7 @@ def evaluate(rows: list[dict[str, Any]], rerank: QRHeadRerank, retrieve_k: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--question", type=int, default=14, help="question index in hotpotqa_dev200")
+    parser.add_argument("--question", type=int, default=17, help="question index in hotpotqa_dev200")
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="recall over the first N questions")
     parser.add_argument("--top-n", type=int, default=2, help="nodes kept by the re-ranker")
     args = parser.parse_args()
