@@ -135,19 +135,24 @@ def _defaults_table() -> list[str]:
             default, bm25 = report["metrics"]["default"][metric], report["metrics"]["bm25"][metric]
             seconds = report["info"]["seconds"].get("default", 0.0) / max(1, report["info"]["n_queries"])
             lines.append(
-                f"| {name} | {label} | {metric} | **{default:.3f}** | {bm25:.3f} | {default - bm25:+.3f} | "
-                f"{seconds:.1f} | `reports/{report_name}.md` |"
+                f"| {name} | {label} | {metric} | {_bold(default, bm25)} | {_bold(bm25, default)} | "
+                f"{default - bm25:+.3f} | {seconds:.1f} | `reports/{report_name}.md` |"
             )
         compression = _load(f"compression_{model}")
         if compression is not None and "default" in compression["metrics"]:
             metrics = compression["metrics"]
             default, bm25 = metrics["default"]["gold_kept"], metrics["bm25"]["gold_kept"]
             lines.append(
-                f"| {name} | HotpotQA 100–199, compressed to 25% | gold passages kept | **{default:.3f}** | "
-                f"{bm25:.3f} | {default - bm25:+.3f} | {compression['info']['qrhead_seconds_per_question']:.1f} | "
-                f"`reports/compression_{model}.md` |"
+                f"| {name} | HotpotQA 100–199, compressed to 25% | gold passages kept | {_bold(default, bm25)} | "
+                f"{_bold(bm25, default)} | {default - bm25:+.3f} | "
+                f"{compression['info']['qrhead_seconds_per_question']:.1f} | `reports/compression_{model}.md` |"
             )
     return lines
+
+
+def _bold(value: float, other: float) -> str:
+    """The value, in bold when it is the better of the two."""
+    return f"**{value:.3f}**" if value >= other else f"{value:.3f}"
 
 
 def tables() -> str:
