@@ -176,8 +176,9 @@ class QRHeadScorer:
             model_kwargs: passed through to ``AutoModelForCausalLM.from_pretrained``.
             tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
             cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
-            quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only, about twice as fast on the forward;
-                attention stays float32, so the captured heads are exact for the quantised model), or ``None``.
+            quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; attention stays float32, so the captured
+                heads are exact for the quantised model; its speed-up and quality are not yet benchmarked), or
+                ``None``.
             config: a :class:`ScorerConfig`; further keyword arguments override its fields.
         """
         loaded = load_model(

@@ -33,7 +33,7 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`, and
     "Defaults and why" in docs/results.md for the dev measurement behind the default: a small model's
     attention alone ranked SciFact below BM25, the fusion above it). ``fusion=None`` ranks by attention alone;
-    ``fusion=Fusion(weight=0, lexical=0.3)`` ignores the input order (when it means nothing).
+    ``fusion=Fusion(weight=0, lexical=0.4)`` ignores the input order (when it means nothing).
 
     All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not
