@@ -198,7 +198,7 @@ def detect(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
 ) -> None:
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
-    from .detect import detection_provenance, example_head_scores, plot_head_scores, select_heads
+    from .detect import check_metric, detection_provenance, example_head_scores, plot_head_scores, select_heads
     from .scorer import QRHeadScorer
 
     if method not in ("qr_score", "ndcg"):
@@ -209,8 +209,10 @@ def detect(
     spec: Any = int(choice) if choice.isdigit() else choice
     if not isinstance(spec, int) and not 0 < validation < 1:
         raise _fail(ValueError(f"--validation must be a fraction in (0, 1), got {validation}"))
-    if not (metric == "ndcg@10" or (metric.startswith("recall@") and metric[7:].isdigit() and int(metric[7:]) >= 1)):
-        raise _fail(ValueError(f"--metric must be ndcg@10 or recall@K, got {metric!r}"))
+    try:
+        check_metric(metric)
+    except QRHeadError as exc:
+        raise _fail(exc) from exc
     try:
         examples, description = _labelled_examples(data, data_format, split, start, limit, candidates)
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)

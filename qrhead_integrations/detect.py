@@ -271,29 +271,34 @@ def subset_metric(scored: Sequence[ExampleHeadScores], heads: Sequence[int], met
     total = 0.0
     for item in scored:
         combined = item.per_head[list(heads)].mean(dim=0, keepdim=True)
-        if metric == "ndcg@10":
-            total += float(_ndcg_at_10(combined, item.gold)[0])
-        elif metric.startswith("recall@"):
-            k = int(metric.split("@", 1)[1])
-            top = torch.sort(-combined[0], stable=True).indices[:k].tolist()
-            total += len(set(top) & set(item.gold)) / len(set(item.gold))
-        else:
-            raise InvalidInputError(f"metric must be 'ndcg@10' or 'recall@K', got {metric!r}")
+        total += float(_metric_rows(combined, item.gold, metric)[0])
     return total / len(scored)
+
+
+def check_metric(metric: str) -> int | None:
+    """The cut-off ``K`` of ``"recall@K"`` (``None`` for ``"ndcg@10"``): the one check of a selection metric.
+
+    Raises:
+        InvalidInputError: any other metric name.
+    """
+    if metric == "ndcg@10":
+        return None
+    name, _, cut = metric.partition("@")
+    if name == "recall" and cut.isdigit() and int(cut) >= 1:
+        return int(cut)
+    raise InvalidInputError(f"metric must be 'ndcg@10' or 'recall@K', got {metric!r}")
 
 
 def _metric_rows(scores: torch.Tensor, gold: Sequence[int], metric: str) -> torch.Tensor:
     """``metric`` of every row of ``scores`` (``(rows, passages)``, each row one ranking's scores); ties keep the
     lower passage index first, as the scorer's ``rank`` does."""
-    if metric == "ndcg@10":
+    k = check_metric(metric)
+    if k is None:
         return _ndcg_at_10(scores, gold)
-    if metric.startswith("recall@"):
-        k = int(metric.split("@", 1)[1])
-        top = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
-        hits = torch.zeros(scores.shape[1], dtype=torch.float64)
-        hits[list(gold)] = 1.0
-        return hits[top].sum(dim=1) / len(set(gold))
-    raise InvalidInputError(f"metric must be 'ndcg@10' or 'recall@K', got {metric!r}")
+    top = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+    hits = torch.zeros(scores.shape[1], dtype=torch.float64)
+    hits[list(gold)] = 1.0
+    return hits[top].sum(dim=1) / len(set(gold))
 
 
 @dataclass(frozen=True)
@@ -485,7 +490,7 @@ def detect_heads(
     """
     if top_k not in ("auto", "greedy") and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InvalidInputError(f"top_k must be an int >= 1, 'auto' or 'greedy', got {top_k!r}")
-    _metric_rows(torch.zeros(1, 2, dtype=torch.float64), [0], metric)  # validate the metric before any work
+    check_metric(metric)  # before any work
     if not isinstance(top_k, int) and not 0 < validation < 1:
         raise InvalidInputError(f"validation must be a fraction in (0, 1), got {validation}")
     if not isinstance(top_k, int) and isinstance(examples, Sequence) and len(examples) < 2:
