@@ -78,16 +78,11 @@ def _passage_cap(value: int) -> int | None:
 
 def _check(baselines: str, order: str, qrhead: bool = True) -> None:
     """Reject a bad --baselines, --order or --no-qrhead combination before any data or model is loaded."""
-    from .evaluation.runner import parse_baselines, prompt_order
+    from .evaluation.runner import check_qrhead_needs, parse_baselines, prompt_order
 
     try:
-        names = parse_baselines(baselines)
+        check_qrhead_needs(parse_baselines(baselines), qrhead)
         prompt_order(0, order)
-        needs = sorted({"all_heads", "fusion", "fusion_dense"} & set(names))
-        if not qrhead and needs:
-            raise ValueError(f"--no-qrhead: {', '.join(needs)} need the qrhead system")
-        if not qrhead and not names:
-            raise ValueError("--no-qrhead with no baselines leaves nothing to evaluate")
     except ValueError as exc:
         raise _fail(exc) from exc
 

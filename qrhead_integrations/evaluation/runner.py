@@ -74,6 +74,21 @@ def parse_baselines(spec: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name in BASELINES if name in names)
 
 
+def check_qrhead_needs(baselines: Sequence[str], qrhead: bool) -> None:
+    """Reject systems that cannot be scored without the ``qrhead`` system, or nothing left to score.
+
+    Raises:
+        ValueError: ``qrhead`` is off and a baseline derives from it, or no system remains.
+    """
+    if qrhead:
+        return
+    needs = sorted({"all_heads", "fusion", "fusion_dense"} & set(baselines))
+    if needs:
+        raise ValueError(f"{', '.join(needs)} need the qrhead system: drop them or keep qrhead")
+    if not baselines:
+        raise ValueError("without the qrhead system and with no baselines there is nothing to evaluate")
+
+
 def prompt_order(count: int, order: str, *, seed: int = 0, key: str = "") -> list[int]:
     """Candidate indices in the order they go into the prompt (index 0 = the retriever's or file's first).
 
@@ -117,9 +132,7 @@ class SystemScorer:
     ) -> None:
         prompt_order(0, order)  # validate early
         self.baselines = parse_baselines(baselines)
-        needs_qrhead = sorted({"all_heads", "fusion", "fusion_dense"} & set(self.baselines))
-        if not qrhead and needs_qrhead:
-            raise ValueError(f"{', '.join(needs_qrhead)} need the qrhead system: drop them or keep qrhead")
+        check_qrhead_needs(self.baselines, qrhead)
         self.with_qrhead = qrhead
         self.order, self.seed = order, seed
         self.scorer = scorer if scorer.config.order == "as_given" else scorer.with_config(order="as_given")
