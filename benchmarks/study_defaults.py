@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 from _report import write_reports
 from study_cache import CACHE, DevExample, cache_path, dev_examples
 
-from qrhead_integrations.detect import ExampleHeadScores, Objective, greedy_heads, head_scores_table
+from qrhead_integrations.detect import ExampleHeadScores, Objective, greedy_heads, head_scores_table, ranking_metric
 from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
 from qrhead_integrations.presets import get_preset
 
@@ -42,7 +43,6 @@ SHAPES = {
     "qwen2.5-coder-0.5b-instruct": (24, 14),
     "qwen2.5-coder-1.5b-instruct": (28, 12),
 }
-FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def load(model: str, task: str, order: str, tokens: int | None, cache_dir: Path) -> dict[str, torch.Tensor] | None:
@@ -53,35 +53,31 @@ def load(model: str, task: str, order: str, tokens: int | None, cache_dir: Path)
     return scores
 
 
-def items(examples: list[DevExample], scores: dict[str, torch.Tensor], split: str) -> list[ExampleHeadScores]:
-    out: list[ExampleHeadScores] = []
-    for e in examples:
-        if e.split == split and e.key in scores:
-            item = ExampleHeadScores(scores[e.key].double(), tuple(e.gold))
-            LEXICAL[id(item)] = e.local_bm25
-            out.append(item)
-    return out
+@dataclass(frozen=True)
+class DevScores(ExampleHeadScores):
+    """One dev query's all-head scores, with BM25 over its own candidates (the lexical signal fusion reads)."""
+
+    lexical: tuple[float, ...] = ()
 
 
-LEXICAL: dict[int, list[float]] = {}
-"""BM25 over each dev query's own candidates, by the id of its scored item (kept beside the frozen items)."""
+def items(examples: list[DevExample], scores: dict[str, torch.Tensor], split: str) -> list[DevScores]:
+    return [
+        DevScores(scores[e.key].double(), tuple(e.gold), tuple(e.local_bm25))
+        for e in examples
+        if e.split == split and e.key in scores
+    ]
 
 
 def metric(ranking_scores: list[float], gold: tuple[int, ...], name: str) -> float:
-    order = sorted(range(len(ranking_scores)), key=lambda i: (-ranking_scores[i], i))
-    if name == "recall@2":
-        return len(set(order[:2]) & set(gold)) / len(set(gold))
-    dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(order[:10]) if i in gold)
-    ideal = sum(1 / np.log2(r + 2) for r in range(min(10, len(gold))))
-    return float(dcg / ideal)
+    return ranking_metric(ranking_scores, gold, name)
 
 
-def figure(data: list[ExampleHeadScores], heads: list[int], name: str, fusion: Fusion | None = None) -> float:
+def figure(data: list[DevScores], heads: list[int], name: str, fusion: Fusion | None = None) -> float:
     """Mean ``name`` of the head subset over ``data``, fused with the candidates' first-stage order."""
     total = 0.0
     for item in data:
         qr = item.per_head[heads].mean(dim=0).tolist()
-        scores = qr if fusion is None else fuse_with_first_stage(qr, fusion, lexical_scores=LEXICAL[id(item)])
+        scores = qr if fusion is None else fuse_with_first_stage(qr, fusion, lexical_scores=item.lexical)
         total += metric(scores, item.gold, name)
     return total / len(data) if data else float("nan")
 
@@ -90,8 +86,8 @@ def first_stage_figure(data: list[ExampleHeadScores], name: str) -> float:
     return sum(metric([-float(i) for i in range(item.per_head.shape[1])], item.gold, name) for item in data) / len(data)
 
 
-def lexical_figure(data: list[ExampleHeadScores], name: str) -> float:
-    return sum(metric(LEXICAL[id(item)], item.gold, name) for item in data) / len(data)
+def lexical_figure(data: list[DevScores], name: str) -> float:
+    return sum(metric(list(item.lexical), item.gold, name) for item in data) / len(data)
 
 
 def fitted_sets(

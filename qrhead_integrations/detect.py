@@ -270,8 +270,7 @@ def subset_metric(scored: Sequence[ExampleHeadScores], heads: Sequence[int], met
         return math.nan
     total = 0.0
     for item in scored:
-        combined = item.per_head[list(heads)].mean(dim=0, keepdim=True)
-        total += float(_metric_rows(combined, item.gold, metric)[0])
+        total += ranking_metric(item.per_head[list(heads)].mean(dim=0), item.gold, metric)
     return total / len(scored)
 
 
@@ -287,6 +286,12 @@ def check_metric(metric: str) -> int | None:
     if name == "recall" and cut.isdigit() and int(cut) >= 1:
         return int(cut)
     raise InvalidInputError(f"metric must be 'ndcg@10' or 'recall@K', got {metric!r}")
+
+
+def ranking_metric(scores: Sequence[float] | torch.Tensor, gold: Sequence[int], metric: str) -> float:
+    """``metric`` (``"ndcg@10"`` or ``"recall@K"``) of one ranking given by ``scores`` (ties: lower index first)."""
+    row = torch.as_tensor(scores, dtype=torch.float64).reshape(1, -1)
+    return float(_metric_rows(row, gold, metric)[0])
 
 
 def _metric_rows(scores: torch.Tensor, gold: Sequence[int], metric: str) -> torch.Tensor:
