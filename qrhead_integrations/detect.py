@@ -496,10 +496,7 @@ def detect_heads(
     if top_k not in ("auto", "greedy") and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InvalidInputError(f"top_k must be an int >= 1, 'auto' or 'greedy', got {top_k!r}")
     check_metric(metric)  # before any work
-    if not isinstance(top_k, int) and not 0 < validation < 1:
-        raise InvalidInputError(f"validation must be a fraction in (0, 1), got {validation}")
-    if not isinstance(top_k, int) and isinstance(examples, Sequence) and len(examples) < 2:
-        raise InvalidInputError(f"top_k={top_k!r} needs at least 2 usable examples (detection + validation)")
+    _check_held_out(top_k, validation, len(examples) if isinstance(examples, Sequence) else None)
     scorer = (
         scorer_or_model
         if isinstance(scorer_or_model, QRHeadScorer)
@@ -557,12 +554,8 @@ def select_heads(
     """Choose heads from scored examples (the step after :func:`example_head_scores`; see :func:`detect_heads`
     for the options). The one place the table, the held-out split and the choice are made, for the API, the
     CLI and distributed detection alike."""
-    fixed = isinstance(top_k, int)
-    if not fixed and not 0 < validation < 1:
-        raise InvalidInputError(f"validation must be a fraction in (0, 1), got {validation}")
-    if not fixed and len(scored) < 2:
-        raise InvalidInputError(f"top_k={top_k!r} needs at least 2 usable examples (detection + validation)")
-    held_out = 0 if fixed else min(len(scored) - 1, max(1, round(len(scored) * validation)))
+    _check_held_out(top_k, validation, len(scored))
+    held_out = 0 if isinstance(top_k, int) else min(len(scored) - 1, max(1, round(len(scored) * validation)))
     fit, stop = list(scored[: len(scored) - held_out]), list(scored[len(scored) - held_out :])
     table = head_scores_table(fit, method=method, num_layers=shape[0], num_heads=shape[1], provenance=provenance)
     if isinstance(top_k, int):
@@ -573,6 +566,16 @@ def select_heads(
         return Detection(heads, table, figures, held_out)
     selection = choose_heads(table, stop, metric=metric)
     return Detection(selection.heads, table, selection.validation, held_out)
+
+
+def _check_held_out(top_k: int | str, validation: float, count: int | None) -> None:
+    """A choice on held-out examples (``"auto"``/``"greedy"``) needs a fraction in (0, 1) and 2+ examples."""
+    if isinstance(top_k, int):
+        return
+    if not 0 < validation < 1:
+        raise InvalidInputError(f"validation must be a fraction in (0, 1), got {validation}")
+    if count is not None and count < 2:
+        raise InvalidInputError(f"top_k={top_k!r} needs at least 2 usable examples (detection + validation)")
 
 
 def greedy_head_set(
