@@ -21,7 +21,7 @@ from typing import Any
 from .chunking import Chunk, Chunker, to_documents
 from .errors import InvalidInputError
 from .fusion import Fusion, fuse_with_first_stage
-from .lexical import bm25_rank
+from .lexical import BM25Index
 from .prompt import Passage, check_query
 from .scorer import QRHeadScorer
 from .tokens import TokenCounter, resolve_counter
@@ -156,11 +156,12 @@ class ContextCompressor:
         # scorer applies to re-ranking (a cut would hide the end of every longer chunk).
         all_scores = self.scorer.score_many(query_list, passages, uncut=True)
         lengths = [self.count_tokens(c.text) for c in chunks]
+        index = BM25Index(passages) if self.fusion is not None else None  # one index for every query
         results = []
         for query, scores in zip(query_list, all_scores, strict=True):
             fused: list[float | None] = [None] * len(chunks)
-            if self.fusion is not None:
-                lexical = bm25_rank(query, passages)
+            if self.fusion is not None and index is not None:  # both set together
+                lexical = [float(value) for value in index.scores(query)]
                 fused = list(fuse_with_first_stage(scores, self.fusion, lexical_scores=lexical))
             scored = [
                 ScoredChunk(c, s, n, fused=f) for c, s, n, f in zip(chunks, scores, lengths, fused, strict=True)
