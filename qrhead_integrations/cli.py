@@ -46,8 +46,13 @@ HeadsOption = Annotated[
 def _read_passages(source: str) -> list[Passage]:
     """Passages from a JSONL file (``{"text", "title"?}`` or a JSON string per line), a text file (one passage per
     non-blank line) or ``-`` for standard input in either format."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     name = "<stdin>" if source == "-" else source
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataFormatError(f"{name}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x})") from exc
     passages: list[Passage] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -88,7 +93,7 @@ def _ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) 
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # paths stay whole
     return typer.Exit(code=2)
 
 
@@ -198,6 +203,7 @@ def detect(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")] = None,
 ) -> None:
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
+    from ._files import check_output_path, rescue_text
     from .detect import check_metric, detection_provenance, example_head_scores, plot_head_scores, select_heads
     from .scorer import QRHeadScorer
 
@@ -211,6 +217,9 @@ def detect(
         raise _fail(ValueError(f"--validation must be a fraction in (0, 1), got {validation}"))
     try:
         check_metric(metric)
+        check_output_path(output)
+        if plot is not None:
+            check_output_path(plot, option="--plot")
     except QRHeadError as exc:
         raise _fail(exc) from exc
     try:
@@ -234,7 +243,16 @@ def detect(
         figures = ", ".join(f"{name} {value:.3f}" for name, value in detection.validation.items())
         label = "nDCG@10" if metric == "ndcg@10" else metric
         console.print(f"validation {label} on {detection.held_out} held-out examples: {figures}")
-    heads.save(output)  # atomic: an interrupted run leaves no half-written file
+    try:
+        heads.save(output)  # atomic: an interrupted run leaves no half-written file
+    except OSError as exc:
+        rescued = rescue_text(output.name, json.dumps(heads.to_dict(), indent=2) + "\n")
+        console.print(
+            f"[red]error:[/red] could not write {output} ({exc}); the head set is kept in {rescued}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1) from exc
     console.print(f"{len(heads)} heads ({method}, {table.examples} examples): {heads}")
     console.print(f"best single layer: {table.best_layer()} · written to {output}")
     if plot is not None:

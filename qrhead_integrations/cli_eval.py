@@ -111,12 +111,16 @@ def _run(
     outputs: tuple[Path | None, Path | None, Path | None],
 ) -> None:
     """Shared flow: data first (fail fast), then the model, the run, the table and the files."""
+    from ._files import check_output_path
     from .evaluation.report import markdown_table, plot_report, write_report, write_text_atomic
     from .scorer import QRHeadScorer
 
     output, plot, markdown = outputs
     command = _command(kind, data, options)
     try:
+        for path, option in ((output, "--output"), (plot, "--plot"), (markdown, "--markdown")):
+            if path is not None:
+                check_output_path(path, option=option)
         cap = _passage_cap(max_passage_tokens)
         payload = load_data()
         console.print(f"Loading [bold]{model}[/bold]…")
@@ -146,7 +150,20 @@ def _run(
             plot_report(report, plot)
             console.print(f"plot written to {plot}")
     except OSError as exc:
+        _rescue(report, exc)
         raise _fail(exc) from exc
+
+
+def _rescue(report: Any, exc: OSError) -> None:
+    """The run finished but a file could not be written: keep the report (JSON) where it can be found."""
+    import json
+
+    from ._files import rescue_text
+
+    rescued = rescue_text("report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    console.print(
+        f"[yellow]the report is kept in {rescued}[/yellow] (writing failed: {exc})", highlight=False, soft_wrap=True
+    )
 
 
 def _print(report: Any) -> None:

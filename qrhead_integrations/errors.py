@@ -44,3 +44,8 @@ class UnsupportedModelError(QRHeadError, ValueError):
 
 class DataFormatError(QRHeadError, ValueError):
     """An input data file is malformed; the message names the file and line."""
+
+
+class OutputPathError(QRHeadError, ValueError):
+    """An output path can never be written as a file (an existing directory, a parent that is a file, no
+    permission). Raised before any work starts, so a long run's result is not lost at the end."""

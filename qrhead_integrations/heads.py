@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._files import write_text_atomic
 from .errors import HeadSpecError
 
 Head = tuple[int, int]
@@ -161,16 +161,7 @@ class HeadSet:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically (a temp file renamed into place), so an interrupted run leaves no half file."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=2)
-                fh.write("\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(target, json.dumps(self.to_dict(), indent=2) + "\n")
         return target
 
     @classmethod

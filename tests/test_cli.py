@@ -69,6 +69,15 @@ def test_rank_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "error" in result.output
 
 
+def test_a_passage_file_that_is_not_utf8_names_the_line_and_loads_no_model(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("first passage\nsecond: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"latin1.txt, line 2: not UTF-8 text \(byte 0xe9\)"):
+        _read_passages(str(latin1))
+    result = runner.invoke(app, ["rank", "-q", "x", "-p", str(latin1), "--model", "no-such-model"])
+    assert result.exit_code == 2 and "line 2: not UTF-8" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.real_model
 def test_demo_runs_offline_and_finds_a_gold_passage(smollm2: object) -> None:
     result = runner.invoke(app, ["demo", "--model", "smollm2-135m-instruct"])

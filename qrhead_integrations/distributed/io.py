@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
+from .._files import atomic_path, check_output_path
+from ..errors import InvalidInputError, OutputPathError
+from .jsonl import read_json_rows
 
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
@@ -35,16 +36,38 @@ def _format_of(path: str) -> str:
     )
 
 
-def read_input(ray: Any, source: Any) -> tuple[Any, bool]:
-    """A Ray Dataset from ``source`` (returned as is when it already is one) and whether it was read here."""
+def read_input(ray: Any, source: Any, query_column: str, passages_column: str) -> tuple[Any, bool]:
+    """A Ray Dataset from ``source`` (returned as is when it already is one) and whether it was read here.
+
+    Local JSON Lines are read and checked line by line here (see :mod:`.jsonl`), so a malformed line or a row
+    whose passages Arrow cannot hold becomes an error row instead of a failed job; remote ones go to Ray as is.
+    """
     if isinstance(source, ray.data.Dataset):
         return source, False
     path = os.fspath(source)
-    if "://" not in path and not Path(path).exists():
+    remote = "://" in path
+    if not remote and not Path(path).exists():
         raise InvalidInputError(f"input {path!r} does not exist")
     if _format_of(path) == "parquet":
         return ray.data.read_parquet(path), True
-    return ray.data.read_json(path), True
+    if remote:
+        return ray.data.read_json(path), True
+    files = [Path(path)] if Path(path).is_file() else sorted(
+        p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in JSON_SUFFIXES
+    )
+    return ray.data.from_arrow(read_json_rows(files, query_column, passages_column)), True
+
+
+def check_output(output: str | os.PathLike[str]) -> None:
+    """Fail before any work when ``output`` cannot be written: a file path that is a folder, or a folder
+    path that is a file (remote prefixes are left to Ray)."""
+    path = os.fspath(output)
+    if "://" in path:
+        return
+    if Path(path).suffix.lower() in PARQUET_SUFFIXES + JSON_SUFFIXES:
+        check_output_path(path)
+    elif Path(path).exists() and not Path(path).is_dir():
+        raise OutputPathError(f"--output {path!r} is a file; give a folder, or a name ending in .parquet/.jsonl")
 
 
 def write_output(ray: Any, dataset: Any, output: str | os.PathLike[str]) -> Any:
@@ -67,19 +90,13 @@ def write_output(ray: Any, dataset: Any, output: str | os.PathLike[str]) -> Any:
 
 
 def _write_single(dataset: Any, path: Path, sink_type: type[_Sink]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    sink = sink_type(tmp)
-    try:
-        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            sink.write(table)
-        sink.close()
-        os.replace(tmp, path)
-    except BaseException:
-        sink.close()
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp:
+        sink = sink_type(tmp)
+        try:
+            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                sink.write(table)
+        finally:
+            sink.close()
 
 
 class _Sink:
@@ -128,7 +145,7 @@ class _ParquetSink(_Sink):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        elif not self.path.exists():  # no rows at all: still a valid (empty) Parquet file
+        else:  # no rows at all: still a valid (empty) Parquet file
             import pyarrow as pa
             import pyarrow.parquet as pq
 

@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ._ray import ensure_ray, plan_workers, set_threads
-from .io import read_input, write_output
+from .io import check_output, read_input, write_output
+from .jsonl import INPUT_ERROR, plain_passages
 
 SCORES, RANKING, ERROR = "scores", "ranking", "error"
 """The columns added to every row (an existing column of the same name is replaced)."""
@@ -67,13 +68,19 @@ class RerankWorker:
                 raise InvalidInputError(f"no column {column!r} in the input (columns: {batch.column_names})")
         queries = batch.column(self.query_column).to_pylist()
         passages = batch.column(self.passages_column).to_pylist()
-        results = [self.rank_row(q, p) for q, p in zip(queries, passages, strict=True)]
+        problems = (
+            batch.column(INPUT_ERROR).to_pylist() if INPUT_ERROR in batch.column_names else [None] * len(queries)
+        )
+        results = [
+            (None, None, problem) if problem is not None else self.rank_row(q, plain_passages(p))
+            for q, p, problem in zip(queries, passages, problems, strict=True)
+        ]
         added = {
             SCORES: pa.array([r[0] for r in results], type=pa.list_(pa.float64())),
             RANKING: pa.array([r[1] for r in results], type=pa.list_(pa.int64())),
             ERROR: pa.array([r[2] for r in results], type=pa.string()),
         }
-        kept = batch.drop_columns([name for name in added if name in batch.column_names])
+        kept = batch.drop_columns([name for name in (*added, INPUT_ERROR) if name in batch.column_names])
         for name, values in added.items():
             kept = kept.append_column(name, values)
         return kept
@@ -100,7 +107,8 @@ def rerank_dataset(
     mappings). Three columns are added: ``scores`` (one calibrated score per passage, input order), ``ranking``
     (passage indices, best first; the best ``top_n`` when given) and ``error`` (``None``, or why the row could
     not be scored — an empty query, a passage that is not text — in which case ``scores`` and ``ranking`` are
-    null). Bad rows never stop the job. The other columns pass through unchanged.
+    null). Bad rows never stop the job: in a JSON Lines file even a line that is not JSON, or whose passages are
+    not text, becomes a row with only ``error`` set (naming ``file:line``). The other columns pass through unchanged.
 
     Ray is connected to if needed (``$RAY_ADDRESS``, else a new local instance). Rows are cut into blocks of
     ``batch_size`` rows so that every worker gets work. When ``dataset`` is a path, the results keep the input
@@ -130,9 +138,11 @@ def rerank_dataset(
         raise InvalidInputError(f"top_n must be >= 0, got {top_n}")
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    if output is not None:
+        check_output(output)
     ray, _ = ensure_ray()
     plan = plan_workers(ray, num_workers, num_gpus_per_worker, num_cpus_per_worker)
-    source, owned = read_input(ray, dataset)
+    source, owned = read_input(ray, dataset, query_column, passages_column)
     _check_columns(source, (query_column, passages_column))
     if owned:
         source.context.execution_options.preserve_order = True

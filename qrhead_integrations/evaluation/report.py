@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .._files import atomic_path, write_text_atomic
 
 SYSTEM_ORDER = ("default", "qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
 """How systems are listed in tables and plots (others follow in insertion order)."""
@@ -59,28 +58,6 @@ class EvalReport:
     def load(cls, path: str | os.PathLike[str]) -> EvalReport:
         """Read a report JSON file."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-@contextmanager
-def _atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on any error delete it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix or ".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
-    with _atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:
@@ -201,7 +178,7 @@ def plot_report(report: EvalReport, path: str | os.PathLike[str], *, title: str 
     ax.legend(fontsize=8, ncols=min(len(systems), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.set_title(title or _default_title(report), fontsize=9)
     fig.tight_layout()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     return Path(path)
 

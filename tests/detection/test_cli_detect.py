@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -103,3 +104,42 @@ def test_detect_rejects_a_bad_metric(tmp_path: Path) -> None:
 def test_detect_rejects_a_bad_top_k(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--top-k", "x"])
     assert result.exit_code == 2 and "--top-k" in result.output
+
+
+def test_detect_checks_the_output_paths_before_any_work(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data)
+    taken = tmp_path / "heads.json"
+    taken.mkdir()
+    # A model that does not exist: the path check must fail first, before any loading or scoring.
+    result = runner.invoke(app, ["detect", str(data), "--model", "no-such-model", "--output", str(taken)])
+    assert result.exit_code == 2
+    assert "is a directory" in result.output and "no-such-model" not in result.output
+    result = runner.invoke(
+        app,
+        ["detect", str(data), "--model", "no-such-model", "--output", str(tmp_path / "ok.json"),
+         "--plot", str(data / "under-a-file.png")],
+    )
+    assert result.exit_code == 2 and "--plot" in result.output and "not a directory" in result.output
+
+
+def test_detect_keeps_the_head_set_when_the_final_write_fails(
+    saved_tiny_model: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data)
+
+    def failing_save(self: HeadSet, path: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(HeadSet, "save", failing_save)
+    out = tmp_path / "heads.json"
+    result = runner.invoke(
+        app, ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "3", "--output", str(out)]
+    )
+    assert result.exit_code == 1 and not out.exists()
+    text = result.output
+    rescued = Path(text[text.index("kept in ") + len("kept in ") :].split()[0])
+    heads = HeadSet.from_dict(json.loads(rescued.read_text(encoding="utf-8")))
+    rescued.unlink()
+    assert len(heads) == 3

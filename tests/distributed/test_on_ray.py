@@ -172,6 +172,60 @@ def test_cli_batch_writes_the_output_file(
     _check_rows(renamed, local_scorer)
 
 
+def test_a_jsonl_file_with_bad_lines_and_mixed_passage_shapes_finishes_with_one_error_row_per_bad_line(
+    ray_session: Any, saved_tiny_model: Path, local_scorer: QRHeadScorer, tmp_path: Path
+) -> None:
+    # Ray's JSON reader would die on line 2 (or on the mixed shapes); every line here must become one row.
+    good = [
+        {"id": "strings", "query": "Where is Paris?", "passages": ["Paris is in France.", "The moon is far."]},
+        {"id": "objects", "query": "What is a star?", "passages": [{"title": "Sun", "text": "The sun is a star."}]},
+        {"id": "pairs", "query": "What boils?", "passages": [["Water", "Water boils."], ["Cats", "Cats purr."]]},
+    ]
+    lines = [
+        json.dumps(good[0]),
+        '{"id": "broken", "query": "no closing brace"',
+        json.dumps(good[1]),
+        json.dumps({"id": "numbers", "query": "Any?", "passages": [1, 2]}),
+        "",
+        json.dumps(["not", "an", "object"]),
+        json.dumps({"id": "no-query", "passages": ["text"], "extra": {"nested": True}}),
+        json.dumps(good[2]),
+    ]
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(("\n".join(lines) + "\n").encode("utf-8") + b'{"id": "latin1", "query": "caf\xe9"}\n')
+    output = tmp_path / "ranked.jsonl"
+    result = CliRunner().invoke(
+        app, ["batch", str(source), "--output", str(output), "--model", str(saved_tiny_model), "--heads", HEADS]
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 rows, 5 with errors" in result.output  # line 5 is blank: not a row
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 8 and all("_qrhead_input_error" not in row for row in rows)
+    errors = [row["error"] for row in rows]
+    assert [errors[i] for i in (0, 2, 6)] == [None, None, None]
+    assert errors[1].startswith("DataFormatError:") and f"{source}:2: not JSON" in errors[1]
+    assert errors[3].startswith("PassageTypeError:") and f"{source}:4: passage 0 is int" in errors[3]
+    assert errors[4].startswith("DataFormatError:") and f"{source}:6: a row must be a JSON object" in errors[4]
+    assert errors[5].startswith("InvalidInputError:") and f"{source}:7: 'query' must be a string" in errors[5]
+    assert errors[7].startswith("DataFormatError:") and f"{source}:9: not UTF-8" in errors[7]
+    for got, row in zip([rows[0], rows[2], rows[6]], good, strict=True):
+        expected = local_scorer.rank(row["query"], row["passages"])
+        by_index = {item.index: item.score for item in expected}
+        assert got["id"] == row["id"] and got["ranking"] == [item.index for item in expected]
+        np.testing.assert_allclose(got["scores"], [by_index[k] for k in range(len(expected))], atol=1e-5, rtol=0)
+    assert rows[5]["extra"] == {"nested": True}  # other fields pass through, bad rows included
+
+
+def test_an_output_path_that_is_a_folder_fails_before_ray_reads_anything(
+    saved_tiny_model: Path, tmp_path: Path
+) -> None:
+    from qrhead_integrations.errors import OutputPathError
+
+    (tmp_path / "taken.jsonl").mkdir()
+    with pytest.raises(OutputPathError, match="is a directory"):
+        rerank_dataset(tmp_path / "missing.jsonl", model=saved_tiny_model, output=tmp_path / "taken.jsonl")
+
+
 @dataclass
 class _Example:
     question: str

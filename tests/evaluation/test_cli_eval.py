@@ -126,3 +126,35 @@ def test_no_qrhead_runs_only_the_requested_systems(tmp_path: Path, saved_tiny_mo
     assert "--no-qrhead" in report["info"]["command"]
     bad = cli.invoke(app, ["eval", "multihop", str(data), "--baselines", "fusion", "--no-qrhead"])
     assert bad.exit_code != 0 and "need the qrhead system" in bad.output
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_the_model_loads(tmp_path: Path) -> None:
+    data = write_beir(tmp_path / "tiny")
+    (tmp_path / "taken.json").mkdir()
+    bad = (("--output", "taken.json"), ("--markdown", "taken.json"), ("--plot", "tiny/corpus.jsonl/p.png"))
+    for option, path in bad:
+        args = ["eval", "beir", str(data), "--model", "no-such-model", option, str(tmp_path / path)]
+        result = cli.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert option in result.output and "no-such-model" not in result.output
+
+
+def test_a_finished_report_is_kept_when_its_file_cannot_be_written(
+    saved_tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qrhead_integrations.evaluation import report as report_module
+
+    data = write_beir(tmp_path / "tiny")
+
+    def full_disk(report: Any, path: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_module, "write_report", full_disk)
+    out = tmp_path / "r.json"
+    result = cli.invoke(app, ["eval", "beir", str(data), "--model", str(saved_tiny_model), *TINY, "--output", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    text = result.output
+    rescued = Path(text[text.index("report is kept in ") + len("report is kept in ") :].split()[0])
+    kept = json.loads(rescued.read_text(encoding="utf-8"))
+    rescued.unlink()
+    assert kept["info"]["n_queries"] >= 1 and "qrhead" in kept["metrics"]

@@ -1,0 +1,156 @@
+"""Reading JSON Lines for ``rerank_dataset``: every line becomes a row, a bad line an error row.
+
+Ray's own JSON reader hands whole files to Arrow, which infers one schema: one malformed line, rows mixing
+string passages with ``{title, text}`` passages, or ``"passages": [1, 2]`` then fail the whole job with a
+message about the wrong line. Here each line is parsed and checked on its own, passages are normalised to one
+Arrow type (``list<struct<title, text>>``; a plain string passage keeps ``title`` null and is scored as the same
+plain string), and a line that cannot be a row becomes a row with only the input-error column set, naming
+``file:line``. The worker reports that error in the ``error`` column and scores nothing for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError
+
+INPUT_ERROR = "_qrhead_input_error"
+"""Private column carrying a line's parse error from the reader to the worker (dropped from the output)."""
+
+
+def read_json_rows(files: Sequence[Path], query_column: str, passages_column: str) -> Any:
+    """A ``pyarrow.Table`` of every row of ``files``: the query, the normalised passages, the input error
+    (``None`` for a good row) and every other field as its own column.
+
+    Other fields keep their JSON values; a field whose values Arrow cannot put in one column (an ``int`` in one
+    row, an object in another) is stored as JSON text instead.
+
+    Raises:
+        InvalidInputError: no row at all has ``query_column`` or ``passages_column`` (a wrong column name,
+            reported before any model loads).
+    """
+    import pyarrow as pa
+
+    rows = [_row(where, value, query_column, passages_column) for where, value in _values(files)]
+    parsed = [row for row in rows if row.get("_parsed")]
+    for column in (query_column, passages_column):
+        if parsed and not any(column in row.get("_fields", ()) for row in parsed):
+            fields = sorted({name for row in parsed for name in row.get("_fields", ())})
+            raise InvalidInputError(f"no column {column!r} in the input (columns: {fields})")
+    extra = _extra_columns(rows, (query_column, passages_column))
+    passage_type = pa.list_(pa.struct([("title", pa.string()), ("text", pa.string())]))
+    columns = {
+        query_column: pa.array([row.get(query_column) for row in rows], type=pa.string()),
+        passages_column: pa.array([row.get(passages_column) for row in rows], type=passage_type),
+        INPUT_ERROR: pa.array([row[INPUT_ERROR] for row in rows], type=pa.string()),
+    }
+    for name in extra:
+        columns[name] = _column([row.get("_extra", {}).get(name) for row in rows])
+    return pa.table(columns)
+
+
+def _values(files: Sequence[Path]) -> Iterator[tuple[str, Any]]:
+    """``(file:line, parsed JSON or the exception)`` for every non-blank line (or array item) of every file."""
+    for path in files:
+        data = path.read_bytes()
+        if data.lstrip()[:1] == b"[":  # a .json file holding one array of rows
+            try:
+                items = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                yield f"{path}", exc
+                continue
+            for number, item in enumerate(items, start=1):
+                yield f"{path} item {number}", item
+            continue
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield f"{path}:{number}", json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                yield f"{path}:{number}", exc
+
+
+def _row(where: str, value: Any, query_column: str, passages_column: str) -> dict[str, Any]:
+    """One output row: the query, the passages, the fields, and the input error (or ``None``)."""
+    if isinstance(value, Exception):
+        kind = "not UTF-8" if isinstance(value, UnicodeDecodeError) else "not JSON"
+        return {INPUT_ERROR: f"DataFormatError: {where}: {kind} ({value})"}
+    if not isinstance(value, dict):
+        return {INPUT_ERROR: f"DataFormatError: {where}: a row must be a JSON object, got {type(value).__name__}"}
+    row: dict[str, Any] = {
+        INPUT_ERROR: None,
+        "_parsed": True,
+        "_fields": tuple(value),
+        "_extra": {k: v for k, v in value.items() if k not in (query_column, passages_column)},
+    }
+    query = value.get(query_column)
+    if isinstance(query, str):
+        row[query_column] = query
+    else:
+        row[INPUT_ERROR] = f"InvalidInputError: {where}: {query_column!r} must be a string, got {_kind(query)}"
+    passages, problem = _passages(value.get(passages_column))
+    if problem is not None:
+        row[INPUT_ERROR] = row[INPUT_ERROR] or f"PassageTypeError: {where}: {problem}"
+    else:
+        row[passages_column] = passages
+    return row
+
+
+def _passages(value: Any) -> tuple[list[dict[str, str | None]] | None, str | None]:
+    """Normalised passages, or ``None`` and why they are not a list of text passages."""
+    if not isinstance(value, list):
+        return None, f"passages must be a list, got {_kind(value)}"
+    out: list[dict[str, str | None]] = []
+    for i, passage in enumerate(value):
+        if isinstance(passage, str):
+            out.append({"title": None, "text": passage})
+        elif isinstance(passage, dict) and isinstance(passage.get("text"), str):
+            title = passage.get("title")
+            if title is not None and not isinstance(title, str):
+                return None, f"passage {i}: title must be a string, got {_kind(title)}"
+            out.append({"title": title, "text": passage["text"]})
+        elif isinstance(passage, list) and len(passage) == 2 and all(isinstance(p, str) for p in passage):
+            out.append({"title": passage[0], "text": passage[1]})
+        else:
+            return None, (
+                f"passage {i} is {_kind(passage)}, not text (a string, {{title, text}} or [title, text])"
+            )
+    return out, None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _extra_columns(rows: Sequence[dict[str, Any]], own: tuple[str, str]) -> list[str]:
+    """Every other field, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for name in row.get("_extra", {}):
+            if name not in own and name != INPUT_ERROR:
+                seen.setdefault(name, None)
+    return list(seen)
+
+
+def _column(values: list[Any]) -> Any:
+    """One Arrow column; values Arrow cannot unify become their JSON text (``None`` stays null)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+
+
+def plain_passages(passages: Any) -> Any:
+    """Passages as the scorer takes them: a normalised ``{title: None, text}`` back to the plain string."""
+    if not isinstance(passages, list):
+        return passages
+    return [
+        p["text"] if isinstance(p, dict) and p.get("title") is None and isinstance(p.get("text"), str) else p
+        for p in passages
+    ]
