@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qrhead_integrations.cli import _read_passages, app
+from qrhead_integrations.cli import app
+from qrhead_integrations.cli.rank import read_passages
 from qrhead_integrations.errors import DataFormatError
 
 runner = CliRunner()
@@ -17,20 +18,20 @@ runner = CliRunner()
 def test_passages_from_jsonl_text_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"title": "T", "text": "one"}\n\n"two"\n', encoding="utf-8")
-    assert [(p.title, p.text) for p in _read_passages(str(jsonl))] == [("T", "one"), ("", "two")]
+    assert [(p.title, p.text) for p in read_passages(str(jsonl))] == [("T", "one"), ("", "two")]
     text = tmp_path / "p.txt"
     text.write_text("first line\n\nsecond line\n", encoding="utf-8")
-    assert [p.text for p in _read_passages(str(text))] == ["first line", "second line"]
+    assert [p.text for p in read_passages(str(text))] == ["first line", "second line"]
 
 
 def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": 3}\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match="line 2"):
-        _read_passages(str(bad))
+        read_passages(str(bad))
     bad.write_text('{"text": "ok"\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match="line 1: invalid JSON"):
-        _read_passages(str(bad))
+        read_passages(str(bad))
 
 
 def test_help_lists_the_commands() -> None:
@@ -73,7 +74,7 @@ def test_a_passage_file_that_is_not_utf8_names_the_line_and_loads_no_model(tmp_p
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("first passage\nsecond: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=r"latin1.txt, line 2: not UTF-8 text \(byte 0xe9\)"):
-        _read_passages(str(latin1))
+        read_passages(str(latin1))
     result = runner.invoke(app, ["rank", "-q", "x", "-p", str(latin1), "--model", "no-such-model"])
     assert result.exit_code == 2 and "line 2: not UTF-8" in result.output and "Traceback" not in result.output
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .errors import QRHeadError
-from .models import DEFAULT_MODEL
+from ..errors import QRHeadError
+from ..models import DEFAULT_MODEL
 
 console = Console(stderr=True)
 
@@ -54,8 +54,8 @@ def batch(
     ] = None,
 ) -> None:
     """Re-rank every row of INPUT on Ray and write scores, ranking and error columns to OUTPUT."""
-    from .distributed._ray import ensure_ray
-    from .distributed.rerank import ERROR, rerank_dataset
+    from ..distributed._ray import ensure_ray
+    from ..distributed.rerank import ERROR, rerank_dataset
 
     try:
         ray, started = ensure_ray(address)

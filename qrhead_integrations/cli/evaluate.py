@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import QRHeadError
-from .models import DEFAULT_MODEL
+from ..errors import QRHeadError
+from ..models import DEFAULT_MODEL
+from ._common import DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 eval_app = typer.Typer(
     name="eval",
@@ -26,21 +26,8 @@ eval_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
 DEFAULT_BASELINE_SPEC = "bm25,dense,fusion,fusion-dense"  # add all-heads (or say "all"): +50-60% model time
 
-Model = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Bundled model (qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct), folder, .gguf or hub id.",
-    ),
-]
-Heads = Annotated[
-    str | None,
-    typer.Option("--heads", help="Heads: a preset name, 'all', 'layer:N', 'l-h,l-h,...' or a head-set JSON file."),
-]
 Limit = Annotated[int | None, typer.Option(help="How many queries (from the start option); default all.")]
 Baselines = Annotated[
     str,
@@ -62,12 +49,6 @@ WithQRHead = Annotated[
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report here.")]
 Plot = Annotated[Path | None, typer.Option(help="Write a bar chart (systems × metrics, PNG) here.")]
 Markdown = Annotated[Path | None, typer.Option(help="Write the metrics as a Markdown table here.")]
-Device = Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")]
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 def _passage_cap(value: int) -> int | None:
@@ -78,13 +59,13 @@ def _passage_cap(value: int) -> int | None:
 
 def _check(baselines: str, order: str, qrhead: bool = True) -> None:
     """Reject a bad --baselines, --order or --no-qrhead combination before any data or model is loaded."""
-    from .evaluation.runner import check_qrhead_needs, parse_baselines, prompt_order
+    from ..evaluation.runner import check_qrhead_needs, parse_baselines, prompt_order
 
     try:
         check_qrhead_needs(parse_baselines(baselines), qrhead)
         prompt_order(0, order)
     except ValueError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _command(kind: str, data: Path, options: dict[str, Any]) -> str:
@@ -107,13 +88,13 @@ def _run(
     model: str,
     heads: str | None,
     max_passage_tokens: int,
-    device: str | None,
+    load: dict[str, Any],
     outputs: tuple[Path | None, Path | None, Path | None],
 ) -> None:
     """Shared flow: data first (fail fast), then the model, the run, the table and the files."""
-    from ._files import check_output_path
-    from .evaluation.report import markdown_table, plot_report, write_report, write_text_atomic
-    from .scorer import QRHeadScorer
+    from .._files import check_output_path
+    from ..evaluation.report import markdown_table, plot_report, write_report, write_text_atomic
+    from ..scorer import QRHeadScorer
 
     output, plot, markdown = outputs
     command = _command(kind, data, options)
@@ -125,7 +106,7 @@ def _run(
         payload = load_data()
         console.print(f"Loading [bold]{model}[/bold]…")
         started = time.perf_counter()
-        scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, max_passage_tokens=cap)
+        scorer = QRHeadScorer.from_pretrained(model, heads=heads, max_passage_tokens=cap, **load)
         load_seconds = time.perf_counter() - started
         console.print(
             f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · loaded in "
@@ -137,7 +118,7 @@ def _run(
         console.print("[yellow]interrupted: no report written[/yellow]")
         raise typer.Exit(code=130) from None
     except (QRHeadError, OSError, ValueError, ImportError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _print(report)
     try:
         if output is not None:
@@ -151,14 +132,14 @@ def _run(
             console.print(f"plot written to {plot}")
     except OSError as exc:
         _rescue(report, exc)
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _rescue(report: Any, exc: OSError) -> None:
     """The run finished but a file could not be written: keep the report (JSON) where it can be found."""
     import json
 
-    from ._files import rescue_text
+    from .._files import rescue_text
 
     rescued = rescue_text("report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     console.print(
@@ -185,8 +166,8 @@ def _print(report: Any) -> None:
 def beir(
     data_dir: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")],
     split: Annotated[str, typer.Option(help="Qrels split: test, dev or train.")] = "test",
-    model: Model = DEFAULT_MODEL,
-    heads: Heads = None,
+    model: ModelOption = DEFAULT_MODEL,
+    heads: HeadsOption = None,
     top_k: Annotated[int, typer.Option("--top-k", help="BM25 candidates the model re-ranks per query.")] = 20,
     depth: Annotated[int, typer.Option(help="BM25 list length; ranks below --top-k keep BM25's order.")] = 100,
     limit: Limit = None,
@@ -201,11 +182,12 @@ def beir(
     output: Output = None,
     plot: Plot = None,
     markdown: Markdown = None,
-    device: Device = None,
+    device: DeviceOption = None,
+    quantize: QuantizeOption = None,
 ) -> None:
     """Re-rank BM25's top-k for BEIR queries; nDCG@10, recall@10/100, MRR@10 for every system."""
-    from .evaluation import read_beir
-    from .evaluation.runner import parse_baselines, run_beir
+    from ..evaluation import read_beir
+    from ..evaluation.runner import parse_baselines, run_beir
 
     options = {
         "split": split,
@@ -220,6 +202,7 @@ def beir(
         "order": order,
         "seed": seed,
         "qrhead": qrhead,
+        "quantize": quantize,
     }
 
     def evaluate(scorer: Any, dataset: Any, command: str) -> Any:
@@ -249,7 +232,7 @@ def beir(
         model,
         heads,
         max_passage_tokens,
-        device,
+        {"device": device, "quantize": quantize},
         (output, plot, markdown),
     )
 
@@ -257,8 +240,8 @@ def beir(
 @eval_app.command()
 def multihop(
     file: Annotated[Path, typer.Argument(help="JSONL: {question, passages: [{title, text}], gold_idx} per line.")],
-    model: Model = DEFAULT_MODEL,
-    heads: Heads = None,
+    model: ModelOption = DEFAULT_MODEL,
+    heads: HeadsOption = None,
     start: Annotated[int, typer.Option("--start", "--queries-from", help="First question (file order).")] = 0,
     limit: Limit = None,
     max_passage_tokens: Annotated[int, typer.Option(help="Cut passages to this many tokens (0: no cap).")] = 512,
@@ -271,11 +254,12 @@ def multihop(
     output: Output = None,
     plot: Plot = None,
     markdown: Markdown = None,
-    device: Device = None,
+    device: DeviceOption = None,
+    quantize: QuantizeOption = None,
 ) -> None:
     """Rank each question's passages; recall@2/5/10 and all-gold@2/5/10 for every system."""
-    from .evaluation import read_multihop_jsonl
-    from .evaluation.runner import parse_baselines, run_multihop
+    from ..evaluation import read_multihop_jsonl
+    from ..evaluation.runner import parse_baselines, run_multihop
 
     options = {
         "model": model,
@@ -287,6 +271,7 @@ def multihop(
         "order": order,
         "seed": seed,
         "qrhead": qrhead,
+        "quantize": quantize,
     }
 
     def evaluate(scorer: Any, examples: Any, command: str) -> Any:
@@ -317,6 +302,6 @@ def multihop(
         model,
         heads,
         max_passage_tokens,
-        device,
+        {"device": device, "quantize": quantize},
         (output, plot, markdown),
     )

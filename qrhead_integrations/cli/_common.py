@@ -1,0 +1,40 @@
+"""What every ``qrhead`` command shares: the options typed the same way everywhere, and one error exit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Bundled model name (qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct, qwen2.5-coder-1.5b-instruct), "
+        "folder, .gguf or hub id.",
+    ),
+]
+HeadsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--heads", help="Heads: a preset name, 'all', 'layer:N', 'l-h,l-h,...' or a head-set JSON file."
+    ),
+]
+DeviceOption = Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")]
+QuantizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--quantize",
+        help="int8: dynamic int8 Linear layers (CPU only; faster, rankings can change, see docs/engine.md).",
+    ),
+]
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    """Print ``exc`` as one unwrapped error line (paths stay whole) and return the exit (code 2) to raise."""
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)

@@ -1,0 +1,140 @@
+"""``qrhead rank`` and ``qrhead demo``: rank passages read from a file or stdin, or the bundled demo question."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import DataFormatError, QRHeadError
+from ..models import DEFAULT_MODEL
+from ..prompt import Passage
+from ._common import DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+
+
+def read_passages(source: str) -> list[Passage]:
+    """Passages from a JSONL file (``{"text", "title"?}`` or a JSON string per line), a text file (one passage per
+    non-blank line) or ``-`` for standard input in either format."""
+    name = "<stdin>" if source == "-" else source
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataFormatError(f"{name}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x})") from exc
+    passages: list[Passage] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith(("{", '"')):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from exc
+            if isinstance(item, str):
+                passages.append(Passage(text=item))
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                passages.append(Passage(text=item["text"], title=str(item.get("title") or "")))
+            else:
+                raise DataFormatError(f"{name}, line {number}: expected a string or an object with 'text'")
+        else:
+            passages.append(Passage(text=line.strip()))
+    return passages
+
+
+def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("rank", justify="right")
+    table.add_column("input #", justify="right")
+    table.add_column("score", justify="right")
+    if gold is not None:
+        table.add_column("gold")
+    table.add_column("passage")
+    for rank, item in enumerate(ranked, start=1):
+        label = f"{item.passage.title}: " if item.passage.title else ""
+        snippet = (label + item.passage.text).replace("\n", " ")
+        row = [str(rank), str(item.index), f"{item.score:+.4f}"]
+        if gold is not None:
+            row.append("★" if item.index in gold else "")
+        row.append(snippet[:90] + ("…" if len(snippet) > 90 else ""))
+        table.add_row(*row)
+    return table
+
+
+def rank(
+    query: Annotated[str, typer.Option("--query", "-q", help="The query.")],
+    passages: Annotated[
+        str, typer.Option("--passages", "-p", help="JSONL or text file of passages, or '-' for stdin.")
+    ] = "-",
+    model: ModelOption = DEFAULT_MODEL,
+    heads: HeadsOption = None,
+    top_n: Annotated[int | None, typer.Option("--top-n", "-n", help="Show only the best N.")] = None,
+    device: DeviceOption = None,
+    quantize: QuantizeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    fusion: Annotated[
+        bool,
+        typer.Option(
+            "--fusion/--no-fusion",
+            help="Fuse QRHead's ranking with the passages' order and BM25 (the default fusion), or rank by "
+            "QRHead alone.",
+        ),
+    ] = True,
+) -> None:
+    """Rank passages for a query and print them best first (the file's order is taken as a first stage's)."""
+    from ..scorer import QRHeadScorer
+
+    try:
+        items = read_passages(passages)
+        scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize)
+        ranked = scorer.rank(query, items, top_n=top_n, **({} if fusion else {"fusion": None}))
+    except (QRHeadError, OSError) as exc:
+        raise fail(exc) from exc
+    if as_json:
+        for item in ranked:
+            record = {
+                "index": item.index,
+                "score": item.score,
+                "qrhead_score": item.qrhead_score,
+                "title": item.passage.title,
+                "text": item.passage.text,
+            }
+            print(json.dumps(record, ensure_ascii=False))
+        return
+    console.print(ranking_table(f"Query: {query}", ranked))
+
+
+def demo(
+    model: ModelOption = DEFAULT_MODEL,
+    heads: HeadsOption = None,
+) -> None:
+    """Offline demo: rank the 10 passages of a real HotpotQA question with a bundled model."""
+    from ..scorer import QRHeadScorer
+
+    example = json.loads(resources.files("qrhead_integrations").joinpath("data/demo_hotpotqa.json").read_text("utf-8"))
+    passages = [Passage(text=p["text"], title=p["title"]) for p in example["passages"]]
+    gold = set(example["gold_idx"])
+    console.print(f"Loading [bold]{model}[/bold] (first use converts the bundled GGUF once and caches it)…")
+    try:
+        started = time.perf_counter()
+        scorer = QRHeadScorer.from_pretrained(model, heads=heads)
+        loaded = time.perf_counter()
+        ranked = scorer.rank(example["question"], passages)
+        done = time.perf_counter()
+    except QRHeadError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})"
+    )
+    console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
+    found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
+    console.print(
+        f"gold passages (★) in the top {len(gold)}: {found} of {len(gold)} · load {loaded - started:.1f} s · "
+        f"scoring {done - loaded:.1f} s · data: {example['_source']}"
+    )
