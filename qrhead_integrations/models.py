@@ -17,7 +17,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,7 @@ def load_model(
     tokenizer_kwargs: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | None = None,
     quantize: Quantize | None = None,
+    show_progress: bool = False,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer in inference mode.
 
@@ -288,6 +290,8 @@ def load_model(
         cache: root of the conversion cache (see module docstring).
         quantize: ``"int8"``: dynamic int8 quantisation of the Linear layers (CPU only; see
             :func:`quantize_int8`); ``None``: the weights as loaded.
+        show_progress: keep transformers' "Loading weights" bars. Off by default: a load from the local cache
+            takes seconds, and a bar on every load (every adapter's first call, every CLI command) is noise.
 
     Raises:
         ModelLoadError: the model cannot be loaded, or ``quantize`` is unknown or asked for off the CPU.
@@ -313,10 +317,11 @@ def load_model(
         source = Path(spec) if Path(spec).is_dir() else None
     location = str(source) if source is not None else spec
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
-        lm: Any = AutoModelForCausalLM.from_pretrained(
-            location, dtype=resolved_dtype, **dict(model_kwargs or {})
-        )
+        with _progress_bars(show_progress):
+            tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
+            lm: Any = AutoModelForCausalLM.from_pretrained(
+                location, dtype=resolved_dtype, **dict(model_kwargs or {})
+            )
     except (OSError, ValueError) as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(
@@ -328,6 +333,22 @@ def load_model(
     if quantize is not None:
         lm = quantize_int8(lm)
     return LoadedModel(lm, tokenizer, model_id)
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """transformers' progress bars on (``show``) or off for the duration, then as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if show == was_enabled:
+        yield
+        return
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
 
 
 Quantize = str

@@ -162,6 +162,7 @@ class QRHeadScorer:
         tokenizer_kwargs: dict[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         quantize: str | None = None,
+        show_progress: bool = False,
         config: ScorerConfig | None = None,
         **config_overrides: Any,
     ) -> QRHeadScorer:
@@ -177,8 +178,8 @@ class QRHeadScorer:
             tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
             cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
             quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; attention stays float32, so the captured
-                heads are exact for the quantised model; its speed-up and quality are not yet benchmarked), or
-                ``None``.
+                heads are exact for the quantised model; rankings can change, see docs/engine.md), or ``None``.
+            show_progress: show transformers' weight-loading bars (off: a cached load takes seconds).
             config: a :class:`ScorerConfig`; further keyword arguments override its fields.
         """
         loaded = load_model(
@@ -189,6 +190,7 @@ class QRHeadScorer:
             tokenizer_kwargs=tokenizer_kwargs,
             cache=cache_dir,
             quantize=quantize,
+            show_progress=show_progress,
         )
         return cls(
             loaded.model,

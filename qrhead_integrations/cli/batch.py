@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ..errors import QRHeadError
 from ..models import DEFAULT_MODEL
+from ._common import QuantizeOption
 
 console = Console(stderr=True)
 
@@ -30,6 +31,7 @@ def batch(
     heads: Annotated[
         str | None, typer.Option("--heads", help="Heads: preset, 'all', 'layer:N', 'l-h,...' or a head-set JSON.")
     ] = None,
+    quantize: QuantizeOption = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Actors, one model replica each.")] = 1,
     gpus_per_worker: Annotated[
         float, typer.Option("--gpus-per-worker", help="GPUs per worker (1 = one replica per GPU).")
@@ -69,7 +71,7 @@ def batch(
         written = rerank_dataset(
             input_path, model=model, heads=heads, query_column=query_column, passages_column=passages_column,
             top_n=top_n, num_workers=workers, num_gpus_per_worker=gpus_per_worker, num_cpus_per_worker=cpus,
-            batch_size=batch_size, output=output,
+            batch_size=batch_size, output=output, scorer_kwargs={"quantize": quantize} if quantize else None,
         )
         elapsed = time.perf_counter() - began
         rows, errors = _count(written, ERROR)

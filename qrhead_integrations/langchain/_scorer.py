@@ -1,7 +1,7 @@
 """The scorer fields and lazy, thread-safe model loading shared by the LangChain components.
 
 Why one place: the reranker and the context compressor take a model the same way (a shared ``scorer``, or
-``model``/``heads``/``device``/``scorer_kwargs`` to load one on first use), reject the same conflicting
+``model``/``heads``/``device``/``quantize``/``scorer_kwargs`` to load one on first use), reject the same conflicting
 combinations, and must load the model exactly once even when first used from several threads at the same time.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -49,6 +49,13 @@ class LazyScorerMixin(BaseModel):
     device: str | None = Field(
         default=None, description="Device for the lazily built scorer ('cpu', 'cuda', ...; None: automatic)."
     )
+    quantize: Literal["int8"] | None = Field(
+        default=None,
+        description=(
+            "'int8': dynamic int8 Linear layers for the lazily built scorer (CPU only; faster, rankings can "
+            "change — see docs/engine.md). None: the weights as loaded."
+        ),
+    )
     scorer_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra keyword arguments of `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields).",
@@ -61,7 +68,7 @@ class LazyScorerMixin(BaseModel):
     def _check_source(self) -> Self:
         """Reject a shared scorer combined with loading options: the options would be silently ignored."""
         if self.scorer is not None:
-            options = ("model", "heads", "device", "scorer_kwargs")
+            options = ("model", "heads", "device", "quantize", "scorer_kwargs")
             given = [name for name in options if name in self.model_fields_set]
             if given:
                 raise ValueError(
@@ -77,11 +84,14 @@ class LazyScorerMixin(BaseModel):
         if self._loaded is None:
             with self._load_lock:
                 if self._loaded is None:
+                    options: dict[str, Any] = dict(self.scorer_kwargs)
+                    if self.quantize is not None:
+                        options["quantize"] = self.quantize
                     self._loaded = QRHeadScorer.from_pretrained(
                         self.model if self.model is not None else DEFAULT_MODEL,
                         heads=self.heads,
                         device=self.device,
-                        **self.scorer_kwargs,
+                        **options,
                     )
         return self._loaded
 

@@ -50,7 +50,7 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
     - ``qrhead_compression_ratio``: tokens of the new ``page_content`` over tokens of the original one.
 
     Either pass a loaded ``scorer`` (to share one model between components and threads), or ``model`` (plus
-    optional ``heads``, ``device``, ``scorer_kwargs``) to load one lazily on first use.
+    optional ``heads``, ``device``, ``quantize``, ``scorer_kwargs``) to load one lazily on first use.
 
     Example:
         .. code-block:: python

@@ -48,7 +48,7 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     returns duplicates.
 
     Either pass a loaded ``scorer`` (to share one model between rerankers, retrievers and threads), or
-    ``model`` (plus optional ``heads``, ``device``, ``scorer_kwargs``) to load one lazily on first use.
+    ``model`` (plus optional ``heads``, ``device``, ``quantize``, ``scorer_kwargs``) to load one lazily on first use.
 
     Example:
         .. code-block:: python

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
@@ -27,8 +27,9 @@ _BUILD_LOCK = threading.Lock()
 class QRHeadPostprocessor(BaseNodePostprocessor):
     """Base of the QRHead node postprocessors: a shared or lazily loaded :class:`QRHeadScorer`.
 
-    Subclasses implement ``_postprocess_nodes`` (and ``_apostprocess_nodes``) and call ``super().__init__``
-    with ``model``/``heads``/``device``/``scorer``/``scorer_kwargs``/``callback_manager`` and their own fields.
+    Subclasses implement ``_postprocess_nodes`` (and ``_apostprocess_nodes``) and call ``super().__init__`` with
+    ``model``/``heads``/``device``/``quantize``/``scorer``/``scorer_kwargs``/``callback_manager`` and their own
+    fields.
     """
 
     model: str = Field(
@@ -48,6 +49,13 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
     device: str | None = Field(
         default=None, description="Device of the model ('cpu', 'cuda', 'mps'...); automatic if None."
     )
+    quantize: Literal["int8"] | None = Field(
+        default=None,
+        description=(
+            "'int8': dynamic int8 Linear layers (CPU only; faster, rankings can change — see docs/engine.md). "
+            "None: the weights as loaded."
+        ),
+    )
     scorer_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra keyword arguments for QRHeadScorer.from_pretrained (dtype, ScorerConfig fields).",
@@ -61,6 +69,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         model: str | os.PathLike[str] | None = None,
         heads: Any = None,
         device: str | None = None,
+        quantize: Literal["int8"] | None = None,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
@@ -70,7 +79,9 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             if not isinstance(scorer, QRHeadScorer):
                 raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
             given = [
-                name for name, value in (("model", model), ("heads", heads), ("device", device)) if value is not None
+                name
+                for name, value in (("model", model), ("heads", heads), ("device", device), ("quantize", quantize))
+                if value is not None
             ] + (["scorer_kwargs"] if scorer_kwargs else [])
             if given:
                 raise ValueError(
@@ -81,6 +92,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             "model": DEFAULT_MODEL if model is None else os.fspath(model),
             "heads": heads,
             "device": device,
+            "quantize": quantize,
             "scorer_kwargs": dict(scorer_kwargs or {}),
             "callback_manager": callback_manager or CallbackManager([]),
         }
@@ -95,8 +107,11 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             with _BUILD_LOCK:
                 scorer = self._scorer
                 if scorer is None:
+                    options: dict[str, Any] = dict(self.scorer_kwargs)
+                    if self.quantize is not None:
+                        options["quantize"] = self.quantize
                     scorer = QRHeadScorer.from_pretrained(
-                        self.model, heads=self.heads, device=self.device, **self.scorer_kwargs
+                        self.model, heads=self.heads, device=self.device, **options
                     )
                     self._scorer = scorer
         return scorer

@@ -77,7 +77,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         separator: placed between kept chunks (within a node, and counted between nodes).
         lexical: share of a BM25 ranking of the chunks fused with QRHead's ranking to choose what is kept
             (``None`` or 0: QRHead alone; the default was chosen on dev data, docs/results.md).
-        model, heads, device, scorer, scorer_kwargs, callback_manager: as for :class:`QRHeadRerank`.
+        model, heads, device, quantize, scorer, scorer_kwargs, callback_manager: as for :class:`QRHeadRerank`.
 
     Example:
         >>> compressor = QRHeadContextCompressor(  # doctest: +SKIP

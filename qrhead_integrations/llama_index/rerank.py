@@ -49,12 +49,13 @@ class QRHeadRerank(QRHeadPostprocessor):
             local folder, a ``.gguf`` file or a hub id.
         heads: which heads to read (``None``: the model's preset; see ``QRHeadScorer``).
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (``None``: chosen automatically).
+        quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; faster, rankings can change; keyword).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
         fusion: a :class:`~qrhead_integrations.Fusion` (the retriever's and BM25's weights), a number (the
             retriever's weight alone) or ``None`` (QRHead alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
-            exclusive with ``model``/``heads``/``device``/``scorer_kwargs``.
+            exclusive with ``model``/``heads``/``device``/``quantize``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,
             ``ScorerConfig`` fields such as ``debias=True``...).
         callback_manager: LlamaIndex callback manager (query engines set their own).

@@ -81,3 +81,49 @@ def test_int8_smollm2_is_another_model_of_similar_quality(hotpotqa_rows: list[di
             found[name] += len(top & set(row["gold_idx"]))
     assert found["int8"] >= found["float32"] - 2, found
     assert found["int8"] >= 4, found  # chance is 2.4 of 12
+
+
+def _is_int8(scorer: QRHeadScorer) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in scorer.model.modules())
+
+
+def test_every_adapter_passes_quantize_through(saved_tiny_model: Path) -> None:
+    """The option reaches the model in both frameworks' adapters (loaded lazily), and it cannot be combined with
+    a shared scorer (it would be silently ignored)."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from qrhead_integrations.langchain import QRHeadContextCompressor as LCCompressor
+    from qrhead_integrations.langchain import QRHeadReranker
+    from qrhead_integrations.llama_index import QRHeadContextCompressor as LICompressor
+    from qrhead_integrations.llama_index import QRHeadRerank
+
+    model = str(saved_tiny_model)
+    lc = QRHeadReranker(model=model, heads=HEADS, quantize="int8")
+    lc_compressor = LCCompressor(model=model, heads=HEADS, quantize="int8", budget_tokens=50)
+    li = QRHeadRerank(model=model, heads=HEADS, quantize="int8")
+    li_compressor = LICompressor(model=model, heads=HEADS, quantize="int8", budget_tokens=50)
+    assert _is_int8(lc.get_scorer()) and _is_int8(lc_compressor.get_scorer())
+    assert _is_int8(li.scorer) and _is_int8(li_compressor.scorer)
+    assert not _is_int8(QRHeadReranker(model=model, heads=HEADS).get_scorer())
+    assert QRHeadRerank.from_dict(li.to_dict()).quantize == "int8"  # a setting, so it round-trips
+    shared = QRHeadScorer.from_pretrained(model, heads=HEADS)
+    with pytest.raises(ValueError, match="quantize"):
+        QRHeadReranker(scorer=shared, quantize="int8")
+    with pytest.raises(ValueError, match="quantize"):
+        QRHeadRerank(scorer=shared, quantize="int8")
+
+
+def test_cli_quantize_option(saved_tiny_model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qrhead_integrations.cli import app
+
+    passages = tmp_path / "p.txt"
+    passages.write_text("Paris is the capital of France.\nThe moon orbits the earth.\n", encoding="utf-8")
+    runner = CliRunner()
+    base = ["rank", "-q", "capital of France?", "-p", str(passages), "--model", str(saved_tiny_model)]
+    result = runner.invoke(app, [*base, "--heads", HEADS, "--quantize", "int8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 2
+    result = runner.invoke(app, [*base, "--quantize", "int4"])
+    assert result.exit_code == 2 and "None or 'int8'" in result.output
