@@ -20,7 +20,7 @@ import math
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -157,9 +157,13 @@ def example_head_scores(
     shuffle: bool = True,
     show_progress: bool = False,
     total: int | None = None,
+    max_layer: int | None = None,
 ) -> Iterator[ExampleHeadScores]:
     """Score every head of ``scorer``'s model on each example, one example at a time (the expensive step of
     detection; :func:`head_scores_table` and :func:`choose_heads` only read its output).
+
+    With ``max_layer`` only the heads of layers ``0 .. max_layer - 1`` are scored (``per_head`` then has
+    ``max_layer * num_heads`` rows) and the forward stops there, so a depth-budgeted detection is also cheaper.
 
     Examples whose gold passages are all empty are skipped with a warning at the end. Candidates are shuffled
     with ``random.Random(seed)``, one shuffle per example in order, so a given seed and example list always give
@@ -167,10 +171,25 @@ def example_head_scores(
     """
     if not scorer.config.calibrate:
         warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
-    all_heads = scorer.with_config(heads="all", order="as_given", debias=False)
+    depth = check_max_layer(max_layer, scorer.num_layers)
+    heads: Any = "all"
+    if depth < scorer.num_layers:
+        heads = [(layer, head) for layer in range(depth) for head in range(scorer.num_heads)]
+    all_heads = scorer.with_config(heads=heads, order="as_given", debias=False)
     prepared = prepare_examples(examples, seed=seed, shuffle=shuffle)
     for item in tqdm(prepared, total=total, disable=not show_progress, desc="detect", unit="ex"):
         yield ExampleHeadScores(all_heads.score_per_head(item.question, item.passages).double(), tuple(item.gold))
+
+
+def check_max_layer(max_layer: int | None, num_layers: int) -> int:
+    """The depth budget as a layer count: ``None`` is the whole model; otherwise an int in ``1..num_layers``."""
+    if max_layer is None:
+        return num_layers
+    if isinstance(max_layer, bool) or not isinstance(max_layer, int) or not 1 <= max_layer <= num_layers:
+        raise InvalidInputError(
+            f"max_layer must be an int in 1..{num_layers} (heads from layers 0..max_layer-1), got {max_layer!r}"
+        )
+    return max_layer
 
 
 def head_scores_table(
@@ -208,6 +227,7 @@ def score_heads(
     data: str | None = None,
     show_progress: bool = False,
     total: int | None = None,
+    max_layer: int | None = None,
 ) -> HeadScores:
     """Score every head of ``scorer``'s model on ``examples`` (see the module docstring).
 
@@ -221,18 +241,19 @@ def score_heads(
         data: a description of the data, recorded in the provenance.
         show_progress: show a progress bar with an ETA.
         total: number of examples, for the progress bar when ``examples`` is a generator.
+        max_layer: score only the heads of layers ``0 .. max_layer - 1`` (the table has ``max_layer`` rows).
     """
     if method not in ("qr_score", "ndcg"):
         raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    depth = check_max_layer(max_layer, scorer.num_layers)
     scored = example_head_scores(
-        scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total
+        scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total, max_layer=max_layer
     )
+    provenance = detection_provenance(scorer, seed if shuffle else None, data)
+    if max_layer is not None:
+        provenance["max_layer"] = depth
     return head_scores_table(
-        scored,
-        method=method,
-        num_layers=scorer.num_layers,
-        num_heads=scorer.num_heads,
-        provenance=detection_provenance(scorer, seed if shuffle else None, data),
+        scored, method=method, num_layers=depth, num_heads=scorer.num_heads, provenance=provenance
     )
 
 
@@ -467,6 +488,7 @@ def detect_heads(
     data: str | None = None,
     show_progress: bool = False,
     total: int | None = None,
+    max_layer: int | None = None,
 ) -> HeadSet:
     """Detect a model's query-focused retrieval heads from labelled examples.
 
@@ -489,6 +511,9 @@ def detect_heads(
         data: a description of the data for the provenance.
         show_progress: progress bar with an ETA.
         total: number of examples when ``examples`` is a generator (for the progress bar).
+        max_layer: a depth budget: choose only among heads of layers ``0 .. max_layer - 1``. The scorer's
+            forward stops inside the deepest layer it reads, so a shallower set is a faster scorer (detection
+            itself runs only that deep too); whether quality survives is measured per model (docs/engine.md).
 
     Returns:
         A :class:`HeadSet`, best head first, with every kept head's score and the provenance.
@@ -502,14 +527,18 @@ def detect_heads(
         if isinstance(scorer_or_model, QRHeadScorer)
         else QRHeadScorer.from_pretrained(scorer_or_model, heads="all")
     )
+    check_max_layer(max_layer, scorer.num_layers)
     if isinstance(top_k, int):
         table = score_heads(
             scorer, examples, method=method, seed=seed, shuffle=shuffle, data=data, show_progress=show_progress,
-            total=total,
+            total=total, max_layer=max_layer,
         )
         return table.top(min(top_k, table.scores.size))
     scored = list(
-        example_head_scores(scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total)
+        example_head_scores(
+            scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total,
+            max_layer=max_layer,
+        )
     )
     return select_heads(
         scored,
@@ -520,6 +549,7 @@ def detect_heads(
         max_heads=max_heads,
         shape=(scorer.num_layers, scorer.num_heads),
         provenance=detection_provenance(scorer, seed if shuffle else None, data),
+        max_layer=max_layer,
     ).heads
 
 
@@ -550,11 +580,18 @@ def select_heads(
     metric: str = "ndcg@10",
     max_heads: int = 32,
     provenance: dict[str, Any] | None = None,
+    max_layer: int | None = None,
 ) -> Detection:
     """Choose heads from scored examples (the step after :func:`example_head_scores`; see :func:`detect_heads`
     for the options). The one place the table, the held-out split and the choice are made, for the API, the
-    CLI and distributed detection alike."""
+    CLI and distributed detection alike. With ``max_layer``, examples scored deeper are cut to its layers."""
     _check_held_out(top_k, validation, len(scored))
+    if max_layer is not None:
+        depth = check_max_layer(max_layer, shape[0])
+        rows = depth * shape[1]
+        scored = [replace(x, per_head=x.per_head[:rows]) if x.per_head.shape[0] > rows else x for x in scored]
+        shape = (depth, shape[1])
+        provenance = {**(provenance or {}), "max_layer": depth}
     held_out = 0 if isinstance(top_k, int) else min(len(scored) - 1, max(1, round(len(scored) * validation)))
     fit, stop = list(scored[: len(scored) - held_out]), list(scored[len(scored) - held_out :])
     table = head_scores_table(fit, method=method, num_layers=shape[0], num_heads=shape[1], provenance=provenance)

@@ -38,6 +38,14 @@ def detect(
         str, typer.Option(help="Held-out metric: ndcg@10 (re-ranking) or recall@K (multi-hop, e.g. recall@2).")
     ] = "ndcg@10",
     max_heads: Annotated[int, typer.Option(help="With --top-k greedy: most heads to add.")] = 32,
+    max_layer: Annotated[
+        int | None,
+        typer.Option(
+            "--max-layer",
+            help="Depth budget: choose only heads of layers 0..N-1 (a shallower set scores faster; detection "
+            "also stops there).",
+        ),
+    ] = None,
     method: Annotated[str, typer.Option(help="qr_score (the paper's) or ndcg.")] = "qr_score",
     seed: Annotated[int, typer.Option(help="Seed of the per-example candidate shuffle.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Also write a layers × heads heatmap (PNG).")] = None,
@@ -45,7 +53,14 @@ def detect(
 ) -> None:
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
     from .._files import check_output_path, rescue_text
-    from ..detect import check_metric, detection_provenance, example_head_scores, plot_head_scores, select_heads
+    from ..detect import (
+        check_max_layer,
+        check_metric,
+        detection_provenance,
+        example_head_scores,
+        plot_head_scores,
+        select_heads,
+    )
     from ..scorer import QRHeadScorer
 
     if method not in ("qr_score", "ndcg"):
@@ -66,7 +81,12 @@ def detect(
     try:
         examples, description = labelled_examples(data, data_format, split, start, limit, candidates)
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
-        scored = list(example_head_scores(scorer, examples, seed=seed, show_progress=True, total=len(examples)))
+        check_max_layer(max_layer, scorer.num_layers)
+        scored = list(
+            example_head_scores(
+                scorer, examples, seed=seed, show_progress=True, total=len(examples), max_layer=max_layer
+            )
+        )
         detection = select_heads(
             scored,
             top_k=spec,
@@ -76,6 +96,7 @@ def detect(
             metric=metric,
             max_heads=max_heads,
             provenance=detection_provenance(scorer, seed, description),
+            max_layer=max_layer,
         )
     except (QRHeadError, OSError) as exc:
         raise fail(exc) from exc

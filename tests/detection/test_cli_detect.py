@@ -143,3 +143,21 @@ def test_detect_keeps_the_head_set_when_the_final_write_fails(
     heads = HeadSet.from_dict(json.loads(rescued.read_text(encoding="utf-8")))
     rescued.unlink()
     assert len(heads) == 3
+
+
+def test_detect_max_layer_keeps_every_head_within_the_depth_budget(saved_tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    _write_examples(data, n=5)
+    out = tmp_path / "fast.json"
+    result = runner.invoke(
+        app,
+        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "auto", "--validation", "0.4",
+         "--max-layer", "2", "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    heads = HeadSet.load(out)
+    assert heads.provenance["max_layer"] == 2 and {layer for layer, _ in heads} <= {0, 1}
+    result = runner.invoke(
+        app, ["detect", str(data), "--model", str(saved_tiny_model), "--max-layer", "9", "--output", str(out)]
+    )
+    assert result.exit_code == 2 and "max_layer must be an int in 1..4" in result.output

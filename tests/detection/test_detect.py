@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -265,3 +266,20 @@ def test_bad_greedy_inputs_fail_before_scoring(planted_scorer: QRHeadScorer) -> 
         detect_heads(planted_scorer, _examples(4, 0), top_k="greedy", metric="precision")
     with pytest.raises(InvalidInputError, match="at least 2"):
         detect_heads(planted_scorer, _examples(1, 0), top_k="greedy")
+
+
+def test_max_layer_detects_within_the_depth_budget_with_the_same_scores(planted_scorer: QRHeadScorer) -> None:
+    """A depth-budgeted table is the full table's first rows (the shallower forward computes the same attention),
+    and the planted layer-0 head is still found first when only layer 0 is allowed."""
+    examples = _examples(6, seed=4)
+    full = score_heads(planted_scorer, examples, seed=7)
+    shallow = score_heads(planted_scorer, examples, seed=7, max_layer=2)
+    assert shallow.scores.shape == (2, 4) and shallow.provenance["max_layer"] == 2
+    np.testing.assert_allclose(shallow.scores, full.scores[:2], atol=1e-6, rtol=0)
+    heads = detect_heads(planted_scorer, examples, top_k=3, max_layer=1)
+    assert heads.heads[0] == PLANTED and {layer for layer, _ in heads} == {0}
+    auto = detect_heads(planted_scorer, _examples(10, seed=6), top_k="auto", max_layer=2, metric="recall@2")
+    assert {layer for layer, _ in auto} <= {0, 1} and auto.provenance["max_layer"] == 2
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(InvalidInputError, match=r"max_layer must be an int in 1\.\.4"):
+            detect_heads(planted_scorer, examples, max_layer=bad)  # type: ignore[arg-type]
