@@ -1,0 +1,204 @@
+"""Re-ranking speed on the CPU (issue #14): float32 vs int8 weights vs the shallow ``fast`` heads, in one run.
+
+Per bundled model, four configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (the default heads),
+``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
+``benchmarks/study_depth.py``) and ``int8+fast``. For each:
+
+* **seconds per query** on the re-ranking workload: a real SciFact query with BM25's top 20 passages cut to 256
+  tokens (``--queries`` of them), every configuration once per round, rounds interleaved, median;
+* **peak memory**: resident memory added by loading the model, and the peak growth during one query;
+* **dev quality** at the product's defaults (128-token cut, default fusion, as the adapters run it): HotpotQA dev
+  rows 60-99 (recall@2, candidates in a seeded random order; rows 0-59 chose the ``fast`` set) and the first
+  ``--scifact`` SciFact dev queries with a judged document in BM25's top 20 (nDCG@10, BM25 order) — dev data,
+  disjoint from the evaluation rows of docs/results.md — and each configuration's difference from ``fp32``.
+
+``speedup_best_over_fp32`` is the largest speed-up among configurations within ``--tolerance`` (0.01) of fp32's
+quality on both tasks (``null`` when none is); ``speedup_max_over_fp32`` ignores quality.
+
+    python benchmarks/bench_rerank.py --json reports/bench_rerank.json --markdown reports/bench_rerank.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _report import write_reports
+from study_cache import DevExample, dev_examples
+
+from qrhead_integrations import QRHeadScorer
+from qrhead_integrations.detect import ranking_metric
+from qrhead_integrations.evaluation.runner import prompt_order
+from qrhead_integrations.presets import get_preset
+
+MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
+CONFIGS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "int8": {"quantize": "int8"},
+    "fast": {"heads": "fast"},
+    "int8+fast": {"heads": "fast", "quantize": "int8"},
+}
+WORKLOAD_TOKENS = 256
+
+
+class PeakRSS:
+    """Peak resident-set growth during a block (sampled every 5 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self._proc = psutil.Process()
+        self.base = self._proc.memory_info().rss
+        self._peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.growth = max(self._peak, self._proc.memory_info().rss) - self.base
+
+
+def quality(scorer: QRHeadScorer, hotpotqa: list[DevExample], scifact: list[DevExample]) -> dict[str, float]:
+    """Dev figures at the product's defaults: recall@2 on HotpotQA (seeded random order), nDCG@10 on SciFact."""
+    recall = []
+    for example in hotpotqa:
+        perm = prompt_order(len(example.passages), "shuffled", key=example.key)
+        ranked = scorer.rank(example.question, [example.passages[i] for i in perm])
+        scores = [0.0] * len(perm)
+        for item in ranked:
+            scores[perm[item.index]] = item.score
+        recall.append(ranking_metric(scores, tuple(example.gold), "recall@2"))
+    ndcg = []
+    for example in scifact:
+        ranked = scorer.rank(example.question, example.passages)
+        scores = [0.0] * len(example.passages)
+        for item in ranked:
+            scores[item.index] = item.score
+        ndcg.append(ranking_metric(scores, tuple(example.gold), "ndcg@10"))
+    return {"hotpotqa_recall@2": statistics.fmean(recall), "scifact_ndcg@10": statistics.fmean(ndcg)}
+
+
+def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    if get_preset(model, "fast") is None:
+        raise SystemExit(f"{model} has no 'fast' preset: run benchmarks/study_depth.py --write-preset first")
+    hotpotqa = [e for e in dev_examples("multihop") if e.split == "tune"][: args.hotpotqa]
+    rerank = [e for e in dev_examples("rerank") if e.split == "select"]
+    scifact = rerank[: args.scifact]
+    workload = rerank[args.scifact : args.scifact + args.queries]  # not the quality queries
+    loaded: dict[str, QRHeadScorer] = {}
+    load_mib: dict[str, float] = {}
+    for quantize in (None, "int8"):
+        with PeakRSS() as mem:
+            base = QRHeadScorer.from_pretrained(model, quantize=quantize)
+        load_mib["int8" if quantize else "fp32"] = mem.growth / 2**20
+        for name, options in CONFIGS.items():
+            if options.get("quantize") == quantize:
+                loaded[name] = base.with_heads(options["heads"]) if "heads" in options else base
+    rows: dict[str, dict[str, Any]] = {}
+    for name, scorer in loaded.items():
+        figures = quality(scorer, hotpotqa, scifact)
+        rows[name] = {**figures, "load_mib": load_mib["int8" if "int8" in name else "fp32"]}
+        print(f"{model} {name}: {figures}", flush=True)
+    timed = {name: scorer.with_config(max_passage_tokens=WORKLOAD_TOKENS) for name, scorer in loaded.items()}
+    for scorer in timed.values():
+        scorer.rank(workload[0].question, workload[0].passages)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in timed}
+    peaks: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(args.rounds):
+        for name, scorer in timed.items():
+            with PeakRSS() as mem:
+                started = time.perf_counter()
+                for example in workload:
+                    scorer.rank(example.question, example.passages)
+                elapsed = time.perf_counter() - started
+            seconds[name].append(elapsed / len(workload))
+            peaks[name].append(mem.growth / 2**20)
+    for name in rows:
+        rows[name]["seconds"] = statistics.median(seconds[name])
+        rows[name]["peak_query_mib"] = max(peaks[name])
+        rows[name]["deepest_layer"] = max(layer for layer, _ in loaded[name].heads) + 1
+    fp32 = rows["fp32"]
+    for row in rows.values():
+        row["speedup"] = fp32["seconds"] / row["seconds"]
+        row["delta_hotpotqa_recall@2"] = row["hotpotqa_recall@2"] - fp32["hotpotqa_recall@2"]
+        row["delta_scifact_ndcg@10"] = row["scifact_ndcg@10"] - fp32["scifact_ndcg@10"]
+        row["within_tolerance"] = (
+            row["delta_hotpotqa_recall@2"] >= -args.tolerance and row["delta_scifact_ndcg@10"] >= -args.tolerance
+        )
+    qualified = [row["speedup"] for name, row in rows.items() if name != "fp32" and row["within_tolerance"]]
+    return {
+        "rows": rows,
+        "speedup_best_over_fp32": max(qualified) if qualified else None,
+        "speedup_max_over_fp32": max(row["speedup"] for row in rows.values()),
+        "counts": {"hotpotqa": len(hotpotqa), "scifact": len(scifact), "workload_queries": len(workload)},
+        "fast_heads": str(get_preset(model, "fast")),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Re-ranking speed: float32, int8, fast heads (issue #14)", "", report["setup"], ""]
+    for model, data in report["models"].items():
+        best = data["speedup_best_over_fp32"]
+        lines += [
+            f"## {model}",
+            "",
+            "| config | s/query | speed-up | deepest layer | load MiB | peak MiB / query | HotpotQA recall@2 (Δ) "
+            "| SciFact nDCG@10 (Δ) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, row in data["rows"].items():
+            lines.append(
+                f"| {name} | {row['seconds']:.2f} | {row['speedup']:.2f}x | {row['deepest_layer']} | "
+                f"{row['load_mib']:.0f} | {row['peak_query_mib']:.0f} | {row['hotpotqa_recall@2']:.3f} "
+                f"({row['delta_hotpotqa_recall@2']:+.3f}) | {row['scifact_ndcg@10']:.3f} "
+                f"({row['delta_scifact_ndcg@10']:+.3f}) |"
+            )
+        lines += [
+            "",
+            f"Best speed-up within {report['tolerance']} of fp32 on both tasks: "
+            + (f"{best:.2f}x" if best else "none")
+            + f"; fastest overall {data['speedup_max_over_fp32']:.2f}x. Fast heads: `{data['fast_heads']}`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", help=f"default: {', '.join(MODELS)}")
+    parser.add_argument("--queries", type=int, default=3, help="workload queries per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hotpotqa", type=int, default=40, help="HotpotQA dev rows from 60 for quality")
+    parser.add_argument("--scifact", type=int, default=20, help="SciFact dev queries for quality")
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--note", default="")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    setup = (
+        f"{platform.machine()}, {psutil.cpu_count()} cores; workload: {args.queries} SciFact dev queries x BM25 "
+        f"top 20 cut to {WORKLOAD_TOKENS} tokens, {args.rounds} interleaved rounds (median s/query); quality at "
+        f"the defaults on HotpotQA dev rows 60-{59 + args.hotpotqa} and {args.scifact} SciFact dev queries. "
+        + args.note
+    )
+    report: dict[str, Any] = {"setup": setup.strip(), "tolerance": args.tolerance, "models": {}}
+    for model in args.model or MODELS:
+        report["models"][model] = bench_model(model, args)
+    write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
