@@ -56,10 +56,15 @@ class CompressionResult:
     original_tokens: int
     kept_tokens: int
     separator: str = "\n\n"
+    whole: str | None = field(default=None, repr=False)
+    """The input text itself when nothing was removed (every chunk kept whole, within the budget)."""
 
     @property
     def text(self) -> str:
-        """The kept chunks joined by the separator: the compressed context."""
+        """The compressed context: the kept chunks joined by the separator — or, when nothing was removed, the
+        input exactly as given (its own line ends and spacing), not a re-joined copy of it."""
+        if self.whole is not None:
+            return self.whole
         return self.separator.join(item.chunk.text for item in self.kept)
 
     @property
@@ -148,7 +153,8 @@ class ContextCompressor:
         query_list = [check_query(q) for q in queries]
         docs = to_documents(documents)
         chunks = self.chunker.split(docs)
-        original_tokens = self.count_tokens(self.separator.join(d.text for d in docs if d.text.strip()))
+        original = self.separator.join(d.text for d in docs if d.text.strip())
+        original_tokens = self.count_tokens(original)
         if not chunks:
             return [CompressionResult(q, [], [], original_tokens, 0, self.separator) for q in query_list]
         passages = [Passage(text=c.text, title=c.title) for c in chunks]
@@ -167,11 +173,15 @@ class ContextCompressor:
                 ScoredChunk(c, s, n, fused=f) for c, s, n, f in zip(chunks, scores, lengths, fused, strict=True)
             ]
             kept = self.select(scored)
+            everything = len(kept) == len(scored) and not any(item.truncated for item in kept)
+            if everything and (self.budget_tokens is None or original_tokens <= self.budget_tokens):
+                results.append(
+                    CompressionResult(query, kept, scored, original_tokens, original_tokens, self.separator, original)
+                )
+                continue
             text = self.separator.join(item.chunk.text for item in kept)
             results.append(
-                CompressionResult(
-                    query, kept, scored, original_tokens, self.count_tokens(text), self.separator
-                )
+                CompressionResult(query, kept, scored, original_tokens, self.count_tokens(text), self.separator)
             )
         return results
 

@@ -226,6 +226,22 @@ def _file_key(path: Path) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _bundled_cache_folder(name: str, cache: str | os.PathLike[str] | None) -> Path:
+    key = hashlib.sha256(BUNDLED_MODELS[name].version_key().encode()).hexdigest()[:12]
+    return cache_dir(cache) / "models" / f"{name}-{key}"
+
+
+def needs_conversion(model: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> bool:
+    """Whether loading ``model`` will first convert a bundled GGUF (a minute or more; later loads read the cache).
+
+    False for anything that is not an installed bundled model (hub ids, folders, ``.gguf`` files are not
+    predicted)."""
+    name = os.fspath(model).lower()
+    if name not in BUNDLED_MODELS or BUNDLED_MODELS[name].find_parts() is None:
+        return False
+    return not (_bundled_cache_folder(name, cache) / "config.json").is_file()
+
+
 def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     """Folder of the converted bundled model ``name``, converting it on first use."""
     bundled = BUNDLED_MODELS[name]
@@ -234,8 +250,7 @@ def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = No
         raise ModelLoadError(
             f"the bundled model {name!r} is not installed. Install its weights with:\n    {bundled.install_hint}"
         )
-    key = hashlib.sha256(bundled.version_key().encode()).hexdigest()[:12]
-    final = cache_dir(cache) / "models" / f"{name}-{key}"
+    final = _bundled_cache_folder(name, cache)
     if (final / "config.json").is_file():
         return final
 

@@ -120,7 +120,12 @@ def demo(
     example = json.loads(resources.files("qrhead_integrations").joinpath("data/demo_hotpotqa.json").read_text("utf-8"))
     passages = [Passage(text=p["text"], title=p["title"]) for p in example["passages"]]
     gold = set(example["gold_idx"])
-    console.print(f"Loading [bold]{model}[/bold] (first use converts the bundled GGUF once and caches it)…")
+    from ..models import needs_conversion
+
+    if needs_conversion(model):
+        console.print(f"Converting [bold]{model}[/bold]'s bundled GGUF once (a minute or more; later runs load it)…")
+    else:
+        console.print(f"Loading [bold]{model}[/bold]…")
     try:
         started = time.perf_counter()
         scorer = QRHeadScorer.from_pretrained(model, heads=heads)

