@@ -147,6 +147,7 @@ class QRHeadScorer:
         self.heads = resolve_heads(heads, model_id=self.model_id, num_layers=self.num_layers, num_heads=self.num_heads)
         capture.prepare_model(model)
         self._builder = PromptBuilder(tokenizer, self.config.layout)
+        self._check_room()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ construction
@@ -228,6 +229,22 @@ class QRHeadScorer:
 
     def __repr__(self) -> str:
         return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
+
+    MIN_ROOM = 32
+    """Tokens a context must leave for passages and the query beyond the prompt template's own."""
+
+    def _check_room(self) -> None:
+        """Refuse a ``max_length`` that cannot hold the template plus any real passage and query (it would fail
+        on every call); the template's own size is measured with one empty passage and the ``"N/A"`` query."""
+        if self.config.max_length is None:
+            return
+        encoded = self._builder.encode([Passage(text="")], [NULL_QUERY])
+        template = len(encoded.prefix_ids) + len(encoded.tails[0])
+        if self.context_length < template + self.MIN_ROOM:
+            raise InvalidInputError(
+                f"max_length={self.config.max_length} cannot score anything: this model's prompt template alone "
+                f"takes {template} tokens; give at least {template + self.MIN_ROOM}"
+            )
 
     # ------------------------------------------------------------------------------------------- public API
     def score(self, query: str, passages: Iterable[Any]) -> list[float]:

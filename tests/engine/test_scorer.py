@@ -172,7 +172,14 @@ def test_bad_config_raises(tiny_llama: Any, tokenizer: Any) -> None:
 
 def test_query_too_long_for_the_context_raises(tiny_scorer: QRHeadScorer) -> None:
     with pytest.raises(InvalidInputError, match="no room"):
-        tiny_scorer.with_config(max_length=64).score("what orbits the earth " * 20, PASSAGES)
+        tiny_scorer.with_config(max_length=128).score("what orbits the earth " * 20, PASSAGES)
+
+
+def test_a_context_too_small_for_the_template_is_refused_when_configured(tiny_scorer: QRHeadScorer) -> None:
+    """Not on the first call: a max_length the chat template alone fills could never score anything."""
+    with pytest.raises(InvalidInputError, match=r"max_length=64 cannot score anything: .* template alone takes"):
+        tiny_scorer.with_config(max_length=64)
+    assert tiny_scorer.with_config(max_length=128).score("moon?", PASSAGES)  # room for short inputs
 
 
 def test_special_tokens_in_a_passage_are_scored_as_text(tiny_scorer: QRHeadScorer) -> None:
