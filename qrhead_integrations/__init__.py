@@ -11,8 +11,10 @@ from .errors import (
     HeadSpecError,
     InvalidInputError,
     ModelLoadError,
+    OutputPathError,
     PassageTypeError,
     QRHeadError,
+    TokenCounterError,
     UnencodableTextError,
     UnsupportedModelError,
 )
@@ -21,7 +23,6 @@ from .heads import HeadSet
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
 from .prompt import Passage
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
-from .tokens import TokenCounterError
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -37,6 +38,7 @@ __all__ = [
     "HeadSpecError",
     "InvalidInputError",
     "ModelLoadError",
+    "OutputPathError",
     "Passage",
     "PassageTypeError",
     "QRHeadError",

@@ -49,3 +49,8 @@ class DataFormatError(QRHeadError, ValueError):
 class OutputPathError(QRHeadError, ValueError):
     """An output path can never be written as a file (an existing directory, a parent that is a file, no
     permission). Raised before any work starts, so a long run's result is not lost at the end."""
+
+
+class TokenCounterError(QRHeadError, RuntimeError):
+    """A token counter cannot be built (missing package or encoding file, not a counter at all) or answered
+    something that is not a token count (negative, NaN, ``None``)."""

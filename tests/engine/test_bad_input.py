@@ -75,3 +75,17 @@ def test_none_where_lists_belong(tiny_scorer: QRHeadScorer) -> None:
         ContextCompressor(tiny_scorer, budget_tokens=10).compress("q", None)  # type: ignore[arg-type]
     with pytest.raises(PassageTypeError):
         tiny_scorer.score("q", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("answer", [-1, float("nan"), None, 2.5, "3", True])
+def test_a_token_counter_that_does_not_count_is_a_typed_error(tiny_scorer: QRHeadScorer, answer: object) -> None:
+    from qrhead_integrations import TokenCounterError
+
+    def broken(text: str) -> object:
+        return answer
+
+    compressor = ContextCompressor(tiny_scorer, budget_tokens=50, token_counter=broken)  # type: ignore[arg-type]
+    with pytest.raises(TokenCounterError, match=r"token counter 'broken' returned .* it must return an int >= 0"):
+        compressor.compress("moon?", "The moon orbits the earth.\n\nParis is in France.")
+    with pytest.raises(TokenCounterError, match="token counter must be None"):
+        ContextCompressor(tiny_scorer, budget_tokens=50, token_counter=42)  # type: ignore[arg-type]
