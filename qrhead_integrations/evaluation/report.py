@@ -15,7 +15,7 @@ from typing import Any
 
 from .._files import atomic_path, write_text_atomic
 
-SYSTEM_ORDER = ("default", "qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
+SYSTEM_ORDER = ("default", "default_qrhead", "qrhead", "bm25", "dense", "all_heads", "fusion", "fusion_dense")
 """How systems are listed in tables and plots (others follow in insertion order)."""
 
 
@@ -139,18 +139,23 @@ def paired_comparison(
 
 
 def default_comparisons(report: EvalReport) -> list[PairedComparison]:
-    """``qrhead`` against every other system, each fusion against ``qrhead`` and ``default`` (what the adapters
-    do) against ``bm25`` and ``qrhead``, on the first metric."""
-    if "qrhead" not in report.per_query or not report.metric_names:
+    """``qrhead`` against every other system, each fusion against ``qrhead``, and ``default`` (what the adapters
+    do) against ``bm25``, ``qrhead`` and its own unfused scores (``default_qrhead``), on the first metric."""
+    if not report.metric_names:
         return []
     metric = report.metric_names[0]
     fused = ("fusion", "fusion_dense")
-    pairs = [("qrhead", name) for name in report.systems if name not in ("qrhead", *fused) and name in report.per_query]
-    pairs += [(name, "qrhead") for name in fused if name in report.per_query]
-    pairs = [pair for pair in pairs if "default" not in pair]
+    own = ("default", "default_qrhead")
+    pairs: list[tuple[str, str]] = []
+    if "qrhead" in report.per_query:
+        pairs += [("qrhead", name) for name in report.systems if name not in ("qrhead", *fused, *own)]
+        pairs += [(name, "qrhead") for name in fused if name in report.per_query]
     if "default" in report.per_query:
-        pairs += [("default", name) for name in ("bm25", "qrhead") if name in report.per_query]
-    return [paired_comparison(report, a, b, metric) for a, b in pairs]
+        pairs += [("default", name) for name in ("bm25", "qrhead", "default_qrhead") if name in report.per_query]
+    if "default_qrhead" in report.per_query and "bm25" in report.per_query:
+        pairs.append(("default_qrhead", "bm25"))
+    present = report.per_query
+    return [paired_comparison(report, a, b, metric) for a, b in pairs if a in present and b in present]
 
 
 def plot_report(report: EvalReport, path: str | os.PathLike[str], *, title: str | None = None) -> Path:

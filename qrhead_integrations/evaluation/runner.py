@@ -8,6 +8,7 @@ Systems (names as in the report):
 - ``all_heads``: every head of the same model (ICR). It is read from the *same* forward pass as ``qrhead``
   (a pass that captures all heads also yields the selected ones), so it costs one deeper forward, not two.
 - ``fusion``: reciprocal-rank fusion of ``qrhead`` and ``bm25``; ``fusion_dense``: of ``qrhead`` and ``dense``.
+- ``default_qrhead`` (comes with ``default``): the same call's QRHead scores before fusion.
 - ``default``: exactly what the adapters do with no options: the model's default heads and every
   :class:`~qrhead_integrations.ScorerConfig` default (passage cut, prompt order, fusion with the input order),
   through :meth:`QRHeadScorer.rank`, handed the candidates in the order a pipeline would hand them over: the
@@ -198,7 +199,7 @@ class SystemScorer:
                 scores[index] = float(shown_scores[position])
             out[name] = scores
         if self.default_scorer is not None:
-            out["default"] = self._default(key, query, passages)
+            out["default"], out["default_qrhead"] = self._default(key, query, passages)
         if self.dense is not None:
             started = time.perf_counter()
             dense = self.dense.score(query, passages)
@@ -214,8 +215,10 @@ class SystemScorer:
         return out
 
 
-    def _default(self, key: str, query: str, passages: Sequence[Passage]) -> list[float]:
-        """The ``default`` system's scores in candidate order (a descending value per ``rank`` position).
+    def _default(self, key: str, query: str, passages: Sequence[Passage]) -> tuple[list[float], list[float]]:
+        """The ``default`` system's scores in candidate order (a descending value per ``rank`` position), and
+        ``default_qrhead``: the same call's QRHead scores before fusion (what the default returns with
+        ``fusion=None``, at no extra cost), so one run shows what the fusion adds.
 
         The candidates are handed over in the retriever's (or file's) order — ``retriever-reversed`` is a prompt
         layout of the ``qrhead`` system, not an order a pipeline hands over — or shuffled with ``shuffled``.
@@ -231,9 +234,11 @@ class SystemScorer:
         ranked = scorer.rank(query, [passages[i] for i in given])
         self.clock("default", started)
         scores = [0.0] * count
+        unfused = [0.0] * count
         for position, item in enumerate(ranked):
             scores[given[item.index]] = float(count - position)
-        return scores
+            unfused[given[item.index]] = item.qrhead_score
+        return scores, unfused
 
 
 def run_beir(

@@ -122,7 +122,7 @@ def test_no_qrhead_runs_only_the_requested_systems(tmp_path: Path, saved_tiny_mo
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert list(report["metrics"]) == ["default", "bm25"]
+    assert list(report["metrics"]) == ["default", "default_qrhead", "bm25"]  # default_qrhead: its unfused scores
     assert "--no-qrhead" in report["info"]["command"]
     bad = cli.invoke(app, ["eval", "multihop", str(data), "--baselines", "fusion", "--no-qrhead"])
     assert bad.exit_code != 0 and "need the qrhead system" in bad.output

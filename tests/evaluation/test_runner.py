@@ -157,6 +157,9 @@ def test_default_system_is_the_products_rank(tiny_scorer: Any, tmp_path: Path, o
         ranking = [given[r.index] for r in ranked]
         expected = recall_at_k(ranking, example.gold, 2)
         assert report.per_query["default"][example.id]["recall@2"] == expected
+        unfused = product.rank(example.question, [example.passages[i] for i in given], fusion=None)
+        ranking = [given[r.index] for r in unfused]
+        assert report.per_query["default_qrhead"][example.id]["recall@2"] == recall_at_k(ranking, example.gold, 2)
     assert "default" in report.info["seconds"]
 
 
