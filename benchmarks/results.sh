@@ -3,7 +3,7 @@
 # include seconds per query, which two jobs sharing 2 CPU cores would distort).
 #
 #   bash benchmarks/results.sh                 # both bundled models, all tables
-#   MODELS=smollm2 bash benchmarks/results.sh  # one model (smollm2 or qwen)
+#   MODELS=smollm2 bash benchmarks/results.sh  # one model (smollm2, qwen, or large: the 1.5B, default runs only)
 #   RUNS=default bash benchmarks/results.sh    # only the `default` runs (what the adapters do, issue #13)
 #
 # Resumable: a run whose report already exists is skipped (delete the report to run it again). Each report's
@@ -16,7 +16,7 @@ DATA=${DATA:-../shared/data}
 MODELS=${MODELS:-smollm2 qwen}
 RUNS=${RUNS:-all}
 
-declare -A MODEL_ID=([smollm2]=smollm2-135m-instruct [qwen]=qwen2.5-coder-0.5b-instruct)
+declare -A MODEL_ID=([smollm2]=smollm2-135m-instruct [qwen]=qwen2.5-coder-0.5b-instruct [large]=qwen2.5-coder-1.5b-instruct)
 
 run() {  # run NAME ARGS...: one eval, its JSON report, bar chart and Markdown table under reports/NAME.*
   local name=$1
@@ -35,17 +35,18 @@ for short in $MODELS; do
   model=${MODEL_ID[$short]}
   run "default_hotpotqa_$short" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
     --model "$model" --baselines bm25,default --no-qrhead
-  run "default_hotpotqa_${short}_shuffled" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 \
-    --limit 100 --model "$model" --baselines bm25,default --no-qrhead --order shuffled
   # SciFact: the candidates are handed over in BM25's order (best first), as a chain would.
   run "default_scifact_$short" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
     --model "$model" --baselines bm25,default --no-qrhead --order retriever
+  run "default_hotpotqa_${short}_shuffled" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 \
+    --limit 100 --model "$model" --baselines bm25,default --no-qrhead --order shuffled
 done
 if [ "$RUNS" = default ]; then
   exit 0
 fi
 
 for short in $MODELS; do
+  [ "$short" = large ] && continue  # the 1.5B model: only the default runs above
   model=${MODEL_ID[$short]}
   # HotpotQA dev rows 100-199 (rows 0-99 detected the heads): file order with every baseline, then shuffled.
   run "eval_hotpotqa_$short" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \

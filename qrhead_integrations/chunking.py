@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PassageTypeError, UnencodableTextError
+from .errors import InvalidInputError, PassageTypeError, UnencodableTextError
 from .prompt import check_text
 
 _LINE_END = r"(?:\r\n|\r(?!\n)|\n)"
@@ -121,7 +121,7 @@ class Chunker:
 
     def __init__(self, tokenizer: Any, max_tokens: int = 256) -> None:
         if max_tokens < 8:
-            raise ValueError(f"max_tokens must be >= 8, got {max_tokens}")
+            raise InvalidInputError(f"max_tokens must be >= 8, got {max_tokens}")
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .prompt import Passage, check_query, to_passage, to_passages
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -114,7 +115,7 @@ class BM25Index:
             passages = to_passages(corpus)
             ids = [str(i) for i in range(len(passages))]
         if not passages:
-            raise ValueError("cannot index an empty corpus")
+            raise InvalidInputError("cannot index an empty corpus")
         self.ids = ids
         self.stemmed = (stemmer := load_stemmer(stem)) is not None
         self._analyze = _Analyzer(stemmer)
@@ -151,7 +152,7 @@ class BM25Index:
             ValueError: ``k`` is negative.
         """
         if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+            raise InvalidInputError(f"k must be >= 0, got {k}")
         scores = self.scores(query)
         candidates = np.flatnonzero(scores > 0)
         if len(candidates) > k:

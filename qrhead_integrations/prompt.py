@@ -1,6 +1,6 @@
 """The one place that knows how a QRHead prompt is laid out and where each passage's tokens are.
 
-Layout (method.md): one user turn — an opening line, the passages as ``[i] title\\ntext`` separated by blank
+Layout (docs/engine.md, "Method"): one user turn — an opening line, the passages as ``[i] title\\ntext`` separated by blank
 lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template with the
 assistant header appended, or a plain layout when the tokenizer has no template.
 
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import EmptyQueryError, PassageTypeError, UnencodableTextError
+from .errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
 
 OPENING = "Here are some paragraphs:\n\n"
 PASSAGE_SEPARATOR = "\n\n"
@@ -165,10 +165,10 @@ class PromptBuilder:
     # -------------------------------------------------------------------------------------------- template
     def _choose_layout(self, layout: Layout) -> Literal["chat", "plain"]:
         if layout not in ("auto", "chat", "plain"):
-            raise ValueError(f"layout must be 'auto', 'chat' or 'plain', got {layout!r}")
+            raise InvalidInputError(f"layout must be 'auto', 'chat' or 'plain', got {layout!r}")
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if layout == "chat" and not has_template:
-            raise ValueError("layout='chat' but the tokenizer has no chat template; use 'plain' or 'auto'")
+            raise InvalidInputError("layout='chat' but the tokenizer has no chat template; use 'plain' or 'auto'")
         if layout == "auto":
             return "chat" if has_template else "plain"
         return layout

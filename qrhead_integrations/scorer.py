@@ -87,11 +87,11 @@ class ScorerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fusion", as_fusion(self.fusion))  # validates the weights
         if self.order not in ("as_given", "reversed", "shuffled"):
-            raise ValueError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
+            raise InvalidInputError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
         if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
-            raise ValueError(f"max_passage_tokens must be >= 1 or None, got {self.max_passage_tokens}")
+            raise InvalidInputError(f"max_passage_tokens must be >= 1 or None, got {self.max_passage_tokens}")
         if self.max_length is not None and self.max_length < 64:
-            raise ValueError(f"max_length must be >= 64 or None, got {self.max_length}")
+            raise InvalidInputError(f"max_length must be >= 64 or None, got {self.max_length}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Passage scores from captured attention (method.md, steps 4-7) — pure tensor maths, no model.
+"""Passage scores from captured attention (docs/engine.md, "Method", steps 4-7) — pure tensor maths, no model.
 
 Input: for each selected head, the attention weight of every prefix position, averaged over the query-part rows,
 once for the real query and once for the content-free ``"N/A"`` query. Because both passes share the prefix,

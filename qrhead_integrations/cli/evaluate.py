@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..errors import QRHeadError
+from ..errors import InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ._common import DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
@@ -53,7 +53,7 @@ Markdown = Annotated[Path | None, typer.Option(help="Write the metrics as a Mark
 
 def _passage_cap(value: int) -> int | None:
     if value < 0:
-        raise ValueError(f"--max-passage-tokens must be >= 0 (0: no cap), got {value}")
+        raise InvalidInputError(f"--max-passage-tokens must be >= 0 (0: no cap), got {value}")
     return value or None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError
 from ..prompt import Passage
 from ._lines import fail, iter_json_objects, iter_lines, json_type, optional_str, require_id, require_str
 
@@ -75,9 +76,9 @@ def read_multihop_jsonl(path: PathLike, limit: int | None = None, start: int = 0
         ValueError: ``start`` or ``limit`` is negative.
     """
     if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+        raise InvalidInputError(f"start must be >= 0, got {start}")
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        raise InvalidInputError(f"limit must be >= 0 or None, got {limit}")
     file = Path(path)
     examples: list[MultihopExample] = []
     first_line_of: dict[str, int] = {}

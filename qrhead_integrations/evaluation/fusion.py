@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InvalidInputError
 from ..fusion import RRF_K, rank_order, reciprocal_rank_fusion
 
 __all__ = ["RRF_K", "fuse_scores", "reciprocal_rank_fusion"]
@@ -28,6 +29,6 @@ def fuse_scores(score_lists: Sequence[Sequence[float]], *, k: int = RRF_K) -> li
         return []
     size = len(score_lists[0])
     if any(len(scores) != size for scores in score_lists):
-        raise ValueError("score lists to fuse must have the same length")
+        raise InvalidInputError("score lists to fuse must have the same length")
     fused = reciprocal_rank_fusion([rank_order(scores) for scores in score_lists], k=k)
     return [fused[i] for i in range(size)]

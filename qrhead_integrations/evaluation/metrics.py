@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
+from ..errors import InvalidInputError
+
 Run = Mapping[str, Mapping[str, float]]
 """Query id -> {document id -> retrieval score}; higher is better."""
 Qrels = Mapping[str, Mapping[str, int]]
@@ -61,7 +63,7 @@ def _parse(name: str) -> tuple[Callable[[Sequence[str], Mapping[str, int], int],
     base, sep, cutoff = name.lower().partition("@")
     if base not in _METRICS or not sep or not cutoff.isdigit() or int(cutoff) < 1:
         known = ", ".join(f"{m}@k" for m in _METRICS)
-        raise ValueError(f"unknown metric {name!r}; expected one of {known} with k >= 1")
+        raise InvalidInputError(f"unknown metric {name!r}; expected one of {known} with k >= 1")
     return _METRICS[base], int(cutoff)
 
 
@@ -73,7 +75,7 @@ def rank_documents(scores: Mapping[str, float]) -> list[str]:
     """
     for doc, score in scores.items():
         if math.isnan(score):
-            raise ValueError(f"document {doc!r} has a NaN score")
+            raise InvalidInputError(f"document {doc!r} has a NaN score")
     return sorted(scores, key=lambda doc: (-scores[doc], doc))
 
 
@@ -127,7 +129,7 @@ def rank_indices(scores: Sequence[float]) -> list[int]:
     """Passage indices by descending score, ties by ascending index, to feed the multi-hop helpers."""
     for i, score in enumerate(scores):
         if math.isnan(score):
-            raise ValueError(f"passage {i} has a NaN score")
+            raise InvalidInputError(f"passage {i} has a NaN score")
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
@@ -152,7 +154,7 @@ def all_gold_at_k(ranked_indices: Sequence[int], gold: Collection[int], k: int) 
 
 def _gold_set(gold: Collection[int], k: int) -> set[int]:
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InvalidInputError(f"k must be >= 1, got {k}")
     if not gold:
-        raise ValueError("gold is empty: recall over no gold passages is undefined")
+        raise InvalidInputError("gold is empty: recall over no gold passages is undefined")
     return set(gold)

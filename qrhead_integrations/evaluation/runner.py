@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InvalidInputError
 from ..lexical import BM25Index, bm25_rank
 from ..prompt import Passage
 from ..scorer import QRHeadScorer
@@ -71,7 +72,7 @@ def parse_baselines(spec: str | Iterable[str]) -> tuple[str, ...]:
     unknown = sorted(names - set(BASELINES))
     if unknown:
         known = ", ".join(name.replace("_", "-") for name in BASELINES)
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; expected some of {known}, all or none")
+        raise InvalidInputError(f"unknown baseline(s) {', '.join(unknown)}; expected some of {known}, all or none")
     return tuple(name for name in BASELINES if name in names)
 
 
@@ -85,9 +86,9 @@ def check_qrhead_needs(baselines: Sequence[str], qrhead: bool) -> None:
         return
     needs = sorted({"all_heads", "fusion", "fusion_dense"} & set(baselines))
     if needs:
-        raise ValueError(f"{', '.join(needs)} need the qrhead system: drop them or keep qrhead")
+        raise InvalidInputError(f"{', '.join(needs)} need the qrhead system: drop them or keep qrhead")
     if not baselines:
-        raise ValueError("without the qrhead system and with no baselines there is nothing to evaluate")
+        raise InvalidInputError("without the qrhead system and with no baselines there is nothing to evaluate")
 
 
 def prompt_order(count: int, order: str, *, seed: int = 0, key: str = "") -> list[int]:
@@ -104,7 +105,7 @@ def prompt_order(count: int, order: str, *, seed: int = 0, key: str = "") -> lis
     if order == "shuffled":
         random.Random(f"{seed}:{key}").shuffle(indices)  # a local RNG; str seeds are stable across runs
         return indices
-    raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    raise InvalidInputError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
 
 
 class SystemScorer:
@@ -286,9 +287,9 @@ def run_beir(
         ValueError: bad ``top_k``/``depth``/``start``/``limit``, an unknown order or baseline, or no queries.
     """
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
     if start < 0 or (limit is not None and limit < 1):
-        raise ValueError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
+        raise InvalidInputError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
     depth = max(depth, top_k)
     systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
     began = time.perf_counter()
@@ -298,7 +299,7 @@ def run_beir(
     query_ids = sorted(dataset.queries)
     chosen = query_ids[start:] if limit is None else query_ids[start : start + limit]
     if not chosen:
-        raise ValueError(f"no queries selected: the split has {len(query_ids)} judged queries, start={start}")
+        raise InvalidInputError(f"no queries selected: the split has {len(query_ids)} judged queries, start={start}")
     runs: dict[str, dict[str, dict[str, float]]] = {}
     found = 0
     loop_began = time.perf_counter()
@@ -364,9 +365,9 @@ def run_multihop(
         ValueError: no examples, a cut-off below 1, or an unknown order or baseline.
     """
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise InvalidInputError("no examples to evaluate")
     if any(k < 1 for k in ks):
-        raise ValueError(f"cut-offs must be >= 1, got {list(ks)}")
+        raise InvalidInputError(f"cut-offs must be >= 1, got {list(ks)}")
     names = [f"recall@{k}" for k in ks] + [f"all_gold@{k}" for k in ks]
     systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
     began = time.perf_counter()

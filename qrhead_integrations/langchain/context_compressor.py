@@ -20,6 +20,7 @@ from typing_extensions import Self
 
 from ..chunking import SourceDocument
 from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..prompt import check_query
 from ..tokens import TokenCounter, resolve_counter
@@ -116,7 +117,7 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
     @model_validator(mode="after")
     def _check_limits(self) -> Self:
         if self.budget_tokens is None and self.top_k is None:
-            raise ValueError("give budget_tokens, top_k, or both")
+            raise InvalidInputError("give budget_tokens, top_k, or both")
         return self
 
     # ---------------------------------------------------------------------------------------- public API

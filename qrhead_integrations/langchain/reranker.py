@@ -16,6 +16,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, field_validator
 
+from ..errors import InvalidInputError
 from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
@@ -99,7 +100,7 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         """
         limit = self.top_n if top_n is _UNSET else top_n
         if limit is not None and limit < 1:
-            raise ValueError(f"top_n must be >= 1 or None, got {limit}")
+            raise InvalidInputError(f"top_n must be >= 1 or None, got {limit}")
         query = check_query(query)
         docs = check_documents(documents)
         if not docs:

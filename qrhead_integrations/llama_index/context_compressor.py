@@ -31,6 +31,7 @@ from llama_index.core.schema import (
 
 from ..chunking import SourceDocument
 from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..scorer import QRHeadScorer
 from ._base import QRHeadPostprocessor, query_of
@@ -132,7 +133,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         **kwargs: Any,
     ) -> None:
         if budget_tokens is None and top_k is None:
-            raise ValueError("give budget_tokens, top_k, or both")
+            raise InvalidInputError("give budget_tokens, top_k, or both")
         super().__init__(
             model=model,
             heads=heads,
