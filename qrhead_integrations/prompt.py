@@ -1,8 +1,8 @@
 """The one place that knows how a QRHead prompt is laid out and where each passage's tokens are.
 
-Layout (docs/engine.md, "Method"): one user turn — an opening line, the passages as ``[i] title\\ntext`` separated by blank
-lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template with the
-assistant header appended, or a plain layout when the tokenizer has no template.
+Layout (docs/engine.md, "Method"): one user turn — an opening line, the passages as ``[i] title\\ntext``
+separated by blank lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template
+with the assistant header appended, or a plain layout when the tokenizer has no template.
 
 The prompt is encoded as a shared **prefix** (template head, opening, passages, and the instruction) and one
 **tail** per query (the query text and the template end). The "query part" whose attention is read is the

@@ -9,6 +9,9 @@ from rich.console import Console
 
 console = Console()
 
+FLAG = ""
+"""The metavar of an on/off option: typer's help would otherwise show ``<bool>``, as if it took a value."""
+
 ModelOption = Annotated[
     str,
     typer.Option(

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..errors import InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
-from ._common import DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 eval_app = typer.Typer(
     name="eval",
@@ -42,6 +42,7 @@ WithQRHead = Annotated[
     bool,
     typer.Option(
         "--qrhead/--no-qrhead",
+        metavar=FLAG,
         help="Score the qrhead system (--no-qrhead saves its forward when only default and model-free "
         "baselines are wanted).",
     ),

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ..prompt import Passage
-from ._common import DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 
 def read_passages(source: str) -> list[Passage]:
@@ -77,11 +77,12 @@ def rank(
     top_n: Annotated[int | None, typer.Option("--top-n", "-n", help="Show only the best N.")] = None,
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.", metavar=FLAG)] = False,
     fusion: Annotated[
         bool,
         typer.Option(
             "--fusion/--no-fusion",
+            metavar=FLAG,
             help="Fuse QRHead's ranking with the passages' order and BM25 (the default fusion), or rank by "
             "QRHead alone.",
         ),
