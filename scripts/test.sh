@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite: lint, types, then pytest (tiny models + the real bundled SmolLM2).
+# Set up (if needed) and run the test suite: lint, types, the docs site build, then pytest (tiny models + the real bundled SmolLM2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check qrhead_integrations tests benchmarks examples
 .venv/bin/mypy qrhead_integrations
+# The docs site: a broken link, page or API reference fails here (site/ is not committed).
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/qrhead-docs-site"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -14,7 +14,7 @@ import asyncio
 import copy
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager
@@ -78,7 +78,13 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         separator: placed between kept chunks (within a node, and counted between nodes).
         lexical: share of a BM25 ranking of the chunks fused with QRHead's ranking to choose what is kept
             (``None`` or 0: QRHead alone; the default was chosen on dev data, docs/results.md).
-        model, heads, device, quantize, scorer, scorer_kwargs, callback_manager: as for :class:`QRHeadRerank`.
+        model: the model to load on first use (as for :class:`QRHeadRerank`).
+        heads: which heads to read (as for :class:`QRHeadRerank`).
+        device: the model's device (as for :class:`QRHeadRerank`).
+        quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; as for :class:`QRHeadRerank`).
+        scorer: an existing scorer to share (as for :class:`QRHeadRerank`).
+        scorer_kwargs: further ``QRHeadScorer.from_pretrained`` arguments (as for :class:`QRHeadRerank`).
+        callback_manager: LlamaIndex callback manager.
 
     Example:
         >>> compressor = QRHeadContextCompressor(  # doctest: +SKIP
@@ -127,6 +133,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         model: str | os.PathLike[str] | None = None,
         heads: Any = None,
         device: str | None = None,
+        quantize: Literal["int8"] | None = None,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
@@ -138,6 +145,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
             model=model,
             heads=heads,
             device=device,
+            quantize=quantize,
             scorer=scorer,
             scorer_kwargs=scorer_kwargs,
             callback_manager=callback_manager,

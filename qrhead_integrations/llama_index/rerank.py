@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, field_validator
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
@@ -49,7 +49,7 @@ class QRHeadRerank(QRHeadPostprocessor):
             local folder, a ``.gguf`` file or a hub id.
         heads: which heads to read (``None``: the model's preset; see ``QRHeadScorer``).
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (``None``: chosen automatically).
-        quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; faster, rankings can change; keyword).
+        quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; faster, rankings can change).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
         fusion: a :class:`~qrhead_integrations.Fusion` (the retriever's and BM25's weights), a number (the
@@ -81,6 +81,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         model: str | os.PathLike[str] | None = None,
         heads: Any = None,
         device: str | None = None,
+        quantize: Literal["int8"] | None = None,
         keep_retrieval_score: bool = False,
         fusion: Fusion | float | None = DEFAULT_FUSION,
         scorer: QRHeadScorer | None = None,
@@ -92,6 +93,7 @@ class QRHeadRerank(QRHeadPostprocessor):
             model=model,
             heads=heads,
             device=device,
+            quantize=quantize,
             scorer=scorer,
             scorer_kwargs=scorer_kwargs,
             callback_manager=callback_manager,
