@@ -1,0 +1,128 @@
+"""Peak memory of one scoring call (issue #15): resident-memory growth per window, bundled models, CPU.
+
+Each (model, length) runs in a **fresh process** (a warm process would reuse the allocator's memory and hide
+the first call's growth, which is what a user's process sees): load the scorer, note the resident set, score one
+query against real passages filling about ``length`` tokens, and report the peak growth over the loaded state
+(sampled every 5 ms) for the first call and for a second, identical call. Prompts longer than the model's
+context are scored in windows; the growth is then per window, since windows run one after another.
+
+    python benchmarks/bench_memory.py --json reports/bench_memory.json --markdown reports/bench_memory.md
+    python benchmarks/bench_memory.py --case qwen2.5-coder-0.5b-instruct:32768   # one case
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _report import write_reports
+
+CASES = (
+    "smollm2-135m-instruct:2048",
+    "smollm2-135m-instruct:8192",
+    "qwen2.5-coder-0.5b-instruct:2048",
+    "qwen2.5-coder-0.5b-instruct:8192",
+    "qwen2.5-coder-0.5b-instruct:32768",
+)
+QUERY = "In what year did the Danish plant ecologist who assisted the chemist who introduced pH die?"
+
+
+def child(model: str, length: int) -> dict[str, Any]:
+    """Run one case in this process and return its figures (called in a fresh interpreter)."""
+    import psutil
+    from bench_engine import _corpus
+
+    from qrhead_integrations import QRHeadScorer
+
+    scorer = QRHeadScorer.from_pretrained(model, max_passage_tokens=None)
+    corpus = _corpus()
+    passages: list[Any] = []
+    tokens = 0
+    for title, text in corpus * 4:
+        if tokens >= length:
+            break
+        passages.append((title, text))
+        tokens += len(scorer.tokenizer(f"{title}\n{text}", add_special_tokens=False)["input_ids"]) + 4
+    proc = psutil.Process()
+
+    def peak_growth() -> tuple[float, float]:
+        base = proc.memory_info().rss
+        peak = [base]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        started = time.perf_counter()
+        scorer.score(QUERY, passages)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        thread.join()
+        return (max(peak[0], proc.memory_info().rss) - base) / 2**30, elapsed
+
+    loaded = proc.memory_info().rss / 2**30
+    first, first_s = peak_growth()
+    second, second_s = peak_growth()
+    windows = max(1, -(-tokens // scorer.context_length))
+    return {
+        "model": model,
+        "tokens": tokens,
+        "passages": len(passages),
+        "context_length": scorer.context_length,
+        "windows": windows,
+        "loaded_gib": loaded,
+        "first_call_growth_gib": first,
+        "second_call_growth_gib": second,
+        "first_call_seconds": first_s,
+        "second_call_seconds": second_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", help=f"model:tokens (default: {', '.join(CASES)})")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        model, length = args.child.rsplit(":", 1)
+        print(json.dumps(child(model, int(length))))
+        return
+    rows = []
+    for case in args.case or CASES:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", case], capture_output=True, text=True, check=False,
+            cwd=Path(__file__).parent,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"{case} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    lines = [
+        "# Peak memory of one scoring call (CPU, float32, fresh process per case)",
+        "",
+        "| model | tokens | windows | loaded GiB | growth, first call GiB | growth, second call GiB | first call s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['tokens']:,} | {r['windows']} | {r['loaded_gib']:.2f} | "
+            f"{r['first_call_growth_gib']:.2f} | {r['second_call_growth_gib']:.2f} | {r['first_call_seconds']:.1f} |"
+        )
+    write_reports({"rows": rows}, "\n".join(lines) + "\n", json_path=args.json, markdown_path=args.markdown)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
