@@ -14,7 +14,6 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, model_validator
 from typing_extensions import Self
 
@@ -146,15 +145,6 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
             PassageTypeError: ``documents`` is not a sequence of ``Document`` (a ``TypeError``).
         """
         return self._compress(documents, query)
-
-    async def acompress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`: chunking and scoring run in a worker thread, off the event loop."""
-        return await run_in_executor(None, self._compress, documents, query)
 
     # ---------------------------------------------------------------------------------------------- hooks
     def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:

@@ -13,7 +13,6 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, field_validator
 
 from ..errors import InvalidInputError
@@ -130,19 +129,6 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
             The best ``top_n`` documents as scored copies, highest score first.
         """
         return self.rerank(documents, query)
-
-    async def acompress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`: the forward passes run in a worker thread, off the event loop.
-
-        Concurrent calls are safe: the scorer serialises its model calls, so they queue in threads while the
-        loop keeps serving other tasks.
-        """
-        return await run_in_executor(None, self.rerank, documents, query)
 
     # ---------------------------------------------------------------------------------------------- hook
     def _rank(self, query: str, documents: list[Document]) -> list[RankedPassage]:
