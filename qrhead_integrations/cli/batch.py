@@ -56,8 +56,8 @@ def batch(
     ] = None,
 ) -> None:
     """Re-rank every row of INPUT on Ray and write scores, ranking and error columns to OUTPUT."""
-    from ..distributed._ray import ensure_ray
     from ..distributed.rerank import ERROR, rerank_dataset
+    from ..distributed.session import ensure_ray
 
     try:
         ray, started = ensure_ray(address)

@@ -30,7 +30,7 @@ from ..detect import (
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSet
 from ..prompt import Passage
-from ._ray import ensure_ray, plan_workers, set_threads
+from .session import ensure_ray, plan_workers, set_threads
 
 
 @dataclass

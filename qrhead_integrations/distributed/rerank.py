@@ -8,9 +8,9 @@ from typing import Any
 
 from ..errors import InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
-from ._ray import ensure_ray, plan_workers, set_threads
 from .io import check_output, read_input, write_output
 from .jsonl import INPUT_ERROR, plain_passages
+from .session import ensure_ray, plan_workers, set_threads
 
 SCORES, RANKING, ERROR = "scores", "ranking", "error"
 """The columns added to every row (an existing column of the same name is replaced)."""

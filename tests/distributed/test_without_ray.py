@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qrhead_integrations.distributed import _ray
+from qrhead_integrations.distributed import session as _ray
 from qrhead_integrations.distributed.io import _finite, _format_of, _JsonLinesSink
 from qrhead_integrations.errors import InvalidInputError
 
