@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError, PassageTypeError
-from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage
+from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage, rank_order
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
@@ -297,7 +297,7 @@ class QRHeadScorer:
         qrhead = self.score(query, items)
         lexical = bm25_rank(query, items) if chosen is not None and chosen.lexical else None
         ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores, lexical)
-        order = sorted(range(len(items)), key=lambda i: (-ranking[i], i))
+        order = rank_order(ranking)
         if top_n is not None:
             order = order[:top_n]
         return [RankedPassage(i, ranking[i], items[i], qrhead_score=qrhead[i]) for i in order]

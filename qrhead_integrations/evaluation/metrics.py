@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from ..errors import InvalidInputError
+from ..fusion import rank_order
 
 Run = Mapping[str, Mapping[str, float]]
 """Query id -> {document id -> retrieval score}; higher is better."""
@@ -126,11 +127,9 @@ def evaluate_run(run: Run, qrels: Qrels, metrics: Iterable[str] = DEFAULT_METRIC
 
 
 def rank_indices(scores: Sequence[float]) -> list[int]:
-    """Passage indices by descending score, ties by ascending index, to feed the multi-hop helpers."""
-    for i, score in enumerate(scores):
-        if math.isnan(score):
-            raise InvalidInputError(f"passage {i} has a NaN score")
-    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    """Passage indices by descending score, ties by ascending index, to feed the multi-hop helpers (the
+    product's own order: :func:`qrhead_integrations.fusion.rank_order`)."""
+    return rank_order(scores)
 
 
 def recall_at_k(ranked_indices: Sequence[int], gold: Collection[int], k: int) -> float:
