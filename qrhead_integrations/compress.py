@@ -98,6 +98,8 @@ class ContextCompressor:
         lexical: share of a BM25 ranking of the chunks fused with QRHead's ranking (weighted reciprocal-rank
             fusion, :mod:`qrhead_integrations.fusion`) to order the selection; ``None`` or 0: QRHead alone. The
             default was chosen on dev data ("Defaults and why" in docs/results.md).
+        show_progress: a progress bar over the forward passes of each call (a long document on a CPU takes
+            a minute or more; the scorer's own ``show_progress`` setting applies when this is off).
 
     A chunk longer than the whole budget is never kept whole. If no chunk fits at all, the best chunk is cut to
     the budget (``ScoredChunk.truncated``), so a budget always yields some context when there is text.
@@ -115,6 +117,7 @@ class ContextCompressor:
         min_score: float | None = None,
         separator: str = "\n\n",
         lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
+        show_progress: bool = False,
     ) -> None:
         if budget_tokens is None and top_k is None:
             raise InvalidInputError("give budget_tokens, top_k, or both")
@@ -138,6 +141,7 @@ class ContextCompressor:
         self.keep_neighbors = keep_neighbors
         self.min_score = min_score
         self.separator = separator
+        self.show_progress = show_progress
         self.fusion = None if not lexical else Fusion(weight=0.0, lexical=lexical)
 
     def compress(self, query: str, documents: str | Iterable[Any]) -> CompressionResult:
@@ -160,7 +164,9 @@ class ContextCompressor:
         passages = [Passage(text=c.text, title=c.title) for c in chunks]
         # Chunks are already at most max_chunk_tokens long: the model reads them whole, whatever passage cut the
         # scorer applies to re-ranking (a cut would hide the end of every longer chunk).
-        all_scores = self.scorer.score_many(query_list, passages, uncut=True)
+        all_scores = self.scorer.score_many(
+            query_list, passages, uncut=True, show_progress=self.show_progress or None
+        )
         lengths = [self.count_tokens(c.text) for c in chunks]
         index = BM25Index(passages) if self.fusion is not None else None  # one index for every query
         results = []

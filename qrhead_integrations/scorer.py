@@ -180,7 +180,8 @@ class QRHeadScorer:
             cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
             quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; attention stays float32, so the captured
                 heads are exact for the quantised model; rankings can change, see docs/engine.md), or ``None``.
-            show_progress: show transformers' weight-loading bars (off: a cached load takes seconds).
+            show_progress: progress bars: transformers' weight loading and the scorer's forward passes
+                (``ScorerConfig.show_progress``). Off by default: a cached load takes seconds.
             config: a :class:`ScorerConfig`; further keyword arguments override its fields.
         """
         loaded = load_model(
@@ -199,6 +200,7 @@ class QRHeadScorer:
             heads=heads,
             model_id=loaded.model_id,
             config=config,
+            **({"show_progress": True} if show_progress else {}),
             **config_overrides,
         )
 
@@ -252,14 +254,20 @@ class QRHeadScorer:
         return self.score_many([query], passages)[0]
 
     def score_many(
-        self, queries: Sequence[str], passages: Iterable[Any], *, uncut: bool = False
+        self,
+        queries: Sequence[str],
+        passages: Iterable[Any],
+        *,
+        uncut: bool = False,
+        show_progress: bool | None = None,
     ) -> list[list[float]]:
         """Scores of the same passages for several queries, encoding the passages once.
 
         ``uncut=True`` reads every passage whole, ignoring ``max_passage_tokens`` (the compressor's chunks are
-        already sized; a cut would hide their ends).
+        already sized; a cut would hide their ends). ``show_progress`` overrides ``config.show_progress`` for
+        this call (a bar over the forward passes).
         """
-        per_head = self.score_per_head_many(queries, passages, uncut=uncut)
+        per_head = self.score_per_head_many(queries, passages, uncut=uncut, show_progress=show_progress)
         return [combine_heads(q).tolist() for q in per_head]
 
     def score_per_head(self, query: str, passages: Iterable[Any]) -> torch.Tensor:
@@ -304,7 +312,12 @@ class QRHeadScorer:
 
     @torch.inference_mode()
     def score_per_head_many(
-        self, queries: Sequence[str], passages: Iterable[Any], *, uncut: bool = False
+        self,
+        queries: Sequence[str],
+        passages: Iterable[Any],
+        *,
+        uncut: bool = False,
+        show_progress: bool | None = None,
     ) -> torch.Tensor:
         """``(queries, heads, passages)`` per-head scores on the CPU — the one pipeline every feature uses.
 
@@ -334,7 +347,8 @@ class QRHeadScorer:
         tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
         plans = [(order, window) for order in orders for window in self._windows(order, cut, tails)]
         total = torch.zeros(len(query_list), len(self.heads), len(items))
-        with self._lock, tqdm(total=len(plans), disable=not self.config.show_progress, desc="qrhead") as bar:
+        progress = self.config.show_progress if show_progress is None else show_progress
+        with self._lock, tqdm(total=len(plans), disable=not progress, desc="qrhead") as bar:
             for _, window in plans:
                 encoded = self._builder.encode([cut[i] for i in window], tails)
                 weights = self._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)

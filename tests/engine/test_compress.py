@@ -229,3 +229,12 @@ def test_a_budget_larger_than_the_text_returns_the_text_unchanged(tiny_scorer: Q
     tight = ContextCompressor(tiny_scorer, budget_tokens=result.original_tokens - 6, max_chunk_tokens=16)
     cut = tight.compress("q", document)
     assert cut.text != document and cut.kept_tokens <= result.original_tokens - 6
+
+
+def test_show_progress_draws_a_bar_for_a_long_compression(tiny_scorer: QRHeadScorer, capsys: Any) -> None:
+    document = "\n\n".join(f"Paragraph {i} talks about the moon and the sun." for i in range(6))
+    ContextCompressor(tiny_scorer, budget_tokens=40).compress("moon?", document)
+    assert "qrhead" not in capsys.readouterr().err
+    ContextCompressor(tiny_scorer, budget_tokens=40, show_progress=True).compress("moon?", document)
+    assert "qrhead" in capsys.readouterr().err
+    assert not tiny_scorer.config.show_progress  # the shared scorer's setting is left alone
