@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def relative(value: object) -> object:
+    """Paths as the repository sees them (``../shared/data/...``): a report must not record this machine's
+    folders. Other values unchanged."""
+    if isinstance(value, Path):
+        return os.path.relpath(value.resolve(), REPO)
+    return value
 
 
 def write_reports(report: dict[str, Any], markdown: str, json_path: Path | None, markdown_path: Path | None) -> None:

@@ -14,12 +14,11 @@ when at least half of its characters are inside kept chunks. Rows 0-99 choose th
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from _report import write_reports
+from _report import relative, write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
@@ -40,13 +39,6 @@ def _document(example: Any) -> tuple[str, list[tuple[int, int]]]:
         parts.append(block)
         cursor += len(block) + 2
     return "\n\n".join(parts), spans
-
-
-def _relative(value: object) -> object:
-    """Paths as the repository sees them (a report must not record this machine's folders)."""
-    if isinstance(value, Path):
-        return os.path.relpath(value.resolve(), REPO)
-    return value
 
 
 def _survived(kept: list[ScoredChunk], span: tuple[int, int]) -> bool:
@@ -115,7 +107,7 @@ def main() -> None:
         "info": {
             "command": "python benchmarks/eval_compression.py "
             + " ".join(
-                f"--{k.replace('_', '-')} {_relative(v)}"
+                f"--{k.replace('_', '-')} {relative(v)}"
                 for k, v in vars(args).items()
                 if v is not None and k not in ("json", "markdown")
             ),

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report import write_reports
+from _report import relative, write_reports
 from tqdm import tqdm
 
 from qrhead_integrations import QRHeadScorer
@@ -77,7 +77,9 @@ def main() -> None:
     report = {
         "info": {
             "command": "python benchmarks/study_options.py "
-            + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None and k not in ("json", "markdown")),
+            + " ".join(
+                f"--{k} {relative(v)}" for k, v in vars(args).items() if v is not None and k not in ("json", "markdown")
+            ),
             "model": args.model,
             "heads": str(base.heads),
             "questions": len(examples),

@@ -76,3 +76,14 @@ def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> No
     assert report["info"]["n_queries"] == 3 and "qrhead" in report["metrics"]
     ranked = [json.loads(x) for x in (tmp_path / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(ranked) == 20 and all(row["error"] is None and len(row["ranking"]) == 10 for row in ranked)
+
+
+def test_committed_reports_record_no_machine_paths() -> None:
+    """Reports say where their data was relative to the repository (``../shared/data/...``), never this
+    machine's folders, so a command in a report runs on any checkout."""
+    for report in sorted((REPO / "reports").glob("*.*")):
+        if report.suffix not in (".md", ".json"):
+            continue
+        text = report.read_text(encoding="utf-8")
+        for marker in ("/work/", "/root/", "/home/", "/tmp/"):
+            assert marker not in text, (report.name, marker)
