@@ -521,7 +521,7 @@ def detect_heads(
     if top_k not in ("auto", "greedy") and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InvalidInputError(f"top_k must be an int >= 1, 'auto' or 'greedy', got {top_k!r}")
     check_metric(metric)  # before any work
-    _check_held_out(top_k, validation, len(examples) if isinstance(examples, Sequence) else None)
+    check_held_out(top_k, validation, len(examples) if isinstance(examples, Sequence) else None)
     scorer = (
         scorer_or_model
         if isinstance(scorer_or_model, QRHeadScorer)
@@ -585,7 +585,7 @@ def select_heads(
     """Choose heads from scored examples (the step after :func:`example_head_scores`; see :func:`detect_heads`
     for the options). The one place the table, the held-out split and the choice are made, for the API, the
     CLI and distributed detection alike. With ``max_layer``, examples scored deeper are cut to its layers."""
-    _check_held_out(top_k, validation, len(scored))
+    check_held_out(top_k, validation, len(scored))
     if max_layer is not None:
         depth = check_max_layer(max_layer, shape[0])
         rows = depth * shape[1]
@@ -605,7 +605,7 @@ def select_heads(
     return Detection(selection.heads, table, selection.validation, held_out)
 
 
-def _check_held_out(top_k: int | str, validation: float, count: int | None) -> None:
+def check_held_out(top_k: int | str, validation: float, count: int | None) -> None:
     """A choice on held-out examples (``"auto"``/``"greedy"``) needs a fraction in (0, 1) and 2+ examples."""
     if isinstance(top_k, int):
         return

@@ -54,6 +54,7 @@ def detect(
     """Detect a model's query-focused retrieval heads from labelled examples and save them as JSON."""
     from .._files import check_output_path, rescue_text
     from ..detect import (
+        check_held_out,
         check_max_layer,
         check_metric,
         detection_provenance,
@@ -80,6 +81,7 @@ def detect(
         raise fail(exc) from exc
     try:
         examples, description = labelled_examples(data, data_format, split, start, limit, candidates)
+        check_held_out(spec, validation, len(examples))  # before the model loads, not after detection
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
         check_max_layer(max_layer, scorer.num_layers)
         scored = list(

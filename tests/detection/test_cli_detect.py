@@ -161,3 +161,13 @@ def test_detect_max_layer_keeps_every_head_within_the_depth_budget(saved_tiny_mo
         app, ["detect", str(data), "--model", str(saved_tiny_model), "--max-layer", "9", "--output", str(out)]
     )
     assert result.exit_code == 2 and "max_layer must be an int in 1..4" in result.output
+
+
+def test_detect_auto_with_one_example_fails_before_the_model_loads(tmp_path: Path) -> None:
+    data = tmp_path / "one.jsonl"
+    _write_examples(data, n=1)
+    result = runner.invoke(
+        app, ["detect", str(data), "--model", "no-such-model", "--top-k", "auto", "--output", str(tmp_path / "h.json")]
+    )
+    assert result.exit_code == 2 and "needs at least 2 usable examples" in result.output
+    assert "no-such-model" not in result.output  # failed on the data, not after loading (or failing to load)
