@@ -84,3 +84,18 @@ def test_demo_runs_offline_and_finds_a_gold_passage(smollm2: object) -> None:
     result = runner.invoke(app, ["demo", "--model", "smollm2-135m-instruct"])
     assert result.exit_code == 0, result.output
     assert "gold passages (★) in the top 2: 1 of 2" in result.output or "2 of 2" in result.output
+
+
+def test_empty_inputs_fail_before_any_model_loads(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    out = str(tmp_path / "out.json")
+    for args in (
+        ["rank", "-q", "x", "-p", str(empty)],
+        ["detect", str(empty), "--output", out],
+        ["eval", "multihop", str(empty)],
+    ):
+        result = runner.invoke(app, [*args, "--model", "no-such-model"])
+        assert result.exit_code == 2, (args, result.output)
+        assert any(f"no {what}" in result.output for what in ("passages", "labelled examples", "examples"))
+        assert "no-such-model" not in result.output, args

@@ -81,6 +81,8 @@ def detect(
         raise fail(exc) from exc
     try:
         examples, description = labelled_examples(data, data_format, split, start, limit, candidates)
+        if not examples:
+            raise DataFormatError(f"{data}: no labelled examples (an empty file, or --start past its end)")
         check_held_out(spec, validation, len(examples))  # before the model loads, not after detection
         scorer = QRHeadScorer.from_pretrained(model, heads="all", device=device)
         check_max_layer(max_layer, scorer.num_layers)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..errors import InvalidInputError, QRHeadError
+from ..errors import DataFormatError, InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
@@ -105,6 +105,8 @@ def _run(
                 check_output_path(path, option=option)
         cap = _passage_cap(max_passage_tokens)
         payload = load_data()
+        if not (payload.queries if hasattr(payload, "queries") else payload):
+            raise DataFormatError(f"{data}: no examples to evaluate (an empty file, or --start past its end)")
         console.print(f"Loading [bold]{model}[/bold]…")
         started = time.perf_counter()
         scorer = QRHeadScorer.from_pretrained(model, heads=heads, max_passage_tokens=cap, **load)

@@ -93,6 +93,8 @@ def rank(
 
     try:
         items = read_passages(passages)
+        if not items:
+            raise DataFormatError(f"{'<stdin>' if passages == '-' else passages}: no passages to rank")
         scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize)
         ranked = scorer.rank(query, items, top_n=top_n, **({} if fusion else {"fusion": None}))
     except (QRHeadError, OSError) as exc:
