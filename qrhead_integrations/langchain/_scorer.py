@@ -108,6 +108,11 @@ def check_documents(documents: Any) -> list[Document]:
                 f"documents[{i}] is a {type(doc).__name__}, not a langchain_core Document; "
                 "wrap text as Document(page_content=...)"
             )
+        # Fields reassigned after construction skip pydantic's checks; catch them before the model runs.
+        if not isinstance(doc.page_content, str):
+            raise PassageTypeError(f"documents[{i}].page_content is a {type(doc.page_content).__name__}, not a str")
+        if not isinstance(doc.metadata, dict):
+            raise PassageTypeError(f"documents[{i}].metadata is a {type(doc.metadata).__name__}, not a dict")
     return list(documents)
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
+from ..errors import PassageTypeError
 from ..models import DEFAULT_MODEL
 from ..prompt import check_query
 from ..scorer import QRHeadScorer
@@ -138,3 +140,15 @@ def query_of(query_bundle: QueryBundle | None) -> str:
     if query_bundle is None:
         raise ValueError("Missing query bundle in extra info.")
     return check_query(query_bundle.query_str)
+
+
+def check_nodes(nodes: Any) -> list[NodeWithScore]:
+    """The nodes as a list, or a :class:`PassageTypeError` naming the first item that is no ``NodeWithScore``
+    (a bare ``TextNode``, a string, ``None``) — before any model work, instead of an ``AttributeError`` later."""
+    if isinstance(nodes, str | bytes | NodeWithScore) or not isinstance(nodes, Sequence):
+        raise PassageTypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+    for i, item in enumerate(nodes):
+        if not isinstance(item, NodeWithScore):
+            hint = "; wrap it as NodeWithScore(node=...)" if isinstance(item, BaseNode) else ""
+            raise PassageTypeError(f"nodes[{i}] is a {type(item).__name__}, not a NodeWithScore{hint}")
+    return list(nodes)

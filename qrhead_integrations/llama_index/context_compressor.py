@@ -34,7 +34,7 @@ from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCom
 from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..scorer import QRHeadScorer
-from ._base import QRHeadPostprocessor, query_of
+from ._base import QRHeadPostprocessor, check_nodes, query_of
 
 dispatcher = get_dispatcher(__name__)
 
@@ -171,6 +171,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         query = query_of(query_bundle)
+        nodes = check_nodes(nodes)
         if not nodes:
             return []
         return self._compress(query, nodes)
@@ -206,6 +207,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     def compress(self, query: str, nodes: Sequence[NodeWithScore]) -> CompressionResult:
         """The engine's :class:`~qrhead_integrations.CompressionResult` for ``nodes`` (document ``i`` is node
         ``i``): every chunk with its score, what was kept, and the token counts before and after."""
+        nodes = check_nodes(nodes)
         documents = [
             SourceDocument(
                 text=item.node.get_content(metadata_mode=MetadataMode.NONE),

@@ -23,7 +23,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
 from ..scorer import QRHeadScorer, RankedPassage
-from ._base import QRHeadPostprocessor, query_of
+from ._base import QRHeadPostprocessor, check_nodes, query_of
 
 dispatcher = get_dispatcher(__name__)
 
@@ -114,6 +114,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         query = query_of(query_bundle)
+        nodes = check_nodes(nodes)
         if not nodes:
             return []
         texts = _node_texts(nodes)
@@ -126,6 +127,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         query = query_of(query_bundle)
+        nodes = check_nodes(nodes)
         if not nodes:
             return []
         texts = _node_texts(nodes)

@@ -89,3 +89,28 @@ def test_a_token_counter_that_does_not_count_is_a_typed_error(tiny_scorer: QRHea
         compressor.compress("moon?", "The moon orbits the earth.\n\nParis is in France.")
     with pytest.raises(TokenCounterError, match="token counter must be None"):
         ContextCompressor(tiny_scorer, budget_tokens=50, token_counter=42)  # type: ignore[arg-type]
+
+
+def test_adapters_reject_non_nodes_and_broken_documents_before_the_model_runs(tiny_scorer: QRHeadScorer) -> None:
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from langchain_core.documents import Document
+    from llama_index.core.schema import TextNode
+
+    from qrhead_integrations.langchain import QRHeadReranker
+    from qrhead_integrations.llama_index import QRHeadContextCompressor, QRHeadRerank
+
+    reranker = QRHeadReranker(scorer=tiny_scorer, top_n=2)
+    broken = Document(page_content="a")
+    broken.metadata = None  # type: ignore[assignment]  # reassigned after construction: no pydantic check
+    with pytest.raises(PassageTypeError, match=r"documents\[0\].metadata is a NoneType, not a dict"):
+        reranker.compress_documents([broken], "q")
+    empty = Document(page_content="b")
+    empty.page_content = None  # type: ignore[assignment]
+    with pytest.raises(PassageTypeError, match=r"documents\[1\].page_content is a NoneType"):
+        reranker.compress_documents([Document(page_content="ok"), empty], "q")
+    postprocessors = (QRHeadRerank(scorer=tiny_scorer), QRHeadContextCompressor(scorer=tiny_scorer, budget_tokens=9))
+    for postprocessor in postprocessors:
+        for item, message in ((None, "NoneType"), ("text", "str"), (TextNode(text="bare"), "TextNode.*wrap it")):
+            with pytest.raises(PassageTypeError, match=rf"nodes\[0\] is a {message}"):
+                postprocessor.postprocess_nodes([item], query_str="q")  # type: ignore[list-item]
