@@ -164,9 +164,8 @@ class ContextCompressor:
         passages = [Passage(text=c.text, title=c.title) for c in chunks]
         # Chunks are already at most max_chunk_tokens long: the model reads them whole, whatever passage cut the
         # scorer applies to re-ranking (a cut would hide the end of every longer chunk).
-        all_scores = self.scorer.score_many(
-            query_list, passages, uncut=True, show_progress=self.show_progress or None
-        )
+        progress = {"show_progress": True} if self.show_progress else {}  # else the scorer's own setting
+        all_scores = self.scorer.score_many(query_list, passages, uncut=True, **progress)
         lengths = [self.count_tokens(c.text) for c in chunks]
         index = BM25Index(passages) if self.fusion is not None else None  # one index for every query
         results = []
