@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import psutil
 import torch
+from _memory import PeakMemory
 from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer, capture
@@ -66,42 +66,6 @@ def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[s
     return chosen
 
 
-class _PeakMemory:
-    """Peak memory growth during a block: RSS sampled on CPU, the allocator's peak on CUDA."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_bytes = 0
-
-    def __enter__(self) -> _PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            return self
-        self._proc = psutil.Process()
-        self._base = self._proc.memory_info().rss
-        self._peak = self._base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *_: Any) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._base
-            return
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._proc.memory_info().rss)
-        self.peak_bytes = self._peak - self._base
-
-
 def _measure_rounds(
     fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device
 ) -> dict[str, list[tuple[float, int]]]:
@@ -115,7 +79,7 @@ def _measure_rounds(
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            with _PeakMemory(device) as mem:
+            with PeakMemory(device) as mem:
                 start = time.perf_counter()
                 fn()
                 if device.type == "cuda":

@@ -16,7 +16,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ QUERY = "In what year did the Danish plant ecologist who assisted the chemist wh
 def child(model: str, length: int) -> dict[str, Any]:
     """Run one case in this process and return its figures (called in a fresh interpreter)."""
     import psutil
+    import torch
+    from _memory import PeakMemory
     from bench_engine import _corpus
 
     from qrhead_integrations import QRHeadScorer
@@ -50,25 +51,14 @@ def child(model: str, length: int) -> dict[str, Any]:
         passages.append((title, text))
         tokens += len(scorer.tokenizer(f"{title}\n{text}", add_special_tokens=False)["input_ids"]) + 4
     proc = psutil.Process()
+    cpu = torch.device("cpu")
 
     def peak_growth() -> tuple[float, float]:
-        base = proc.memory_info().rss
-        peak = [base]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], proc.memory_info().rss)
-                time.sleep(0.005)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        started = time.perf_counter()
-        scorer.score(QUERY, passages)
-        elapsed = time.perf_counter() - started
-        stop.set()
-        thread.join()
-        return (max(peak[0], proc.memory_info().rss) - base) / 2**30, elapsed
+        with PeakMemory(cpu) as mem:
+            started = time.perf_counter()
+            scorer.score(QUERY, passages)
+            elapsed = time.perf_counter() - started
+        return mem.peak_bytes / 2**30, elapsed
 
     loaded = proc.memory_info().rss / 2**30
     first, first_s = peak_growth()

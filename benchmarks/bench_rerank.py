@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+import torch
+from _memory import PeakMemory
 from _report import write_reports
 from study_cache import DevExample, dev_examples
 
@@ -45,29 +46,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "int8+fast": {"heads": "fast", "quantize": "int8"},
 }
 WORKLOAD_TOKENS = 256
-
-
-class PeakRSS:
-    """Peak resident-set growth during a block (sampled every 5 ms)."""
-
-    def __enter__(self) -> PeakRSS:
-        self._proc = psutil.Process()
-        self.base = self._proc.memory_info().rss
-        self._peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.growth = max(self._peak, self._proc.memory_info().rss) - self.base
+CPU = torch.device("cpu")
 
 
 def quality(scorer: QRHeadScorer, hotpotqa: list[DevExample], scifact: list[DevExample]) -> dict[str, float]:
@@ -100,9 +79,9 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     loaded: dict[str, QRHeadScorer] = {}
     load_mib: dict[str, float] = {}
     for quantize in (None, "int8"):
-        with PeakRSS() as mem:
+        with PeakMemory(CPU) as mem:
             base = QRHeadScorer.from_pretrained(model, quantize=quantize)
-        load_mib["int8" if quantize else "fp32"] = mem.growth / 2**20
+        load_mib["int8" if quantize else "fp32"] = mem.peak_bytes / 2**20
         for name, options in CONFIGS.items():
             if options.get("quantize") == quantize:
                 loaded[name] = base.with_heads(options["heads"]) if "heads" in options else base
@@ -118,13 +97,13 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     peaks: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.rounds):
         for name, scorer in timed.items():
-            with PeakRSS() as mem:
+            with PeakMemory(CPU) as mem:
                 started = time.perf_counter()
                 for example in workload:
                     scorer.rank(example.question, example.passages)
                 elapsed = time.perf_counter() - started
             seconds[name].append(elapsed / len(workload))
-            peaks[name].append(mem.growth / 2**20)
+            peaks[name].append(mem.peak_bytes / 2**20)
     for name in rows:
         rows[name]["seconds"] = statistics.median(seconds[name])
         rows[name]["peak_query_mib"] = max(peaks[name])
