@@ -37,7 +37,7 @@ from .heads import HeadSet
 
 ATTENTION_NAME = "qrhead_sdpa"
 
-_ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | None] = contextvars.ContextVar(
+_ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | BatchRecorder | None] = contextvars.ContextVar(
     "qrhead_active_recorder", default=None
 )
 
@@ -91,7 +91,37 @@ class Packing:
         return allowed
 
 
-_ACTIVE_PACKING: contextvars.ContextVar[Packing | None] = contextvars.ContextVar("qrhead_active_packing", default=None)
+@dataclass(frozen=True)
+class BatchPacking:
+    """Several independent packed sequences (one :class:`Packing` each: one scoring row's prompt) in one
+    right-padded batch forward.
+
+    Why: on a GPU a forward of one row leaves most of the device idle, and every forward pays the same host-side
+    launch costs; rows of similar length run together. Each row's attention and recorded heads are computed on
+    its own real tokens only (a row never sees another row, nor its own padding), so every row gets exactly
+    what a forward of it alone gives, up to floating-point summation order.
+    """
+
+    rows: tuple[Packing, ...]
+
+    @property
+    def width(self) -> int:
+        """The padded sequence length: the longest row."""
+        return max(row.total_len for row in self.rows)
+
+    def positions(self) -> list[list[int]]:
+        """Position ids per row; padding continues the row's last position (its outputs are never read)."""
+        out = []
+        for row in self.rows:
+            own = row.positions()
+            last = own[-1] if own else -1
+            out.append(own + list(range(last + 1, last + 1 + self.width - row.total_len)))
+        return out
+
+
+_ACTIVE_PACKING: contextvars.ContextVar[Packing | BatchPacking | None] = contextvars.ContextVar(
+    "qrhead_active_packing", default=None
+)
 _STOP_LAYER: contextvars.ContextVar[int | None] = contextvars.ContextVar("qrhead_stop_layer", default=None)
 
 TAIL_BATCH_TOKENS = 32_768
@@ -111,10 +141,17 @@ class HeadRecorder:
         row_groups: ``(batch, groups, n_rows)`` 0/1 weights saying which recorded rows each output sums, e.g.
             the real (unpadded) rows of each tail in a right-padded batch, or the instruction rows and the
             query rows of one sequence kept apart. ``None``: one group of all rows, batch of one.
+        packing: the layout of the packed sequence this recorder's rows belong to, when it is one row of a
+            :class:`BatchPacking` (otherwise the active packing, if any, is used).
     """
 
     def __init__(
-        self, heads: HeadSet, n_rows: int, total_length: int, row_groups: torch.Tensor | None = None
+        self,
+        heads: HeadSet,
+        n_rows: int,
+        total_length: int,
+        row_groups: torch.Tensor | None = None,
+        packing: Packing | None = None,
     ) -> None:
         if row_groups is not None and (row_groups.dim() != 3 or row_groups.shape[-1] != n_rows):
             raise ValueError(f"row_groups must have shape (batch, groups, {n_rows}), got {tuple(row_groups.shape)}")
@@ -122,6 +159,7 @@ class HeadRecorder:
         self.n_rows = n_rows
         self.total_length = total_length
         self.row_groups = row_groups
+        self.packing = packing
         self._by_layer = {layer: torch.tensor(idx) for layer, idx in heads.by_layer().items()}
         self._per_layer: dict[int, torch.Tensor] = {}
 
@@ -149,7 +187,8 @@ class HeadRecorder:
         softcap = extra.get("softcap")
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        packing = _ACTIVE_PACKING.get()
+        active = _ACTIVE_PACKING.get()
+        packing = self.packing or (active if isinstance(active, Packing) else None)
         if packing is not None and k_len == packing.total_len:
             logits = logits.masked_fill(~packing.allowed(packing.total_len - rows, logits.device), float("-inf"))
         else:
@@ -182,6 +221,27 @@ class HeadRecorder:
         if out is None:  # a HeadSet is never empty, so every recorder has at least one layer
             raise RuntimeError("no heads to collect")
         return out
+
+
+class BatchRecorder:
+    """Records a :class:`BatchPacking` forward: row ``b`` of the batch goes to ``recorders[b]``, which sees only
+    that row's real (unpadded) queries and keys."""
+
+    def __init__(self, recorders: Sequence[HeadRecorder]) -> None:
+        self.recorders = list(recorders)
+
+    def record(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None,
+        extra: dict[str, Any],
+    ) -> None:
+        for b, recorder in enumerate(self.recorders):
+            length = recorder.total_length
+            recorder.record(module, query[b : b + 1, :, :length], key[b : b + 1, :, :length], None, scaling, extra)
 
 
 def _apply_mask(logits: torch.Tensor, mask: torch.Tensor | None, q_len: int, k_len: int, rows: int) -> torch.Tensor:
@@ -219,7 +279,9 @@ def _qrhead_attention(
         # output projection and MLP feed only layers that never run.
         raise _StopForward
     packing = _ACTIVE_PACKING.get()
-    if packing is not None and packing.extra_lens and key.shape[2] == packing.total_len:
+    if isinstance(packing, BatchPacking) and key.shape[2] == packing.width:
+        return _batch_attention(module, query, key, value, packing, dropout, scaling, kwargs)
+    if isinstance(packing, Packing) and packing.extra_lens and key.shape[2] == packing.total_len:
         return _packed_attention(module, query, key, value, packing, dropout, scaling, kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
@@ -269,6 +331,34 @@ def _packed_attention(
     return torch.cat(pieces, dim=1), None
 
 
+def _batch_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    batch: BatchPacking,
+    dropout: float,
+    scaling: float | None,
+    kwargs: dict[str, Any],
+) -> tuple[torch.Tensor, None]:
+    """sdpa for a :class:`BatchPacking`: each row on its own real tokens (as :func:`_packed_attention` does for
+    one), padded back to the batch width with zeros (padding outputs feed only padding positions)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    pieces = []
+    for b, row in enumerate(batch.rows):
+        n = row.total_len
+        q, k, v = query[b : b + 1, :, :n], key[b : b + 1, :, :n], value[b : b + 1, :, :n]
+        if row.extra_lens:
+            out = _packed_attention(module, q, k, v, row, dropout, scaling, kwargs)[0]
+        else:
+            out = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, **kwargs)[0]
+        if n < batch.width:
+            out = torch.cat([out, out.new_zeros(1, batch.width - n, *out.shape[2:])], dim=1)
+        pieces.append(out)
+    return torch.cat(pieces, dim=0), None
+
+
 _registered = False
 
 
@@ -310,7 +400,9 @@ def _raise_stop(*_: Any) -> None:
 
 
 @contextmanager
-def recording(recorder: HeadRecorder | None, packing: Packing | None = None) -> Iterator[None]:
+def recording(
+    recorder: HeadRecorder | BatchRecorder | None, packing: Packing | BatchPacking | None = None
+) -> Iterator[None]:
     token = _ACTIVE_RECORDER.set(recorder)
     packing_token = _ACTIVE_PACKING.set(packing)
     try:
@@ -332,15 +424,16 @@ def run_layers(
     *,
     start: int,
     stop_after: int | None,
-    recorder: HeadRecorder | None = None,
-    packing: Packing | None = None,
+    recorder: HeadRecorder | BatchRecorder | None = None,
+    packing: Packing | BatchPacking | None = None,
 ) -> None:
     """Run the decoder on ``input_ids`` at absolute positions ``start..``, appending to ``cache``.
 
     ``input_ids`` is one sequence, or a batch of equally long sequences (a cache forked with ``batch=``).
     Stops after layer ``stop_after`` (every layer when ``None``). With a ``recorder``, captures its heads. With a
     ``packing`` (one sequence laid out as it says, on an empty cache), further tails get their own positions and
-    attention (see :class:`Packing`).
+    attention (see :class:`Packing`); with a :class:`BatchPacking` (one right-padded sequence per row, on an
+    empty cache forked to the batch), each row likewise, on its own tokens.
     """
     decoder = decoder_of(model)
     device = next(model.parameters()).device
@@ -350,7 +443,11 @@ def run_layers(
         else [list(r) for r in input_ids]  # type: ignore[arg-type]
     )
     ids = torch.tensor(batch, dtype=torch.long, device=device)
-    if packing is not None:
+    if isinstance(packing, BatchPacking):
+        if start != 0 or ids.shape != (len(packing.rows), packing.width):
+            raise ValueError("a batch-packed forward is one padded sequence per row, packing.width long, from 0")
+        positions = torch.tensor(packing.positions(), device=device)
+    elif packing is not None:
         if start != 0 or ids.shape != (1, packing.total_len):
             raise ValueError("a packed forward is one sequence of packing.total_len tokens on an empty cache")
         positions = torch.tensor([packing.positions()], device=device)

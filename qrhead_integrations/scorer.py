@@ -27,12 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture
-from .errors import InvalidInputError, PassageTypeError
+from .errors import InvalidInputError, PassageTypeError, QRHeadError
 from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage, rank_order
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
 from .presets import resolve_heads
-from .prompt import NULL_QUERY, Layout, Passage, PromptBuilder, check_query, to_passages
+from .prompt import NULL_QUERY, EncodedPrompt, Layout, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
 
 Order = Literal["as_given", "reversed", "shuffled"]
@@ -41,6 +41,13 @@ EMPTY_PASSAGE_SCORE = float("-inf")
 """Score of a passage with no text and no title: it has nothing to attend to, so it ranks last."""
 
 _WINDOW_MARGIN = 16
+
+DEFAULT_ROWS_PER_FORWARD = 8
+"""Rows per forward of the batch methods (``rank_batch``, ``score_batch``): enough to keep a GPU busy on
+short rows; :data:`BATCH_TOKENS` bounds the padded size of one forward."""
+
+BATCH_TOKENS = 32_768
+"""Most padded tokens (rows × longest row) per batched forward: bounds activation memory."""
 
 
 @dataclass(frozen=True)
@@ -294,15 +301,27 @@ class QRHeadScorer:
             fusion: ``"config"`` (``config.fusion``), a :class:`~qrhead_integrations.fusion.Fusion` (first-stage
                 and lexical weights), the first stage's weight alone, or ``None`` for QRHead alone.
         """
-        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
-            raise InvalidInputError(f"top_n must be an int >= 0 or None, got {top_n!r}")
+        _check_top_n(top_n)
         chosen = as_fusion(self.config.fusion if fusion == "config" else fusion)
         items = to_passages(passages)
         if first_stage_scores is not None and len(first_stage_scores) != len(items):
             raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {len(items)} passages")
         if not items:
             return []
-        qrhead = self.score(query, items)
+        return self._ranked(query, items, self.score(query, items), chosen, first_stage_scores, top_n)
+
+    @staticmethod
+    def _ranked(
+        query: str,
+        items: list[Passage],
+        qrhead: list[float],
+        chosen: Fusion | None,
+        first_stage_scores: Sequence[float] | None,
+        top_n: int | None,
+    ) -> list[RankedPassage]:
+        """The ranking of one row from its QRHead scores: fused as ``chosen`` says, best first, ties by index."""
+        if not items:
+            return []
         lexical = bm25_rank(query, items) if chosen is not None and chosen.lexical else None
         ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores, lexical)
         order = rank_order(ranking)
@@ -335,33 +354,127 @@ class QRHeadScorer:
             raise PassageTypeError(f"queries must be a list of str, got {type(queries).__name__}")
         query_list = [check_query(q) for q in queries]
         items = to_passages(passages)
-        result = torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE)
-        if not query_list:
-            return result
-        scorable = [i for i, p in enumerate(items) if not p.is_empty]
-        if not scorable:
-            return result
-        chosen = [items[i] for i in scorable]
-        cut = dict(zip(scorable, chosen if uncut else self._cut(chosen), strict=True))
-        orders = self._orders(scorable)
-        tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
-        plans = [(order, window) for order in orders for window in self._windows(order, cut, tails)]
-        total = torch.zeros(len(query_list), len(self.heads), len(items))
+        return self._score_rows([(query_list, items)], rows_per_forward=1, uncut=uncut, show_progress=show_progress)[0]
+
+    @torch.inference_mode()
+    def score_per_head_batch(
+        self,
+        rows: Iterable[tuple[str, Iterable[Any]]],
+        *,
+        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        uncut: bool = False,
+        show_progress: bool | None = None,
+    ) -> list[torch.Tensor]:
+        """One ``(heads, passages)`` tensor per independent ``(query, passages)`` row, several rows per forward.
+
+        Rows of similar prompt length are run together, up to ``rows_per_forward`` per forward (and
+        :data:`BATCH_TOKENS` padded tokens): each row attends only to its own tokens, so the scores are those of
+        :meth:`score_per_head` on each row alone, up to float summation order (tested to 1e-5 in float32).
+        Why: on a GPU one row leaves the device mostly idle; on a CPU the gain is small (see docs/engine.md).
+
+        Raises:
+            QRHeadError: a bad row (its message starts with ``row i:``); no row is scored then.
+        """
+        if isinstance(rows_per_forward, bool) or not isinstance(rows_per_forward, int) or rows_per_forward < 1:
+            raise InvalidInputError(f"rows_per_forward must be an int >= 1, got {rows_per_forward!r}")
+        checked = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
+        prepared = [([query], items) for query, items in checked]
+        results = self._score_rows(
+            prepared, rows_per_forward=rows_per_forward, uncut=uncut, show_progress=show_progress
+        )
+        return [result[0] for result in results]
+
+    def score_batch(
+        self,
+        rows: Iterable[tuple[str, Iterable[Any]]],
+        *,
+        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        show_progress: bool | None = None,
+    ) -> list[list[float]]:
+        """:meth:`score` for many independent ``(query, passages)`` rows (see :meth:`score_per_head_batch`)."""
+        per_head = self.score_per_head_batch(rows, rows_per_forward=rows_per_forward, show_progress=show_progress)
+        return [combine_heads(row).tolist() for row in per_head]
+
+    def rank_batch(
+        self,
+        rows: Iterable[tuple[str, Iterable[Any]]],
+        *,
+        top_n: int | None = None,
+        first_stage_scores: Sequence[Sequence[float] | None] | None = None,
+        fusion: Fusion | float | Literal["config"] | None = "config",
+        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        show_progress: bool | None = None,
+    ) -> list[list[RankedPassage]]:
+        """:meth:`rank` for many independent ``(query, passages)`` rows, several rows per forward.
+
+        The same ranking :meth:`rank` gives each row alone (same fusion, same ties), from
+        :meth:`score_per_head_batch`'s scores. ``first_stage_scores``, when given, holds one list (or ``None``)
+        per row.
+        """
+        _check_top_n(top_n)
+        chosen = as_fusion(self.config.fusion if fusion == "config" else fusion)
+        row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
+        stages: Sequence[Sequence[float] | None] = (
+            [None] * len(row_list) if first_stage_scores is None else first_stage_scores
+        )
+        if len(stages) != len(row_list):
+            raise InvalidInputError(f"{len(stages)} first-stage score lists for {len(row_list)} rows")
+        for i, ((_, items), stage) in enumerate(zip(row_list, stages, strict=True)):
+            if stage is not None and len(stage) != len(items):
+                raise InvalidInputError(f"row {i}: {len(stage)} first-stage scores for {len(items)} passages")
+        scores = self.score_batch(row_list, rows_per_forward=rows_per_forward, show_progress=show_progress)
+        return [
+            self._ranked(query, items, qrhead, chosen, stage, top_n)
+            for (query, items), qrhead, stage in zip(row_list, scores, stages, strict=True)
+        ]
+
+    def _score_rows(
+        self,
+        rows: Sequence[tuple[list[str], list[Passage]]],
+        *,
+        rows_per_forward: int,
+        uncut: bool,
+        show_progress: bool | None,
+    ) -> list[torch.Tensor]:
+        """``(queries, heads, passages)`` for each ``(checked queries, passages)`` row: every row is planned
+        (cut, orders, windows, encoded prompts), then the prompts run ``rows_per_forward`` at a time."""
+        results: list[torch.Tensor] = []
+        totals: dict[int, tuple[torch.Tensor, list[int], int]] = {}
+        units: list[_Unit] = []
+        for r, (query_list, items) in enumerate(rows):
+            results.append(torch.full((len(query_list), len(self.heads), len(items)), EMPTY_PASSAGE_SCORE))
+            scorable = [i for i, p in enumerate(items) if not p.is_empty]
+            if not query_list or not scorable:
+                continue
+            chosen = [items[i] for i in scorable]
+            cut = dict(zip(scorable, chosen if uncut else self._cut(chosen), strict=True))
+            orders = self._orders(scorable)
+            tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
+            try:
+                windows = [window for order in orders for window in self._windows(order, cut, tails)]
+            except QRHeadError as exc:
+                if len(rows) == 1:
+                    raise
+                raise type(exc)(f"row {r}: {exc}") from exc
+            for window in windows:
+                units.append(_Unit(r, window, self._builder.encode([cut[i] for i in window], tails)))
+            totals[r] = (torch.zeros(len(query_list), len(self.heads), len(items)), scorable, len(orders))
         progress = self.config.show_progress if show_progress is None else show_progress
-        with self._lock, tqdm(total=len(plans), disable=not progress, desc="qrhead") as bar:
-            for _, window in plans:
-                encoded = self._builder.encode([cut[i] for i in window], tails)
-                weights = self._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
-                null = weights[-1] if self.config.calibrate else None
-                for qi in range(len(query_list)):
-                    tokens = token_scores(weights[qi], null)
-                    per_passage = passage_scores(
-                        tokens, encoded.passage_spans, outlier_filter=self.config.outlier_filter
-                    )
-                    total[qi][:, window] += per_passage
-                bar.update()
-        result[:, :, scorable] = total[:, :, scorable] / len(orders)
-        return result
+        with self._lock, tqdm(total=len(units), disable=not progress, desc="qrhead") as bar:
+            for group in _forward_groups(units, rows_per_forward, self._can_pack()):
+                for unit, weights in zip(group, self._capture_many([u.encoded for u in group]), strict=True):
+                    total = totals[unit.row][0]
+                    null = weights[-1] if self.config.calibrate else None
+                    for qi in range(total.shape[0]):
+                        tokens = token_scores(weights[qi], null)
+                        per_passage = passage_scores(
+                            tokens, unit.encoded.passage_spans, outlier_filter=self.config.outlier_filter
+                        )
+                        total[qi][:, unit.window] += per_passage
+                bar.update(len(group))
+        for r, (total, scorable, n_orders) in totals.items():
+            results[r][:, :, scorable] = total[:, :, scorable] / n_orders
+        return results
 
     # ------------------------------------------------------------------------------------------- internals
     def _cut(self, passages: list[Passage]) -> list[Passage]:
@@ -412,6 +525,59 @@ class QRHeadScorer:
             filled += count
         return windows
 
+    def _can_pack(self) -> bool:
+        """Whether this model's cache keeps every position (the packed layouts need it; sliding-window models
+        run their tails on a forked cache instead, one row per forward)."""
+        return capture.can_crop(capture.new_cache(self.model))
+
+    def _packed_recorder(
+        self, prefix_len: int, shared_rows: int, tails: list[list[int]], *, own: bool = False
+    ) -> tuple[capture.Packing, capture.HeadRecorder]:
+        """The packed layout of prefix + tails and a recorder summing the instruction rows (group 0) and each
+        tail's rows (group ``i``) apart; ``own`` ties the recorder to this layout (a row of a batch)."""
+        packing = capture.Packing(prefix_len, len(tails[0]), tuple(len(t) for t in tails[1:]))
+        n_rows = shared_rows + sum(len(t) for t in tails)
+        groups = torch.zeros(1, 1 + len(tails), n_rows)
+        groups[0, 0, :shared_rows] = 1
+        start = shared_rows
+        for i, tail in enumerate(tails, start=1):
+            groups[0, i, start : start + len(tail)] = 1
+            start += len(tail)
+        recorder = capture.HeadRecorder(
+            self.heads, n_rows, packing.total_len, row_groups=groups, packing=packing if own else None
+        )
+        return packing, recorder
+
+    def _capture_many(self, prompts: Sequence[EncodedPrompt]) -> list[list[torch.Tensor]]:
+        """:meth:`_capture` for several prompts in one right-padded forward (:class:`capture.BatchPacking`);
+        each prompt's result is what :meth:`_capture` gives it alone."""
+        if len(prompts) == 1:
+            only = prompts[0]
+            return [self._capture(only.prefix_ids, only.shared_rows, only.tails)]
+        packings, recorders, rows = [], [], []
+        for prompt in prompts:
+            packing, recorder = self._packed_recorder(
+                len(prompt.prefix_ids), prompt.shared_rows, prompt.tails, own=True
+            )
+            packings.append(packing)
+            recorders.append(recorder)
+            rows.append(prompt.prefix_ids + [token for tail in prompt.tails for token in tail])
+        batch = capture.BatchPacking(tuple(packings))
+        padded = [row + [row[-1]] * (batch.width - len(row)) for row in rows]
+        capture.run_layers(
+            self.model,
+            padded,
+            capture.new_cache(self.model),
+            start=0,
+            stop_after=self.heads.deepest_layer,
+            recorder=capture.BatchRecorder(recorders),
+            packing=batch,
+        )
+        return [
+            _tail_means(recorder.collect()[0, :, :, : len(prompt.prefix_ids)], prompt.shared_rows, prompt.tails)
+            for prompt, recorder in zip(prompts, recorders, strict=True)
+        ]
+
     def _capture(self, prefix_ids: list[int], shared_rows: int, tails: list[list[int]]) -> list[torch.Tensor]:
         """Selected heads' attention over the prefix, averaged over each query's query-part rows.
 
@@ -429,19 +595,10 @@ class QRHeadScorer:
         prefix_len = len(prefix_ids)
         cache = capture.new_cache(self.model)
         if capture.can_crop(cache):
-            packing = capture.Packing(prefix_len, len(tails[0]), tuple(len(t) for t in tails[1:]))
-            n_rows = shared_rows + sum(len(t) for t in tails)
-            groups = torch.zeros(1, 1 + len(tails), n_rows)
-            groups[0, 0, :shared_rows] = 1
-            start = shared_rows
-            for i, tail in enumerate(tails, start=1):
-                groups[0, i, start : start + len(tail)] = 1
-                start += len(tail)
-            recorder = capture.HeadRecorder(self.heads, n_rows, packing.total_len, row_groups=groups)
+            packing, recorder = self._packed_recorder(prefix_len, shared_rows, tails)
             ids = prefix_ids + [token for tail in tails for token in tail]
             capture.run_layers(self.model, ids, cache, start=0, stop_after=stop, recorder=recorder, packing=packing)
-            sums = recorder.collect()[0, :, :, :prefix_len]
-            return [((sums[0] + sums[i]) / (shared_rows + len(t))).cpu() for i, t in enumerate(tails, start=1)]
+            return _tail_means(recorder.collect()[0, :, :, :prefix_len], shared_rows, tails)
         shared = capture.HeadRecorder(self.heads, n_rows=shared_rows, total_length=prefix_len) if shared_rows else None
         capture.run_layers(self.model, prefix_ids, cache, start=0, stop_after=stop, recorder=shared)
         shared_sum = shared.collect()[0, 0] if shared is not None else 0.0
@@ -466,12 +623,66 @@ class QRHeadScorer:
         return out
 
 
+def _tail_means(sums: torch.Tensor, shared_rows: int, tails: list[list[int]]) -> list[torch.Tensor]:
+    """Per tail: (instruction rows + its own rows) summed weights over the prefix, divided by its row count."""
+    return [((sums[0] + sums[i]) / (shared_rows + len(t))).cpu() for i, t in enumerate(tails, start=1)]
+
+
 def _tail_groups(tails: list[list[int]], prefix_len: int) -> list[list[list[int]]]:
     """Consecutive groups of tails to run as one right-padded batch each (bounded broadcast copies)."""
     if not tails:
         return []
     per_group = max(1, capture.TAIL_BATCH_TOKENS // (prefix_len + max(len(t) for t in tails)))
     return [tails[i : i + per_group] for i in range(0, len(tails), per_group)]
+
+
+@dataclass
+class _Unit:
+    """One forward's worth of a row: the passages of one window in one prompt order, encoded."""
+
+    row: int
+    window: list[int]
+    encoded: EncodedPrompt
+
+    @property
+    def length(self) -> int:
+        return len(self.encoded.prefix_ids) + sum(len(t) for t in self.encoded.tails)
+
+
+def _forward_groups(units: list[_Unit], rows_per_forward: int, packable: bool) -> list[list[_Unit]]:
+    """Units grouped for batched forwards: by length (little padding), at most ``rows_per_forward`` and
+    :data:`BATCH_TOKENS` padded tokens per group; one per group when the model cannot pack."""
+    if rows_per_forward == 1 or not packable:
+        return [[unit] for unit in units]
+    groups: list[list[_Unit]] = []
+    for unit in sorted(units, key=lambda u: u.length):
+        group = groups[-1] if groups else None
+        if group and len(group) < rows_per_forward and unit.length * (len(group) + 1) <= BATCH_TOKENS:
+            group.append(unit)
+        else:
+            groups.append([unit])
+    return groups
+
+
+def _row_list(rows: Any) -> list[Any]:
+    if isinstance(rows, str | bytes) or not isinstance(rows, Iterable):
+        raise PassageTypeError("rows must be a list of (query, passages) pairs")
+    return list(rows)
+
+
+def _check_row(index: int, row: Any) -> tuple[str, list[Passage]]:
+    """A checked ``(query, passages)`` row; a typed error naming the row otherwise."""
+    if isinstance(row, str | bytes) or not isinstance(row, Sequence) or len(row) != 2:
+        raise PassageTypeError(f"row {index}: expected a (query, passages) pair, got {type(row).__name__}")
+    try:
+        return check_query(row[0]), to_passages(row[1])
+    except QRHeadError as exc:
+        raise type(exc)(f"row {index}: {exc}") from exc
+
+
+def _check_top_n(top_n: Any) -> None:
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
+        raise InvalidInputError(f"top_n must be an int >= 0 or None, got {top_n!r}")
 
 
 def _layer_shape(model: Any) -> tuple[int, int]:
