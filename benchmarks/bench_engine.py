@@ -58,7 +58,13 @@ def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[s
         if len(encoded.prefix_ids) + len(encoded.tails[0]) > target_tokens:
             break
         if (
-            len(scorer._windows(list(range(len(candidate))), dict(enumerate(to_passages(candidate))), [QUERY, "N/A"]))
+            len(
+                scorer._windows(
+                    list(range(len(candidate))),
+                    dict(enumerate(to_passages(candidate))),
+                    [scorer._builder.tail_ids(t) for t in (QUERY, "N/A")],
+                )
+            )
             > 1
         ):
             break

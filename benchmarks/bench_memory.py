@@ -92,7 +92,10 @@ def main() -> None:
     rows = []
     for case in args.case or CASES:
         done = subprocess.run(
-            [sys.executable, __file__, "--child", case], capture_output=True, text=True, check=False,
+            [sys.executable, __file__, "--child", case],
+            capture_output=True,
+            text=True,
+            check=False,
             cwd=Path(__file__).parent,
         )
         if done.returncode != 0:

@@ -107,7 +107,11 @@ def study(model: str, tokens: int, cache_dir: Path, rounds: int, tolerance: floa
             "study_cache.py all-head scores",
         }
         sets[f"L{depth}"] = select_heads(
-            select, top_k="auto", shape=(n_layers, n_heads), metric="recall@2", provenance=provenance,
+            select,
+            top_k="auto",
+            shape=(n_layers, n_heads),
+            metric="recall@2",
+            provenance=provenance,
             max_layer=depth,
         ).heads
     rows = {name: quality(dev, flat(heads, n_heads)) for name, heads in sets.items()}

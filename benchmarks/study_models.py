@@ -92,7 +92,8 @@ def main() -> None:
     lines = ["# Bundled models on the same dev rows (#13)", "", (__doc__ or "").split("\n\n")[1].replace("\n", " "), ""]
     cells = [f"fused {w}/{lex}" for w, lex in CELLS]
     lines += [
-        "| model | task | rows | QRHead alone (CV) | " + " | ".join(f"{c} (CV)" for c in cells)
+        "| model | task | rows | QRHead alone (CV) | "
+        + " | ".join(f"{c} (CV)" for c in cells)
         + " | first stage | BM25 | s/query (all heads) |",
         "|---|---|---|---|" + "---|" * len(cells) + "---|---|---|",
     ]

@@ -303,8 +303,14 @@ def _packed_attention(
     main, prefix = packing.main_len, packing.prefix_len
     pieces = [
         sdpa_attention_forward(
-            module, query[:, :, :main], key[:, :, :main], value[:, :, :main], None,
-            dropout=dropout, scaling=scaling, **kwargs,
+            module,
+            query[:, :, :main],
+            key[:, :, :main],
+            value[:, :, :main],
+            None,
+            dropout=dropout,
+            scaling=scaling,
+            **kwargs,
         )[0]
     ]
     spans = packing.extra_spans()
@@ -324,9 +330,9 @@ def _packed_attention(
         values = torch.cat([value[:, :, :prefix].expand(n, -1, -1, -1), v_tail], dim=2)
         mask = torch.ones(n, 1, width, prefix + width, dtype=torch.bool, device=query.device)
         mask[..., prefix:] = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
-        out = sdpa_attention_forward(
-            module, q_tail, keys, values, mask, dropout=dropout, scaling=scaling, **kwargs
-        )[0]  # (n, width, heads, dim)
+        out = sdpa_attention_forward(module, q_tail, keys, values, mask, dropout=dropout, scaling=scaling, **kwargs)[
+            0
+        ]  # (n, width, heads, dim)
         pieces.extend(out[b : b + 1, : end - start] for b, (start, end) in enumerate(group))
     return torch.cat(pieces, dim=1), None
 

@@ -148,9 +148,7 @@ class ContextCompressor:
         """Compress ``documents`` (one ``str`` or a list) for ``query``."""
         return self.compress_many([query], documents)[0]
 
-    def compress_many(
-        self, queries: Sequence[str], documents: str | Iterable[Any]
-    ) -> list[CompressionResult]:
+    def compress_many(self, queries: Sequence[str], documents: str | Iterable[Any]) -> list[CompressionResult]:
         """Compress the same documents for several queries, encoding the chunks once."""
         if isinstance(queries, str):
             raise InvalidInputError("compress_many takes a list of queries, not a single string")
@@ -174,9 +172,7 @@ class ContextCompressor:
             if self.fusion is not None and index is not None:  # both set together
                 lexical = [float(value) for value in index.scores(query)]
                 fused = list(fuse_with_first_stage(scores, self.fusion, lexical_scores=lexical))
-            scored = [
-                ScoredChunk(c, s, n, fused=f) for c, s, n, f in zip(chunks, scores, lengths, fused, strict=True)
-            ]
+            scored = [ScoredChunk(c, s, n, fused=f) for c, s, n, f in zip(chunks, scores, lengths, fused, strict=True)]
             kept = self.select(scored)
             everything = len(kept) == len(scored) and not any(item.truncated for item in kept)
             if everything and (self.budget_tokens is None or original_tokens <= self.budget_tokens):
@@ -238,9 +234,7 @@ class ContextCompressor:
     def _enforce_budget(self, kept: list[ScoredChunk]) -> list[ScoredChunk]:
         """Counting the joined text can differ from the sum of parts; drop the weakest chunk until it fits."""
         assert self.budget_tokens is not None
-        while (
-            kept and self.count_tokens(self.separator.join(k.chunk.text for k in kept)) > self.budget_tokens
-        ):
+        while kept and self.count_tokens(self.separator.join(k.chunk.text for k in kept)) > self.budget_tokens:
             weakest = min(range(len(kept)), key=lambda k: (kept[k].priority, -k))
             kept = kept[:weakest] + kept[weakest + 1 :]
         return kept

@@ -252,9 +252,7 @@ def score_heads(
     provenance = detection_provenance(scorer, seed if shuffle else None, data)
     if max_layer is not None:
         provenance["max_layer"] = depth
-    return head_scores_table(
-        scored, method=method, num_layers=depth, num_heads=scorer.num_heads, provenance=provenance
-    )
+    return head_scores_table(scored, method=method, num_layers=depth, num_heads=scorer.num_heads, provenance=provenance)
 
 
 def detection_provenance(scorer: QRHeadScorer, seed: int | None, data: str | None) -> dict[str, Any]:
@@ -530,13 +528,25 @@ def detect_heads(
     check_max_layer(max_layer, scorer.num_layers)
     if isinstance(top_k, int):
         table = score_heads(
-            scorer, examples, method=method, seed=seed, shuffle=shuffle, data=data, show_progress=show_progress,
-            total=total, max_layer=max_layer,
+            scorer,
+            examples,
+            method=method,
+            seed=seed,
+            shuffle=shuffle,
+            data=data,
+            show_progress=show_progress,
+            total=total,
+            max_layer=max_layer,
         )
         return table.top(min(top_k, table.scores.size))
     scored = list(
         example_head_scores(
-            scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total,
+            scorer,
+            examples,
+            seed=seed,
+            shuffle=shuffle,
+            show_progress=show_progress,
+            total=total,
             max_layer=max_layer,
         )
     )

@@ -26,9 +26,7 @@ HEADSET_FORMAT_VERSION = 1
 def _parse_pair(token: str) -> Head:
     parts = token.strip().split("-")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise HeadSpecError(
-            f"cannot parse head {token!r}: expected 'layer-head' with two non-negative integers"
-        )
+        raise HeadSpecError(f"cannot parse head {token!r}: expected 'layer-head' with two non-negative integers")
     return int(parts[0]), int(parts[1])
 
 
@@ -52,9 +50,7 @@ class HeadSet:
         seen: set[Head] = set()
         for layer, head in self.heads:
             if not isinstance(layer, int) or not isinstance(head, int) or layer < 0 or head < 0:
-                raise HeadSpecError(
-                    f"invalid head ({layer!r}, {head!r}): layer and head are non-negative ints"
-                )
+                raise HeadSpecError(f"invalid head ({layer!r}, {head!r}): layer and head are non-negative ints")
             if (layer, head) in seen:
                 raise HeadSpecError(f"head {layer}-{head} is listed twice")
             seen.add((layer, head))
@@ -127,9 +123,7 @@ class HeadSet:
         """Raise :class:`HeadSpecError` naming the first head the model does not have; return ``self``."""
         for layer, head in self.heads:
             if layer >= num_layers:
-                raise HeadSpecError(
-                    f"head {layer}-{head}: the model has {num_layers} layers (0..{num_layers - 1})"
-                )
+                raise HeadSpecError(f"head {layer}-{head}: the model has {num_layers} layers (0..{num_layers - 1})")
             if head >= num_heads:
                 raise HeadSpecError(
                     f"head {layer}-{head}: the model has {num_heads} heads per layer (0..{num_heads - 1})"

@@ -334,9 +334,7 @@ def load_model(
     try:
         with _progress_bars(show_progress):
             tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
-            lm: Any = AutoModelForCausalLM.from_pretrained(
-                location, dtype=resolved_dtype, **dict(model_kwargs or {})
-            )
+            lm: Any = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
     except (OSError, ValueError) as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(

@@ -161,6 +161,7 @@ class PromptBuilder:
         self.layout = self._choose_layout(layout)
         self.before_ids, self.after_ids = self._template_ids()
         self._instruction_ids = self._user_ids(INSTRUCTION)
+        self._opening_tokens = len(self._user_ids(OPENING))
 
     # -------------------------------------------------------------------------------------------- template
     def _choose_layout(self, layout: Layout) -> Literal["chat", "plain"]:
@@ -232,29 +233,46 @@ class PromptBuilder:
 
     def truncate_many(self, passages: Sequence[Passage], max_tokens: int) -> list[Passage]:
         """:meth:`truncate` for many passages with one tokenizer call; passages that fit are returned as is."""
+        return self.truncate_counted(passages, max_tokens)[0]
+
+    def truncate_counted(self, passages: Sequence[Passage], max_tokens: int) -> tuple[list[Passage], list[int]]:
+        """:meth:`truncate_many`, and each returned text's token count from the same tokenizer call (so a caller
+        that needs both tokenises the texts once)."""
         if not passages:
-            return []
+            return [], []
         encoding = self._user_ids_many([passage.text for passage in passages], offsets=True)
-        out = []
+        out, counts = [], []
         for passage, offsets in zip(passages, encoding["offset_mapping"], strict=True):
+            counts.append(min(len(offsets), max_tokens))
             if len(offsets) <= max_tokens:
                 out.append(passage)
                 continue
             end = offsets[max_tokens - 1][1] if max_tokens > 0 else 0
             out.append(Passage(text=passage.text[:end], title=passage.title))
-        return out
+        return out, counts
+
+    @staticmethod
+    def block_token_bound(passage: Passage, text_tokens: int) -> int:
+        """An upper bound on the tokens of the passage's block, from its text's token count: no token is shorter
+        than one byte, so the marker, title and separator take at most their UTF-8 length, and joining the
+        pieces changes the text's own count by a token or two at its ends (the margin)."""
+        head = passage_block(99, Passage(text="", title=passage.title)) + PASSAGE_SEPARATOR
+        return text_tokens + len(head.encode("utf-8")) + 4
 
     def fixed_tokens(self, tail_tokens: int) -> int:
         """Tokens of everything but the passages, for a tail of ``tail_tokens`` tokens."""
-        return len(self.before_ids) + len(self._user_ids(OPENING)) + len(self._instruction_ids) + tail_tokens
+        return len(self.before_ids) + self._opening_tokens + len(self._instruction_ids) + tail_tokens
 
     def tail_ids(self, query: str) -> list[int]:
         """Token ids after the prefix for ``query``: the query text and the template end."""
         return self._user_ids(query) + self.after_ids
 
     # ---------------------------------------------------------------------------------------------- encode
-    def encode(self, passages: Sequence[Passage], queries: Sequence[str]) -> EncodedPrompt:
-        """Encode the shared prefix for ``passages`` (in the given order) and one tail per query."""
+    def encode(
+        self, passages: Sequence[Passage], queries: Sequence[str], tails: Sequence[list[int]] | None = None
+    ) -> EncodedPrompt:
+        """Encode the shared prefix for ``passages`` (in the given order) and one tail per query (``tails``:
+        the queries' :meth:`tail_ids`, when the caller already has them)."""
         body, char_spans = self._prefix_body(passages)
         encoding = self.tokenizer(
             body, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
@@ -266,7 +284,7 @@ class PromptBuilder:
         return EncodedPrompt(
             prefix_ids=self.before_ids + body_ids + self._instruction_ids,
             passage_spans=[(start + shift, end + shift) for start, end in token_spans],
-            tails=[self.tail_ids(query) for query in queries],
+            tails=[list(t) for t in tails] if tails is not None else [self.tail_ids(query) for query in queries],
             shared_rows=len(self._instruction_ids),
         )
 

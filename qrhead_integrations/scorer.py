@@ -447,17 +447,23 @@ class QRHeadScorer:
             if not query_list or not scorable:
                 continue
             chosen = [items[i] for i in scorable]
-            cut = dict(zip(scorable, chosen if uncut else self._cut(chosen), strict=True))
+            shown, text_tokens = (chosen, None) if uncut else self._cut(chosen)
+            cut = dict(zip(scorable, shown, strict=True))
+            counted = None if text_tokens is None else dict(zip(scorable, text_tokens, strict=True))
             orders = self._orders(scorable)
             tails = [*query_list, NULL_QUERY] if self.config.calibrate else query_list
+            tail_ids = [self._builder.tail_ids(tail) for tail in tails]
             try:
-                windows = [window for order in orders for window in self._windows(order, cut, tails)]
+                windows = [window for order in orders for window in self._windows(order, cut, tail_ids, counted)]
             except QRHeadError as exc:
                 if len(rows) == 1:
                     raise
                 raise type(exc)(f"row {r}: {exc}") from exc
             for window in windows:
-                units.append(_Unit(r, window, self._builder.encode([cut[i] for i in window], tails)))
+                encoded = self._builder.encode(
+                    [cut[i] for i in window], tails, None if self.legacy_host_path else tail_ids
+                )
+                units.append(_Unit(r, window, encoded))
             totals[r] = (torch.zeros(len(query_list), len(self.heads), len(items)), scorable, len(orders))
         progress = self.config.show_progress if show_progress is None else show_progress
         with self._lock, tqdm(total=len(units), disable=not progress, desc="qrhead") as bar:
@@ -477,9 +483,17 @@ class QRHeadScorer:
         return results
 
     # ------------------------------------------------------------------------------------------- internals
-    def _cut(self, passages: list[Passage]) -> list[Passage]:
+    legacy_host_path = False
+    """Tokenise the texts again to count their blocks on every call, as before the single-pass path (kept
+    selectable for ``benchmarks/bench_throughput.py``'s before/after host-share comparison)."""
+
+    def _cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None]:
+        """The passages cut to ``max_passage_tokens``, and their texts' token counts from the same tokenizer
+        call (``None`` without a cap: nothing was tokenised)."""
         limit = self.config.max_passage_tokens
-        return passages if limit is None else self._builder.truncate_many(passages, limit)
+        if limit is None:
+            return passages, None
+        return self._builder.truncate_counted(passages, limit)
 
     def _orders(self, indices: list[int]) -> list[list[int]]:
         """The prompt order(s) of the passages: the configured one, plus its reverse when de-biasing."""
@@ -492,15 +506,30 @@ class QRHeadScorer:
             first = list(indices)
         return [first, first[::-1]] if self.config.debias and len(first) > 1 else [first]
 
-    def _windows(self, order: list[int], passages: dict[int, Passage], tails: Sequence[str]) -> list[list[int]]:
-        """Split ``order`` into consecutive windows that fit the context, of about equal token counts."""
-        tail_tokens = max(len(self._builder.tail_ids(t)) for t in tails)
+    def _windows(
+        self,
+        order: list[int],
+        passages: dict[int, Passage],
+        tail_ids: Sequence[list[int]],
+        text_tokens: dict[int, int] | None = None,
+    ) -> list[list[int]]:
+        """Split ``order`` into consecutive windows that fit the context, of about equal token counts.
+
+        With the texts' token counts from the cut (``text_tokens``), a prompt whose upper bound fits is one
+        window without tokenising the blocks again — the common case, and the same result, since the blocks
+        are only counted to find where to split.
+        """
+        tail_tokens = max(len(t) for t in tail_ids)
         budget = self.context_length - self._builder.fixed_tokens(tail_tokens) - _WINDOW_MARGIN
         if budget < 32:
             raise InvalidInputError(
                 f"the query needs {tail_tokens} tokens, leaving no room for passages in a "
                 f"{self.context_length}-token context"
             )
+        if text_tokens is not None and not self.legacy_host_path:
+            bound = sum(self._builder.block_token_bound(passages[i], text_tokens[i]) for i in order)
+            if bound <= budget:
+                return [order]
         counts = self._builder.block_tokens([passages[i] for i in order])
         for pos, i in enumerate(order):
             if counts[pos] > budget:

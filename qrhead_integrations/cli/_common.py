@@ -23,9 +23,7 @@ ModelOption = Annotated[
 ]
 HeadsOption = Annotated[
     str | None,
-    typer.Option(
-        "--heads", help="Heads: a preset name, 'all', 'layer:N', 'l-h,l-h,...' or a head-set JSON file."
-    ),
+    typer.Option("--heads", help="Heads: a preset name, 'all', 'layer:N', 'l-h,l-h,...' or a head-set JSON file."),
 ]
 DeviceOption = Annotated[str | None, typer.Option(help="cpu, cuda, mps (default: automatic).")]
 QuantizeOption = Annotated[

@@ -69,9 +69,18 @@ def batch(
         cpus = cpus_per_worker or _default_cpus(ray, local, workers, gpus_per_worker)
         began = time.perf_counter()
         written = rerank_dataset(
-            input_path, model=model, heads=heads, query_column=query_column, passages_column=passages_column,
-            top_n=top_n, num_workers=workers, num_gpus_per_worker=gpus_per_worker, num_cpus_per_worker=cpus,
-            batch_size=batch_size, output=output, scorer_kwargs={"quantize": quantize} if quantize else None,
+            input_path,
+            model=model,
+            heads=heads,
+            query_column=query_column,
+            passages_column=passages_column,
+            top_n=top_n,
+            num_workers=workers,
+            num_gpus_per_worker=gpus_per_worker,
+            num_cpus_per_worker=cpus,
+            batch_size=batch_size,
+            output=output,
+            scorer_kwargs={"quantize": quantize} if quantize else None,
         )
         elapsed = time.perf_counter() - began
         rows, errors = _count(written, ERROR)

@@ -137,9 +137,7 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise fail(exc) from exc
-    console.print(
-        f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})"
-    )
+    console.print(f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})")
     console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(

@@ -76,15 +76,17 @@ class DetectionWorker:
 
         results = [self.score_row(row) for row in batch.to_pylist()]
         n = batch.num_rows
-        return pa.table({
-            "index": batch.column("index"),
-            "gold": batch.column("gold"),
-            "per_head": pa.array([r[0] for r in results], type=pa.list_(pa.float64())),
-            "error": pa.array([r[1] for r in results], type=pa.string()),
-            "num_layers": pa.array([self.scorer.num_layers] * n, type=pa.int64()),
-            "num_heads": pa.array([self.scorer.num_heads] * n, type=pa.int64()),
-            "provenance": pa.array([self.provenance] * n, type=pa.string()),
-        })
+        return pa.table(
+            {
+                "index": batch.column("index"),
+                "gold": batch.column("gold"),
+                "per_head": pa.array([r[0] for r in results], type=pa.list_(pa.float64())),
+                "error": pa.array([r[1] for r in results], type=pa.string()),
+                "num_layers": pa.array([self.scorer.num_layers] * n, type=pa.int64()),
+                "num_heads": pa.array([self.scorer.num_heads] * n, type=pa.int64()),
+                "provenance": pa.array([self.provenance] * n, type=pa.string()),
+            }
+        )
 
 
 def score_heads_distributed(
@@ -174,9 +176,7 @@ def _reduce(rows: list[dict[str, Any]], expected: int, method: Method) -> HeadSc
     first = rows[0]
     n_heads = first["num_layers"] * first["num_heads"]
     scored = [
-        ExampleHeadScores(
-            torch.tensor(row["per_head"], dtype=torch.float64).reshape(n_heads, -1), tuple(row["gold"])
-        )
+        ExampleHeadScores(torch.tensor(row["per_head"], dtype=torch.float64).reshape(n_heads, -1), tuple(row["gold"]))
         for row in rows
     ]
     return head_scores_table(
@@ -211,8 +211,16 @@ def detect_heads_distributed(
     if not isinstance(top_k, int) or top_k < 1:
         raise InvalidInputError(f"top_k must be an int >= 1, got {top_k!r}")
     table = score_heads_distributed(
-        examples, model=model, method=method, seed=seed, shuffle=shuffle, data=data, num_workers=num_workers,
-        num_gpus_per_worker=num_gpus_per_worker, num_cpus_per_worker=num_cpus_per_worker, batch_size=batch_size,
+        examples,
+        model=model,
+        method=method,
+        seed=seed,
+        shuffle=shuffle,
+        data=data,
+        num_workers=num_workers,
+        num_gpus_per_worker=num_gpus_per_worker,
+        num_cpus_per_worker=num_cpus_per_worker,
+        batch_size=batch_size,
         scorer_kwargs=scorer_kwargs,
     )
     return table.top(min(top_k, table.scores.size))

@@ -52,8 +52,10 @@ def read_input(ray: Any, source: Any, query_column: str, passages_column: str) -
         return ray.data.read_parquet(path), True
     if remote:
         return ray.data.read_json(path), True
-    files = [Path(path)] if Path(path).is_file() else sorted(
-        p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in JSON_SUFFIXES
+    files = (
+        [Path(path)]
+        if Path(path).is_file()
+        else sorted(p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in JSON_SUFFIXES)
     )
     return ray.data.from_arrow(read_json_rows(files, query_column, passages_column)), True
 

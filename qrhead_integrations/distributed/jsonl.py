@@ -116,9 +116,7 @@ def _passages(value: Any) -> tuple[list[dict[str, str | None]] | None, str | Non
         elif isinstance(passage, list) and len(passage) == 2 and all(isinstance(p, str) for p in passage):
             out.append({"title": passage[0], "text": passage[1]})
         else:
-            return None, (
-                f"passage {i} is {_kind(passage)}, not text (a string, {{title, text}} or [title, text])"
-            )
+            return None, (f"passage {i} is {_kind(passage)}, not text (a string, {{title, text}} or [title, text])")
     return out, None
 
 

@@ -68,9 +68,7 @@ class RerankWorker:
                 raise InvalidInputError(f"no column {column!r} in the input (columns: {batch.column_names})")
         queries = batch.column(self.query_column).to_pylist()
         passages = batch.column(self.passages_column).to_pylist()
-        problems = (
-            batch.column(INPUT_ERROR).to_pylist() if INPUT_ERROR in batch.column_names else [None] * len(queries)
-        )
+        problems = batch.column(INPUT_ERROR).to_pylist() if INPUT_ERROR in batch.column_names else [None] * len(queries)
         results = [
             (None, None, problem) if problem is not None else self.rank_row(q, plain_passages(p))
             for q, p, problem in zip(queries, passages, problems, strict=True)

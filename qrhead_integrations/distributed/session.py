@@ -81,7 +81,10 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
         reserve = round(max(total - 1.0, 0.0) / workers, 4)
         logger.info(
             "%d workers x %s CPUs would leave no CPU of %s for Ray Data's tasks: reserving %s CPUs each",
-            workers, cpus_per_worker, total, reserve,
+            workers,
+            cpus_per_worker,
+            total,
+            reserve,
         )
     return WorkerPlan(workers=workers, num_cpus=reserve, num_gpus=gpus_per_worker, threads=threads)
 

@@ -88,9 +88,7 @@ def read_multihop_jsonl(path: PathLike, limit: int | None = None, start: int = 0
     for number, obj in iter_json_objects(file):
         example = _parse_multihop(obj, file, number)
         if example.id in first_line_of:
-            fail(
-                file, number, f"duplicate id {example.id!r} (first used on line {first_line_of[example.id]})"
-            )
+            fail(file, number, f"duplicate id {example.id!r} (first used on line {first_line_of[example.id]})")
         first_line_of[example.id] = number
         seen += 1
         if seen <= start:

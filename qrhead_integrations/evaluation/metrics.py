@@ -80,9 +80,7 @@ def rank_documents(scores: Mapping[str, float]) -> list[str]:
     return sorted(scores, key=lambda doc: (-scores[doc], doc))
 
 
-def per_query(
-    run: Run, qrels: Qrels, metrics: Iterable[str] = DEFAULT_METRICS
-) -> dict[str, dict[str, float]]:
+def per_query(run: Run, qrels: Qrels, metrics: Iterable[str] = DEFAULT_METRICS) -> dict[str, dict[str, float]]:
     """Each metric for each query that has qrels: ``{query id: {metric: value}}``.
 
     A query judged in ``qrels`` but absent from ``run`` scores 0 on every metric (trec_eval ``-c``), so a

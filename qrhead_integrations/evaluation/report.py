@@ -65,9 +65,7 @@ def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:
     return write_text_atomic(path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
-def markdown_table(
-    report: EvalReport, *, digits: int = 3, bold_best: bool = True, comparisons: bool = False
-) -> str:
+def markdown_table(report: EvalReport, *, digits: int = 3, bold_best: bool = True, comparisons: bool = False) -> str:
     """A Markdown table of systems × metrics (the best value of each metric in bold).
 
     With ``comparisons``, a list of :func:`default_comparisons` follows the table (needs per-query results).

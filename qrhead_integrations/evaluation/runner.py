@@ -215,7 +215,6 @@ class SystemScorer:
             out["fusion"] = fuse_scores([out["qrhead"], list(lexical)])
         return out
 
-
     def _default(self, key: str, query: str, passages: Sequence[Passage]) -> tuple[list[float], list[float]]:
         """The ``default`` system's scores in candidate order (a descending value per ``rank`` position), and
         ``default_qrhead``: the same call's QRHead scores before fusion (what the default returns with
@@ -228,8 +227,8 @@ class SystemScorer:
         if scorer is None:
             raise RuntimeError("the default system was not requested")
         count = len(passages)
-        given = prompt_order(count, "shuffled", seed=self.seed, key=key) if self.order == "shuffled" else list(
-            range(count)
+        given = (
+            prompt_order(count, "shuffled", seed=self.seed, key=key) if self.order == "shuffled" else list(range(count))
         )
         started = time.perf_counter()
         ranked = scorer.rank(query, [passages[i] for i in given])

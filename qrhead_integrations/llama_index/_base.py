@@ -112,9 +112,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
                     options: dict[str, Any] = dict(self.scorer_kwargs)
                     if self.quantize is not None:
                         options["quantize"] = self.quantize
-                    scorer = QRHeadScorer.from_pretrained(
-                        self.model, heads=self.heads, device=self.device, **options
-                    )
+                    scorer = QRHeadScorer.from_pretrained(self.model, heads=self.heads, device=self.device, **options)
                     self._scorer = scorer
         return scorer
 

@@ -106,15 +106,11 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
             "name such as 'cl100k_base', or a callable str -> int (not JSON-serialisable)."
         ),
     )
-    max_chunk_tokens: int = Field(
-        default=256, ge=8, description="Chunk size cap, in the scoring model's tokens."
-    )
+    max_chunk_tokens: int = Field(default=256, ge=8, description="Chunk size cap, in the scoring model's tokens.")
     keep_neighbors: int = Field(
         default=0, ge=0, description="Also keep up to this many chunks either side of a kept chunk (same node)."
     )
-    min_score: float | None = Field(
-        default=None, description="Never keep chunks whose QRHead score is below this."
-    )
+    min_score: float | None = Field(default=None, description="Never keep chunks whose QRHead score is below this.")
     separator: str = Field(
         default="\n\n", description="Placed between kept chunks; counted in the budget, also between nodes."
     )

@@ -122,9 +122,7 @@ def _resolve_unvalidated(spec: Any, *, model_id: str | None, num_layers: int, nu
                 raise HeadSpecError(f"cannot parse layers in {spec!r}") from exc
             for layer in layers:
                 if not 0 <= layer < num_layers:
-                    raise HeadSpecError(
-                        f"layer {layer}: the model has {num_layers} layers (0..{num_layers - 1})"
-                    )
+                    raise HeadSpecError(f"layer {layer}: the model has {num_layers} layers (0..{num_layers - 1})")
             return HeadSet.all_heads(num_layers, num_heads, layers=layers)
         if "-" not in text:
             preset = get_preset(model_id, text)

@@ -29,8 +29,22 @@ def test_detect_round_trip_writes_a_valid_head_set(saved_tiny_model: Path, tmp_p
     plot = tmp_path / "heads.png"
     result = runner.invoke(
         app,
-        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "5", "--output", str(out),
-         "--plot", str(plot), "--limit", "2", "--seed", "3"],
+        [
+            "detect",
+            str(data),
+            "--model",
+            str(saved_tiny_model),
+            "--top-k",
+            "5",
+            "--output",
+            str(out),
+            "--plot",
+            str(plot),
+            "--limit",
+            "2",
+            "--seed",
+            "3",
+        ],
     )
     assert result.exit_code == 0, result.output
     heads = HeadSet.load(out)
@@ -65,8 +79,18 @@ def test_detect_auto_top_k_records_the_choice(saved_tiny_model: Path, tmp_path: 
     out = tmp_path / "auto.json"
     result = runner.invoke(
         app,
-        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "auto", "--validation", "0.4",
-         "--output", str(out)],
+        [
+            "detect",
+            str(data),
+            "--model",
+            str(saved_tiny_model),
+            "--top-k",
+            "auto",
+            "--validation",
+            "0.4",
+            "--output",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     heads = HeadSet.load(out)
@@ -83,8 +107,22 @@ def test_detect_greedy_top_k_records_the_path(saved_tiny_model: Path, tmp_path: 
     out = tmp_path / "greedy.json"
     result = runner.invoke(
         app,
-        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "greedy", "--validation", "0.4",
-         "--metric", "recall@2", "--max-heads", "3", "--output", str(out)],
+        [
+            "detect",
+            str(data),
+            "--model",
+            str(saved_tiny_model),
+            "--top-k",
+            "greedy",
+            "--validation",
+            "0.4",
+            "--metric",
+            "recall@2",
+            "--max-heads",
+            "3",
+            "--output",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     heads = HeadSet.load(out)
@@ -117,8 +155,16 @@ def test_detect_checks_the_output_paths_before_any_work(tmp_path: Path) -> None:
     assert "is a directory" in result.output and "no-such-model" not in result.output
     result = runner.invoke(
         app,
-        ["detect", str(data), "--model", "no-such-model", "--output", str(tmp_path / "ok.json"),
-         "--plot", str(data / "under-a-file.png")],
+        [
+            "detect",
+            str(data),
+            "--model",
+            "no-such-model",
+            "--output",
+            str(tmp_path / "ok.json"),
+            "--plot",
+            str(data / "under-a-file.png"),
+        ],
     )
     assert result.exit_code == 2 and "--plot" in result.output and "not a directory" in result.output
 
@@ -151,8 +197,20 @@ def test_detect_max_layer_keeps_every_head_within_the_depth_budget(saved_tiny_mo
     out = tmp_path / "fast.json"
     result = runner.invoke(
         app,
-        ["detect", str(data), "--model", str(saved_tiny_model), "--top-k", "auto", "--validation", "0.4",
-         "--max-layer", "2", "--output", str(out)],
+        [
+            "detect",
+            str(data),
+            "--model",
+            str(saved_tiny_model),
+            "--top-k",
+            "auto",
+            "--validation",
+            "0.4",
+            "--max-layer",
+            "2",
+            "--output",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     heads = HeadSet.load(out)

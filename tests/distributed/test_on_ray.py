@@ -161,8 +161,20 @@ def test_cli_batch_writes_the_output_file(
     result = CliRunner().invoke(
         app,
         [
-            "batch", str(source), "--output", str(output), "--model", str(saved_tiny_model), "--heads", HEADS,
-            "--workers", "1", "--query-column", "question", "--passages-column", "docs",
+            "batch",
+            str(source),
+            "--output",
+            str(output),
+            "--model",
+            str(saved_tiny_model),
+            "--heads",
+            HEADS,
+            "--workers",
+            "1",
+            "--query-column",
+            "question",
+            "--passages-column",
+            "docs",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -13,7 +13,25 @@ from qrhead_integrations.fusion import Fusion
 
 from ..tiny_models import tiny_model
 
-WORDS = "the moon orbits earth sun is a star paris capital france water boils cats dogs fox jumps".split()
+WORDS = [
+    "the",
+    "moon",
+    "orbits",
+    "earth",
+    "sun",
+    "is",
+    "a",
+    "star",
+    "paris",
+    "capital",
+    "france",
+    "water",
+    "boils",
+    "cats",
+    "dogs",
+    "fox",
+    "jumps",
+]
 
 
 def _rows(count: int, seed: int = 0) -> list[tuple[str, list[Any]]]:
@@ -91,7 +109,7 @@ def test_rank_batch_equals_rank_with_fusion_and_first_stage(scorer: QRHeadScorer
 def test_batched_windows_and_debias_equal_row_by_row(tokenizer: Any) -> None:
     model = tiny_model("llama", vocab=len(tokenizer))
     scorer = QRHeadScorer(model, tokenizer, heads="all", max_length=200, debias=True, max_passage_tokens=None)
-    rows = _rows(5, seed=2) + [("a long one?", [" ".join(WORDS * 3)] * 6)]
+    rows = [*_rows(5, seed=2), ("a long one?", [" ".join(WORDS * 3)] * 6)]
     alone = [scorer.score(query, passages) for query, passages in rows]
     batched = scorer.score_batch(rows, rows_per_forward=4)
     for one, many in zip(alone, batched, strict=True):

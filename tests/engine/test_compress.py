@@ -127,9 +127,7 @@ def test_top_k_instead_of_a_budget(tiny_scorer: QRHeadScorer) -> None:
 
 def test_keep_neighbors_adds_adjacent_chunks(tiny_scorer: QRHeadScorer) -> None:
     plain = ContextCompressor(tiny_scorer, top_k=1, max_chunk_tokens=32).compress("Paris", [DOC])
-    wide = ContextCompressor(tiny_scorer, top_k=1, keep_neighbors=1, max_chunk_tokens=32).compress(
-        "Paris", [DOC]
-    )
+    wide = ContextCompressor(tiny_scorer, top_k=1, keep_neighbors=1, max_chunk_tokens=32).compress("Paris", [DOC])
     (center,) = plain.kept
     index = [c.chunk.start for c in plain.chunks].index(center.chunk.start)
     expected = {c.chunk.start for c in plain.chunks[max(0, index - 1) : index + 2]}

@@ -37,18 +37,14 @@ def test_capture_is_exact_for_the_quantised_model(tokenizer: Any) -> None:
     base = tiny_model("llama")
     eager = quantize_int8(copy.deepcopy(base))
     eager.set_attn_implementation("eager")
-    scorer = QRHeadScorer(
-        quantize_int8(copy.deepcopy(base)), tokenizer, heads=HEADS, model_id="tiny", calibrate=False
-    )
+    scorer = QRHeadScorer(quantize_int8(copy.deepcopy(base)), tokenizer, heads=HEADS, model_id="tiny", calibrate=False)
     encoded = scorer._builder.encode(to_passages(PASSAGES), ["Which city is the capital of France?"])
     (captured,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     with torch.no_grad():
         out = eager(torch.tensor([encoded.prefix_ids + encoded.tails[0]]), output_attentions=True)
     rows = encoded.shared_rows + len(encoded.tails[0])
     prefix_len = len(encoded.prefix_ids)
-    reference = torch.stack(
-        [out.attentions[lay][0, head, -rows:, :prefix_len].mean(0) for lay, head in scorer.heads]
-    )
+    reference = torch.stack([out.attentions[lay][0, head, -rows:, :prefix_len].mean(0) for lay, head in scorer.heads])
     torch.testing.assert_close(captured, reference, atol=1e-5, rtol=0)
 
 

@@ -25,9 +25,7 @@ def test_bundled_model_loads_with_its_detected_heads(smollm2: QRHeadScorer) -> N
     assert smollm2._builder.layout == "chat"
 
 
-def test_hotpotqa_recall_at_2_is_well_above_chance(
-    smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]
-) -> None:
+def test_hotpotqa_recall_at_2_is_well_above_chance(smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]) -> None:
     rows = hotpotqa_rows[100:120]  # rows 0-99 detected the default heads: evaluate on held-out questions
     found = total = 0
     for row in rows:

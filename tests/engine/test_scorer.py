@@ -37,9 +37,7 @@ def test_score_returns_one_finite_float_per_passage(tiny_scorer: QRHeadScorer) -
 def test_score_per_head_mean_is_the_score(tiny_scorer: QRHeadScorer) -> None:
     per_head = tiny_scorer.score_per_head("capital of France", PASSAGES)
     assert per_head.shape == (len(tiny_scorer.heads), len(PASSAGES))
-    torch.testing.assert_close(
-        per_head.mean(0), torch.tensor(tiny_scorer.score("capital of France", PASSAGES))
-    )
+    torch.testing.assert_close(per_head.mean(0), torch.tensor(tiny_scorer.score("capital of France", PASSAGES)))
 
 
 def test_rank_sorts_by_score_and_keeps_the_passages(tiny_scorer: QRHeadScorer) -> None:
@@ -99,15 +97,14 @@ def test_shuffle_does_not_touch_global_random_state(tiny_scorer: QRHeadScorer) -
 
 def test_windows_when_passages_exceed_the_context(tiny_scorer: QRHeadScorer) -> None:
     passages = [
-        (f"Title {i}", f"Passage {i}: " + "the moon orbits the earth and the sun is a star. " * 3)
-        for i in range(12)
+        (f"Title {i}", f"Passage {i}: " + "the moon orbits the earth and the sun is a star. " * 3) for i in range(12)
     ]
     small = tiny_scorer.with_config(max_length=256)
     with_windows = small.score("what orbits the earth", passages)
     plans = small._windows(
         list(range(12)),
         {i: Passage(p[1], p[0]) for i, p in enumerate(passages)},
-        ["what orbits the earth", "N/A"],
+        [small._builder.tail_ids(t) for t in ("what orbits the earth", "N/A")],
     )
     assert len(plans) > 1 and sorted(i for w in plans for i in w) == list(range(12))
     assert all(math.isfinite(s) for s in with_windows)
@@ -115,6 +112,23 @@ def test_windows_when_passages_exceed_the_context(tiny_scorer: QRHeadScorer) -> 
     first = plans[0]
     alone = small.score("what orbits the earth", [passages[i] for i in first])
     assert [with_windows[i] for i in first] == pytest.approx(alone, abs=1e-6)
+
+
+def test_the_one_pass_window_check_gives_the_windows_of_the_full_count(tiny_scorer: QRHeadScorer) -> None:
+    """The upper bound from the cut's token counts only skips the block count when everything fits: the windows
+    are those the full count gives, near the context limit too."""
+    tails = [tiny_scorer._builder.tail_ids(t) for t in ("what orbits the earth", "N/A")]
+    for length in (160, 200, 256, 300, 400, 600):
+        small = tiny_scorer.with_config(max_length=length, max_passage_tokens=40)
+        for n in (1, 3, 6, 12):
+            items = [Passage(f"Passage {i}: " + "the moon orbits the earth. " * 6, f"T{i}") for i in range(n)]
+            cut, counts = small._cut(items)
+            assert counts is not None
+            fast = small._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            legacy = small.with_config()
+            legacy.legacy_host_path = True
+            full = legacy._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            assert fast == full, (length, n)
 
 
 def test_passage_cap_applies_to_scoring_only(tiny_scorer: QRHeadScorer) -> None:

@@ -25,8 +25,17 @@ QUERIES = {
     "q5": "Is the sun a star?",
     "q6": "An unjudged query about Hamlet.",
 }
-QRELS = [("q1", "d1", 1), ("q1", "d8", 1), ("q2", "d3", 2), ("q2", "d9", 1), ("q3", "d6", 1), ("q3", "d10", 1),
-         ("q4", "d5", 1), ("q5", "d2", 1), ("q5", "d4", 0)]
+QRELS = [
+    ("q1", "d1", 1),
+    ("q1", "d8", 1),
+    ("q2", "d3", 2),
+    ("q2", "d9", 1),
+    ("q3", "d6", 1),
+    ("q3", "d10", 1),
+    ("q4", "d5", 1),
+    ("q5", "d2", 1),
+    ("q5", "d4", 0),
+]
 
 
 def write_beir(root: Path, split: str = "test") -> Path:

@@ -15,9 +15,7 @@ DISTRACTORS = {
     "d4": Passage("Volcanic eruptions can inject ash high into the stratosphere.", "Geology"),
     "d5": Passage("Insulin is a hormone that lowers the concentration of glucose in blood.", "Physiology"),
 }
-PLANTED = Passage(
-    "Mitochondria produce ATP through oxidative phosphorylation in eukaryotic cells.", "Cell biology"
-)
+PLANTED = Passage("Mitochondria produce ATP through oxidative phosphorylation in eukaryotic cells.", "Cell biology")
 QUERY = "Which organelle makes ATP by oxidative phosphorylation?"
 
 
@@ -44,9 +42,7 @@ def test_bm25_rank_scores_the_planted_passage_highest_over_mixed_inputs() -> Non
 
 
 def test_titles_are_indexed() -> None:
-    scores = bm25_rank(
-        "volcano geology", [Passage("Ash clouds rose.", "Geology"), Passage("Ash clouds rose.")]
-    )
+    scores = bm25_rank("volcano geology", [Passage("Ash clouds rose.", "Geology"), Passage("Ash clouds rose.")])
     assert scores[0] > scores[1] == 0.0
 
 

@@ -117,8 +117,18 @@ def test_no_qrhead_runs_only_the_requested_systems(tmp_path: Path, saved_tiny_mo
     out = tmp_path / "r.json"
     result = cli.invoke(
         app,
-        ["eval", "multihop", str(data), "--model", str(saved_tiny_model), "--baselines", "bm25,default",
-         "--no-qrhead", "--output", str(out)],
+        [
+            "eval",
+            "multihop",
+            str(data),
+            "--model",
+            str(saved_tiny_model),
+            "--baselines",
+            "bm25,default",
+            "--no-qrhead",
+            "--output",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())

@@ -161,9 +161,7 @@ def test_beir_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="folder not found"):
         read_beir(tmp_path / "nowhere")
     root = _beir(tmp_path / "ds")
-    with pytest.raises(
-        FileNotFoundError, match=r"no qrels file \(looked for qrels/dev\.tsv, qrels_dev\.tsv\)"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"no qrels file \(looked for qrels/dev\.tsv, qrels_dev\.tsv\)"):
         read_beir(root, split="dev")
     (root / "queries.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"no queries file .*queries\.jsonl, queries_test\.jsonl"):

@@ -150,8 +150,10 @@ def test_default_system_is_the_products_rank(tiny_scorer: Any, tmp_path: Path, o
     product = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, model_id=tiny_scorer.model_id)
     assert product.config.fusion is not None  # the product fuses by default
     for example in examples:
-        given = prompt_order(len(example.passages), "shuffled", seed=5, key=example.id) if order == "shuffled" else (
-            list(range(len(example.passages)))
+        given = (
+            prompt_order(len(example.passages), "shuffled", seed=5, key=example.id)
+            if order == "shuffled"
+            else (list(range(len(example.passages))))
         )
         ranked = product.rank(example.question, [example.passages[i] for i in given])
         ranking = [given[r.index] for r in ranked]

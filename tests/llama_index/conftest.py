@@ -54,9 +54,7 @@ def hotpot_index(promoted_row: dict[str, Any], embed_model: HashingEmbedding) ->
 @pytest.fixture(scope="session")
 def facts_index(embed_model: HashingEmbedding) -> VectorStoreIndex:
     """A small index for the tiny-model tests."""
-    nodes = [
-        TextNode(id_=f"fact-{i}", text=text, metadata={"source": "facts"}) for i, text in enumerate(FACTS)
-    ]
+    nodes = [TextNode(id_=f"fact-{i}", text=text, metadata={"source": "facts"}) for i, text in enumerate(FACTS)]
     return VectorStoreIndex(nodes, embed_model=embed_model)
 
 
@@ -64,8 +62,6 @@ def facts_index(embed_model: HashingEmbedding) -> VectorStoreIndex:
 def fact_nodes() -> list[NodeWithScore]:
     """Fresh caller-owned nodes with retrieval scores, as a retriever would return them."""
     return [
-        NodeWithScore(
-            node=TextNode(id_=f"fact-{i}", text=text, metadata={"source": "facts"}), score=1.0 - i / 10
-        )
+        NodeWithScore(node=TextNode(id_=f"fact-{i}", text=text, metadata={"source": "facts"}), score=1.0 - i / 10)
         for i, text in enumerate(FACTS)
     ]

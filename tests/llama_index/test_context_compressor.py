@@ -84,9 +84,7 @@ def source_text(item: NodeWithScore) -> str:
 def engine_result(scorer: QRHeadScorer, nodes: list[NodeWithScore], **options: Any) -> Any:
     """What the engine's ContextCompressor keeps for the same documents (the adapter's reference)."""
     documents = [
-        SourceDocument(
-            text=source_text(n), title=n.node.get_metadata_str(mode=MetadataMode.EMBED), id=n.node.node_id
-        )
+        SourceDocument(text=source_text(n), title=n.node.get_metadata_str(mode=MetadataMode.EMBED), id=n.node.node_id)
         for n in nodes
     ]
     return ContextCompressor(scorer, **options).compress(QUERY, documents)
@@ -309,9 +307,7 @@ def test_missing_and_empty_query(tiny_scorer: QRHeadScorer, long_nodes: list[Nod
         compressor.postprocess_nodes(long_nodes, query_str="   ")
 
 
-def test_async_equals_sync_and_runs_off_the_loop(
-    tiny_scorer: QRHeadScorer, long_nodes: list[NodeWithScore]
-) -> None:
+def test_async_equals_sync_and_runs_off_the_loop(tiny_scorer: QRHeadScorer, long_nodes: list[NodeWithScore]) -> None:
     threads: set[int] = set()
 
     def counting_words(text: str) -> int:

@@ -33,9 +33,7 @@ def test_example_finds_the_data(example: ModuleType, hotpotqa_rows: list[dict[st
 def test_example_embedding_matches_the_tests(example: ModuleType, promoted_row: dict[str, Any]) -> None:
     """Same retrieval as test_real_pipeline, so its QRHead result (gold promoted) is the example's too."""
     ours, theirs = HashingEmbedding(), example.WordHashEmbedding()
-    texts = [
-        n.get_content(metadata_mode=MetadataMode.EMBED) for n in hotpot_nodes(promoted_row, PROMOTED_QUESTION)
-    ]
+    texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in hotpot_nodes(promoted_row, PROMOTED_QUESTION)]
     texts.append(promoted_row["question"])
     assert [ours.get_text_embedding(t) for t in texts] == [theirs.get_text_embedding(t) for t in texts]
 

@@ -42,9 +42,7 @@ def test_as_query_engine_promotes_gold(
     smollm2: QRHeadScorer, hotpot_index: VectorStoreIndex, promoted_row: dict[str, Any]
 ) -> None:
     rerank = QRHeadRerank(scorer=smollm2, top_n=TOP_N, keep_retrieval_score=True)
-    engine = hotpot_index.as_query_engine(
-        similarity_top_k=RETRIEVE_K, node_postprocessors=[rerank], llm=MockLLM()
-    )
+    engine = hotpot_index.as_query_engine(similarity_top_k=RETRIEVE_K, node_postprocessors=[rerank], llm=MockLLM())
     response = engine.query(promoted_row["question"])
     ids = [n.node.node_id for n in response.source_nodes]
     assert len(ids) == TOP_N

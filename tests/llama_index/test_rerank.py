@@ -97,9 +97,7 @@ def test_reranks_by_qrhead_score(tiny_scorer: QRHeadScorer, fact_nodes: list[Nod
 def expected_ranking(scorer: QRHeadScorer, query: str, nodes: list[NodeWithScore], top_n: int) -> list[Any]:
     """What the default re-ranker must return: QRHead fused with the retriever's scores at the default weight."""
     first_stage = [float(n.score) for n in nodes] if all(n.score is not None for n in nodes) else None
-    return scorer.rank(
-        query, texts_of(nodes), top_n=top_n, first_stage_scores=first_stage, fusion=DEFAULT_FUSION
-    )
+    return scorer.rank(query, texts_of(nodes), top_n=top_n, first_stage_scores=first_stage, fusion=DEFAULT_FUSION)
 
 
 def test_fusion_follows_the_retriever_scores_and_none_turns_it_off(
@@ -259,9 +257,7 @@ def test_instrumentation_events(
 def test_instrumentation_events_async(
     tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore], collector: EventCollector
 ) -> None:
-    out = asyncio.run(
-        QRHeadRerank(scorer=tiny_scorer, top_n=None).apostprocess_nodes(fact_nodes, query_str=QUERY)
-    )
+    out = asyncio.run(QRHeadRerank(scorer=tiny_scorer, top_n=None).apostprocess_nodes(fact_nodes, query_str=QUERY))
     assert [type(e) for e in collector.events] == [ReRankStartEvent, ReRankEndEvent]
     assert collector.events[0].top_n == len(fact_nodes)  # type: ignore[attr-defined]
     assert [n.node.node_id for n in collector.events[1].nodes] == [n.node.node_id for n in out]  # type: ignore[attr-defined]
@@ -323,9 +319,7 @@ def test_concurrent_async_queries(tiny_scorer: QRHeadScorer, fact_nodes: list[No
     queries = [QUERY, "Which body orbits the earth?", "What temperature does water boil at?"]
 
     async def main() -> list[list[NodeWithScore]]:
-        return list(
-            await asyncio.gather(*(rerank.apostprocess_nodes(fact_nodes, query_str=q) for q in queries))
-        )
+        return list(await asyncio.gather(*(rerank.apostprocess_nodes(fact_nodes, query_str=q) for q in queries)))
 
     results = asyncio.run(main())
     for query, result in zip(queries, results, strict=True):
@@ -385,9 +379,7 @@ def test_query_engine_pipeline_tiny(tiny_scorer: QRHeadScorer, facts_index: Vect
     assert isinstance(response, Response) and isinstance(response.response, str)
     retrieved = facts_index.as_retriever(similarity_top_k=5).retrieve(QUERY)
     expected = expected_ranking(tiny_scorer, QUERY, retrieved, top_n=2)
-    assert [n.node.node_id for n in response.source_nodes] == [
-        retrieved[r.index].node.node_id for r in expected
-    ]
+    assert [n.node.node_id for n in response.source_nodes] == [retrieved[r.index].node.node_id for r in expected]
     assert [n.score for n in response.source_nodes] == pytest.approx([r.score for r in expected])
 
 
@@ -405,9 +397,7 @@ def test_query_engine_callback_manager(tiny_scorer: QRHeadScorer, facts_index: V
     start, end = pairs[0]
     assert start.payload is not None and end.payload is not None
     assert start.payload[EventPayload.QUERY_STR] == QUERY and len(start.payload[EventPayload.NODES]) == 5
-    assert [n.node.node_id for n in end.payload[EventPayload.NODES]] == [
-        n.node.node_id for n in response.source_nodes
-    ]
+    assert [n.node.node_id for n in end.payload[EventPayload.NODES]] == [n.node.node_id for n in response.source_nodes]
     # the re-ranking is traced inside the query
     kinds = [event.event_type for event in debug.get_events()]
     assert kinds[0] == kinds[-1] == CBEventType.QUERY and kinds.count(CBEventType.RERANKING) == 2
