@@ -483,9 +483,16 @@ class QRHeadScorer:
         return results
 
     # ------------------------------------------------------------------------------------------- internals
-    legacy_host_path = False
-    """Tokenise the texts again to count their blocks on every call, as before the single-pass path (kept
-    selectable for ``benchmarks/bench_throughput.py``'s before/after host-share comparison)."""
+    @property
+    def legacy_host_path(self) -> bool:
+        """The host path before issue #18 (blocks tokenised again to be counted, tail ids per window, bodies
+        through the ``transformers`` wrapper), kept selectable for ``benchmarks/bench_throughput.py``'s
+        before/after host-share comparison. Off by default; both paths give the same token ids."""
+        return not self._builder.direct_backend
+
+    @legacy_host_path.setter
+    def legacy_host_path(self, value: bool) -> None:
+        self._builder.direct_backend = not value
 
     def _cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None]:
         """The passages cut to ``max_passage_tokens``, and their texts' token counts from the same tokenizer
