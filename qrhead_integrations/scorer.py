@@ -42,9 +42,12 @@ EMPTY_PASSAGE_SCORE = float("-inf")
 
 _WINDOW_MARGIN = 16
 
-DEFAULT_ROWS_PER_FORWARD = 8
-"""Rows per forward of the batch methods (``rank_batch``, ``score_batch``): enough to keep a GPU busy on
-short rows; :data:`BATCH_TOKENS` bounds the padded size of one forward."""
+GPU_ROWS_PER_FORWARD = 8
+"""Rows per forward of the batch methods (``rank_batch``, ``score_batch``) on an accelerator: enough to keep it
+busy on short rows; :data:`BATCH_TOKENS` bounds the padded size of one forward. On a CPU the default is one
+row per forward: there one row of ~1,300 tokens already fills the matrix products, and batching measured
+*slower* (SmolLM2, 10 x 150-token passages: 0.59 rows/s at 1, 0.51 at 4, 0.40 at 16 rows per forward —
+padding, and element-wise work on activations too large for the caches; reports/bench_throughput.md)."""
 
 BATCH_TOKENS = 32_768
 """Most padded tokens (rows × longest row) per batched forward: bounds activation memory."""
@@ -239,6 +242,11 @@ class QRHeadScorer:
     def __repr__(self) -> str:
         return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
 
+    @property
+    def default_rows_per_forward(self) -> int:
+        """Rows per batched forward when none is given: 1 on a CPU, :data:`GPU_ROWS_PER_FORWARD` elsewhere."""
+        return 1 if self.device.type == "cpu" else GPU_ROWS_PER_FORWARD
+
     MIN_ROOM = 32
     """Tokens a context must leave for passages and the query beyond the prompt template's own."""
 
@@ -361,7 +369,7 @@ class QRHeadScorer:
         self,
         rows: Iterable[tuple[str, Iterable[Any]]],
         *,
-        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        rows_per_forward: int | None = None,
         uncut: bool = False,
         show_progress: bool | None = None,
     ) -> list[torch.Tensor]:
@@ -370,13 +378,16 @@ class QRHeadScorer:
         Rows of similar prompt length are run together, up to ``rows_per_forward`` per forward (and
         :data:`BATCH_TOKENS` padded tokens): each row attends only to its own tokens, so the scores are those of
         :meth:`score_per_head` on each row alone, up to float summation order (tested to 1e-5 in float32).
-        Why: on a GPU one row leaves the device mostly idle; on a CPU the gain is small (see docs/engine.md).
+        Why: on a GPU one row leaves the device mostly idle. ``None``: :attr:`default_rows_per_forward` (one on a
+        CPU, where batching measured slower; :data:`GPU_ROWS_PER_FORWARD` elsewhere).
 
         Raises:
             QRHeadError: a bad row (its message starts with ``row i:``); no row is scored then.
         """
+        if rows_per_forward is None:
+            rows_per_forward = self.default_rows_per_forward
         if isinstance(rows_per_forward, bool) or not isinstance(rows_per_forward, int) or rows_per_forward < 1:
-            raise InvalidInputError(f"rows_per_forward must be an int >= 1, got {rows_per_forward!r}")
+            raise InvalidInputError(f"rows_per_forward must be an int >= 1 or None, got {rows_per_forward!r}")
         checked = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
         prepared = [([query], items) for query, items in checked]
         results = self._score_rows(
@@ -388,7 +399,7 @@ class QRHeadScorer:
         self,
         rows: Iterable[tuple[str, Iterable[Any]]],
         *,
-        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        rows_per_forward: int | None = None,
         show_progress: bool | None = None,
     ) -> list[list[float]]:
         """:meth:`score` for many independent ``(query, passages)`` rows (see :meth:`score_per_head_batch`)."""
@@ -402,7 +413,7 @@ class QRHeadScorer:
         top_n: int | None = None,
         first_stage_scores: Sequence[Sequence[float] | None] | None = None,
         fusion: Fusion | float | Literal["config"] | None = "config",
-        rows_per_forward: int = DEFAULT_ROWS_PER_FORWARD,
+        rows_per_forward: int | None = None,
         show_progress: bool | None = None,
     ) -> list[list[RankedPassage]]:
         """:meth:`rank` for many independent ``(query, passages)`` rows, several rows per forward.

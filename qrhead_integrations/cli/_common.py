@@ -34,6 +34,15 @@ QuantizeOption = Annotated[
     ),
 ]
 
+RowsPerForward = Annotated[
+    int | None,
+    typer.Option(
+        "--rows-per-forward",
+        min=1,
+        help="Queries scored in one batched forward (default 8; results do not depend on it; more keeps a GPU busy).",
+    ),
+]
+
 
 def fail(exc: BaseException) -> typer.Exit:
     """Print ``exc`` as one unwrapped error line (paths stay whole) and return the exit (code 2) to raise."""

@@ -18,7 +18,16 @@ from rich.table import Table
 
 from ..errors import DataFormatError, InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
-from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+from ._common import (
+    FLAG,
+    DeviceOption,
+    HeadsOption,
+    ModelOption,
+    QuantizeOption,
+    RowsPerForward,
+    console,
+    fail,
+)
 
 eval_app = typer.Typer(
     name="eval",
@@ -187,6 +196,7 @@ def beir(
     markdown: Markdown = None,
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
+    rows_per_forward: RowsPerForward = None,
 ) -> None:
     """Re-rank BM25's top-k for BEIR queries; nDCG@10, recall@10/100, MRR@10 for every system."""
     from ..evaluation import read_beir
@@ -223,6 +233,7 @@ def beir(
             show_progress=True,
             info=info,
             qrhead=qrhead,
+            rows_per_forward=rows_per_forward,
         )
 
     _check(baselines, order, qrhead)
@@ -259,6 +270,7 @@ def multihop(
     markdown: Markdown = None,
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
+    rows_per_forward: RowsPerForward = None,
 ) -> None:
     """Rank each question's passages; recall@2/5/10 and all-gold@2/5/10 for every system."""
     from ..evaluation import read_multihop_jsonl
@@ -293,6 +305,7 @@ def multihop(
             show_progress=True,
             info=info,
             qrhead=qrhead,
+            rows_per_forward=rows_per_forward,
         )
 
     _check(baselines, order, qrhead)

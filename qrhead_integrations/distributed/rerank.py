@@ -54,6 +54,28 @@ class RerankWorker:
             ranked = self.scorer.rank(query, passages)
         except QRHeadError as exc:
             return None, None, f"{type(exc).__name__}: {exc}"
+        return self._result(ranked)
+
+    def rank_rows(
+        self, rows: list[tuple[Any, Any] | None]
+    ) -> list[tuple[list[float] | None, list[int] | None, str | None]]:
+        """:meth:`rank_row` for every row that is not ``None`` (those get ``(None, None, None)``), the batch's rows
+        scored several per forward (:meth:`QRHeadScorer.rank_batch`); when a row is bad, the batch is ranked row
+        by row instead, so the bad row gets its own error and the others their results."""
+        live = [i for i, row in enumerate(rows) if row is not None]
+        given = [row for row in rows if row is not None]
+        out: list[tuple[list[float] | None, list[int] | None, str | None]] = [(None, None, None)] * len(rows)
+        try:
+            rankings = self.scorer.rank_batch(given)
+        except QRHeadError:
+            for i, (query, passages) in zip(live, given, strict=True):
+                out[i] = self.rank_row(query, passages)
+            return out
+        for i, ranked in zip(live, rankings, strict=True):
+            out[i] = self._result(ranked)
+        return out
+
+    def _result(self, ranked: list[Any]) -> tuple[list[float], list[int], None]:
         scores = [0.0] * len(ranked)
         for item in ranked:
             scores[item.index] = item.score
@@ -69,9 +91,15 @@ class RerankWorker:
         queries = batch.column(self.query_column).to_pylist()
         passages = batch.column(self.passages_column).to_pylist()
         problems = batch.column(INPUT_ERROR).to_pylist() if INPUT_ERROR in batch.column_names else [None] * len(queries)
+        results = self.rank_rows(
+            [
+                None if problem is not None else (q, plain_passages(p))
+                for q, p, problem in zip(queries, passages, problems, strict=True)
+            ]
+        )
         results = [
-            (None, None, problem) if problem is not None else self.rank_row(q, plain_passages(p))
-            for q, p, problem in zip(queries, passages, problems, strict=True)
+            (None, None, problem) if problem is not None else result
+            for result, problem in zip(results, problems, strict=True)
         ]
         added = {
             SCORES: pa.array([r[0] for r in results], type=pa.list_(pa.float64())),

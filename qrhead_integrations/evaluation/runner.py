@@ -48,6 +48,10 @@ from .fusion import fuse_scores
 from .metrics import DEFAULT_METRICS, all_gold_at_k, per_query, rank_indices, recall_at_k
 from .report import SYSTEM_ORDER, EvalReport
 
+EvalItem = tuple[str, str, Sequence[Passage], Sequence[float]]
+"""One query to score: its id (seeds the shuffled order), text, candidates (retriever or file order) and the
+candidates' BM25 scores."""
+
 CandidateOrder = Literal["retriever-reversed", "retriever", "shuffled"]
 ORDERS: tuple[str, ...] = ("retriever-reversed", "retriever", "shuffled")
 BASELINES: tuple[str, ...] = ("bm25", "dense", "all_heads", "fusion", "fusion_dense", "default")
@@ -120,6 +124,8 @@ class SystemScorer:
         dense: the dense scorer; created (lazily loaded) when a dense system is requested and none is given.
         qrhead: score the ``qrhead`` system (``False`` saves its forward when only ``default`` and the
             model-free baselines are wanted).
+        rows_per_forward: queries whose prompts run in one batched forward (:meth:`score_many`; the scores do
+            not depend on it); ``None``: the scorer's ``default_rows_per_forward`` (one on a CPU).
     """
 
     def __init__(
@@ -131,8 +137,13 @@ class SystemScorer:
         seed: int = 0,
         dense: DenseScorer | None = None,
         qrhead: bool = True,
+        rows_per_forward: int | None = None,
     ) -> None:
         prompt_order(0, order)  # validate early
+        rows_per_forward = scorer.default_rows_per_forward if rows_per_forward is None else rows_per_forward
+        if isinstance(rows_per_forward, bool) or not isinstance(rows_per_forward, int) or rows_per_forward < 1:
+            raise InvalidInputError(f"rows_per_forward must be an int >= 1, got {rows_per_forward!r}")
+        self.rows_per_forward = rows_per_forward
         self.baselines = parse_baselines(baselines)
         check_qrhead_needs(self.baselines, qrhead)
         self.with_qrhead = qrhead
@@ -180,27 +191,55 @@ class SystemScorer:
             passages: the candidates, retriever (or file) order.
             lexical: BM25 scores of the candidates (used when ``bm25`` or ``fusion`` is requested).
         """
-        if not passages:
-            return {name: [] for name in (*(["qrhead"] if self.with_qrhead else []), *self.baselines)}
-        perm = prompt_order(len(passages), self.order, seed=self.seed, key=key)
-        shown = [passages[i] for i in perm]
+        return self.score_many([(key, query, passages, lexical)])[0]
+
+    def score_many(self, items: Sequence[EvalItem]) -> list[dict[str, list[float]]]:
+        """:meth:`score` for several queries, their model forwards batched ``rows_per_forward`` rows at a time
+        (the same scores as one query at a time: :meth:`QRHeadScorer.score_batch`)."""
+        live = [i for i, item in enumerate(items) if item[2]]
+        perms = {i: prompt_order(len(items[i][2]), self.order, seed=self.seed, key=items[i][0]) for i in live}
+        rows = [(items[i][1], [items[i][2][j] for j in perms[i]]) for i in live]
+        model_scores: dict[int, dict[str, torch.Tensor]] = {i: {} for i in live}
         started = time.perf_counter()
-        model_scores: dict[str, torch.Tensor] = {}
         if self.all_scorer is not None:
-            per_head = self.all_scorer.score_per_head(query, shown)
-            model_scores = {"qrhead": combine_heads(per_head[self._subset]), "all_heads": combine_heads(per_head)}
+            per_head = self.all_scorer.score_per_head_batch(rows, rows_per_forward=self.rows_per_forward)
+            for i, heads in zip(live, per_head, strict=True):
+                model_scores[i] = {"qrhead": combine_heads(heads[self._subset]), "all_heads": combine_heads(heads)}
         elif self.with_qrhead:
-            model_scores = {"qrhead": torch.tensor(self.scorer.score(query, shown))}
-        if model_scores:
+            for i, scores in zip(
+                live, self.scorer.score_batch(rows, rows_per_forward=self.rows_per_forward), strict=True
+            ):
+                model_scores[i] = {"qrhead": torch.tensor(scores)}
+        if live and (self.all_scorer is not None or self.with_qrhead):
             self.clock(self.model_key, started)
+        defaults = self._defaults([items[i] for i in live]) if self.default_scorer is not None else []
+        default_of = dict(zip(live, defaults, strict=True)) if defaults else {}
+        out: list[dict[str, list[float]]] = []
+        for i, (_, query, passages, lexical) in enumerate(items):
+            if i not in model_scores:
+                out.append({name: [] for name in (*(["qrhead"] if self.with_qrhead else []), *self.baselines)})
+                continue
+            out.append(self._systems(query, passages, lexical, perms[i], model_scores[i], default_of.get(i)))
+        return out
+
+    def _systems(
+        self,
+        query: str,
+        passages: Sequence[Passage],
+        lexical: Sequence[float],
+        perm: list[int],
+        model_scores: dict[str, torch.Tensor],
+        default: tuple[list[float], list[float]] | None,
+    ) -> dict[str, list[float]]:
+        """Every system's scores for one query, given its model scores (prompt order ``perm``)."""
         out: dict[str, list[float]] = {}
         for name, shown_scores in model_scores.items():
             scores = [0.0] * len(passages)
             for position, index in enumerate(perm):
                 scores[index] = float(shown_scores[position])
             out[name] = scores
-        if self.default_scorer is not None:
-            out["default"], out["default_qrhead"] = self._default(key, query, passages)
+        if default is not None:
+            out["default"], out["default_qrhead"] = default
         if self.dense is not None:
             started = time.perf_counter()
             dense = self.dense.score(query, passages)
@@ -215,7 +254,7 @@ class SystemScorer:
             out["fusion"] = fuse_scores([out["qrhead"], list(lexical)])
         return out
 
-    def _default(self, key: str, query: str, passages: Sequence[Passage]) -> tuple[list[float], list[float]]:
+    def _defaults(self, items: Sequence[EvalItem]) -> list[tuple[list[float], list[float]]]:
         """The ``default`` system's scores in candidate order (a descending value per ``rank`` position), and
         ``default_qrhead``: the same call's QRHead scores before fusion (what the default returns with
         ``fusion=None``, at no extra cost), so one run shows what the fusion adds.
@@ -226,19 +265,31 @@ class SystemScorer:
         scorer = self.default_scorer
         if scorer is None:
             raise RuntimeError("the default system was not requested")
-        count = len(passages)
-        given = (
-            prompt_order(count, "shuffled", seed=self.seed, key=key) if self.order == "shuffled" else list(range(count))
-        )
+        givens = [
+            prompt_order(len(passages), "shuffled", seed=self.seed, key=key)
+            if self.order == "shuffled"
+            else list(range(len(passages)))
+            for key, _, passages, _ in items
+        ]
         started = time.perf_counter()
-        ranked = scorer.rank(query, [passages[i] for i in given])
+        rankings = scorer.rank_batch(
+            [
+                (query, [passages[i] for i in given])
+                for (_, query, passages, _), given in zip(items, givens, strict=True)
+            ],
+            rows_per_forward=self.rows_per_forward,
+        )
         self.clock("default", started)
-        scores = [0.0] * count
-        unfused = [0.0] * count
-        for position, item in enumerate(ranked):
-            scores[given[item.index]] = float(count - position)
-            unfused[given[item.index]] = item.qrhead_score
-        return scores, unfused
+        out = []
+        for (_, _, passages, _), given, ranked in zip(items, givens, rankings, strict=True):
+            count = len(passages)
+            scores = [0.0] * count
+            unfused = [0.0] * count
+            for position, item in enumerate(ranked):
+                scores[given[item.index]] = float(count - position)
+                unfused[given[item.index]] = item.qrhead_score
+            out.append((scores, unfused))
+        return out
 
 
 def run_beir(
@@ -258,6 +309,7 @@ def run_beir(
     show_progress: bool = False,
     info: Mapping[str, Any] | None = None,
     qrhead: bool = True,
+    rows_per_forward: int | None = None,
 ) -> EvalReport:
     """Re-rank BM25's candidates for BEIR queries and score every system against the qrels.
 
@@ -281,6 +333,7 @@ def run_beir(
         show_progress: a progress bar with an ETA on standard error.
         info: extra run facts to store in ``report.info`` (data path, split, command...).
         qrhead: score the ``qrhead`` system (see :class:`SystemScorer`).
+        rows_per_forward: queries per batched forward (the results do not depend on it).
 
     Raises:
         ValueError: bad ``top_k``/``depth``/``start``/``limit``, an unknown order or baseline, or no queries.
@@ -290,7 +343,9 @@ def run_beir(
     if start < 0 or (limit is not None and limit < 1):
         raise InvalidInputError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
     depth = max(depth, top_k)
-    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
+    systems = SystemScorer(
+        scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead, rows_per_forward=rows_per_forward
+    )
     began = time.perf_counter()
     systems.prepare()
     bm25 = index if index is not None else BM25Index(dataset.corpus)
@@ -302,19 +357,30 @@ def run_beir(
     runs: dict[str, dict[str, dict[str, float]]] = {}
     found = 0
     loop_began = time.perf_counter()
-    for query_id in tqdm(chosen, desc="qrhead eval beir", unit="query", disable=not show_progress):
-        query = dataset.queries[query_id]
-        started = time.perf_counter()
-        ids = [doc_id for doc_id, _ in bm25.search(query, depth)]
-        systems.clock("bm25", started)
-        head, tail = ids[:top_k], ids[top_k:]
-        judged = dataset.qrels.get(query_id, {})
-        found += any(judged.get(doc_id, 0) > 0 for doc_id in head)
-        lexical = [-float(i) for i in range(len(head))]  # BM25's own order (its scores may tie)
-        scores = systems.score(query_id, query, [dataset.corpus[doc_id] for doc_id in head], lexical)
-        for system, values in scores.items():
-            ranked = [head[i] for i in rank_indices(values)] + tail
-            runs.setdefault(system, {})[query_id] = {doc: float(len(ranked) - pos) for pos, doc in enumerate(ranked)}
+    bar = tqdm(total=len(chosen), desc="qrhead eval beir", unit="query", disable=not show_progress)
+    for first in range(0, len(chosen), systems.rows_per_forward):
+        group = chosen[first : first + systems.rows_per_forward]
+        items: list[EvalItem] = []
+        heads: list[tuple[list[str], list[str]]] = []
+        for query_id in group:
+            query = dataset.queries[query_id]
+            started = time.perf_counter()
+            ids = [doc_id for doc_id, _ in bm25.search(query, depth)]
+            systems.clock("bm25", started)
+            head, tail = ids[:top_k], ids[top_k:]
+            judged = dataset.qrels.get(query_id, {})
+            found += any(judged.get(doc_id, 0) > 0 for doc_id in head)
+            lexical = [-float(i) for i in range(len(head))]  # BM25's own order (its scores may tie)
+            items.append((query_id, query, [dataset.corpus[doc_id] for doc_id in head], lexical))
+            heads.append((head, tail))
+        for query_id, (head, tail), scores in zip(group, heads, systems.score_many(items), strict=True):
+            for system, values in scores.items():
+                ranked = [head[i] for i in rank_indices(values)] + tail
+                runs.setdefault(system, {})[query_id] = {
+                    doc: float(len(ranked) - pos) for pos, doc in enumerate(ranked)
+                }
+        bar.update(len(group))
+    bar.close()
     loop_seconds = time.perf_counter() - loop_began
     qrels = {query_id: dataset.qrels.get(query_id, {}) for query_id in chosen}
     names = list(metrics)
@@ -343,6 +409,7 @@ def run_multihop(
     show_progress: bool = False,
     info: Mapping[str, Any] | None = None,
     qrhead: bool = True,
+    rows_per_forward: int | None = None,
 ) -> EvalReport:
     """Rank each question's own passages with every system; recall@k and all-gold@k (every hop found).
 
@@ -359,6 +426,7 @@ def run_multihop(
         show_progress: a progress bar with an ETA on standard error.
         info: extra run facts to store in ``report.info``.
         qrhead: score the ``qrhead`` system (see :class:`SystemScorer`).
+        rows_per_forward: questions per batched forward (the results do not depend on it).
 
     Raises:
         ValueError: no examples, a cut-off below 1, or an unknown order or baseline.
@@ -368,20 +436,30 @@ def run_multihop(
     if any(k < 1 for k in ks):
         raise InvalidInputError(f"cut-offs must be >= 1, got {list(ks)}")
     names = [f"recall@{k}" for k in ks] + [f"all_gold@{k}" for k in ks]
-    systems = SystemScorer(scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead)
+    systems = SystemScorer(
+        scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead, rows_per_forward=rows_per_forward
+    )
     began = time.perf_counter()
     systems.prepare()
     loop_began = time.perf_counter()
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for example in tqdm(examples, desc="qrhead eval multihop", unit="question", disable=not show_progress):
+    bar = tqdm(total=len(examples), desc="qrhead eval multihop", unit="question", disable=not show_progress)
+    for first in range(0, len(examples), systems.rows_per_forward):
+        group = examples[first : first + systems.rows_per_forward]
         started = time.perf_counter()
-        lexical = bm25_rank(example.question, example.passages) if systems.needs_lexical else []
+        items: list[EvalItem] = [
+            (e.id, e.question, e.passages, bm25_rank(e.question, e.passages) if systems.needs_lexical else [])
+            for e in group
+        ]
         systems.clock("bm25", started)
-        for system, values in systems.score(example.id, example.question, example.passages, lexical).items():
-            ranking = rank_indices(values)
-            row = {f"recall@{k}": recall_at_k(ranking, example.gold, k) for k in ks}
-            row.update({f"all_gold@{k}": all_gold_at_k(ranking, example.gold, k) for k in ks})
-            table.setdefault(system, {})[example.id] = row
+        for example, scores in zip(group, systems.score_many(items), strict=True):
+            for system, values in scores.items():
+                ranking = rank_indices(values)
+                row = {f"recall@{k}": recall_at_k(ranking, example.gold, k) for k in ks}
+                row.update({f"all_gold@{k}": all_gold_at_k(ranking, example.gold, k) for k in ks})
+                table.setdefault(system, {})[example.id] = row
+        bar.update(len(group))
+    bar.close()
     loop_seconds = time.perf_counter() - loop_began
     passages = sum(len(e.passages) for e in examples)
     run_info = {
@@ -420,6 +498,7 @@ def _report(
         "order": systems.order,
         "seed": systems.seed,
         "max_passage_tokens": scorer.config.max_passage_tokens,
+        "rows_per_forward": systems.rows_per_forward,
         "systems": list(table),
         "dense_model": systems.dense.name if systems.dense is not None else None,
         "rrf_k": 60,

@@ -83,3 +83,26 @@ def test_json_lines_carry_empty_passage_scores_as_null(tmp_path: Path) -> None:
         "meta": {"x": None},
     }
     assert _finite([1.0, float("inf")]) == [1.0, None]
+
+
+def test_a_worker_ranks_its_batch_in_batched_forwards_and_a_bad_row_gets_its_own_error(
+    saved_tiny_model: Path,
+) -> None:
+    """The actor's batch goes through ``rank_batch`` (the same rankings as ``rank`` row by row); a bad row makes
+    the worker fall back to row by row, so only that row carries an error."""
+    from qrhead_integrations.distributed.rerank import RerankWorker
+
+    worker = RerankWorker(str(saved_tiny_model), "1-0,2-3", None, "query", "passages", None, 1)
+    good = [("the moon?", ["the moon orbits", "paris is a city", "cats"]), ("water?", ["water boils", "fox"])]
+    for rows in (good, [good[0], ("  ", ["x"]), None, good[1]]):
+        results = worker.rank_rows(list(rows))
+        for row, (scores, ranking, error) in zip(rows, results, strict=True):
+            if row is None:
+                assert (scores, ranking, error) == (None, None, None)
+            elif not row[0].strip():
+                assert scores is None and ranking is None and error is not None and "EmptyQueryError" in error
+            else:
+                expected = worker.scorer.rank(*row)
+                assert ranking == [item.index for item in expected] and error is None
+                assert scores is not None
+                assert scores == pytest.approx([item.score for item in sorted(expected, key=lambda r: r.index)])

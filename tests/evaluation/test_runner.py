@@ -210,3 +210,20 @@ def test_paired_comparison_on_hand_made_per_query_values() -> None:
     assert [(c.a, c.b) for c in default_comparisons(report)] == [("qrhead", "bm25"), ("fusion", "qrhead")]
     text = markdown_table(report, comparisons=True)
     assert "- qrhead vs bm25 on m: +0.325 (better on 2, worse on 1, equal on 1 queries" in text
+
+
+def test_batched_forwards_leave_every_report_figure_unchanged(tiny_scorer: Any, beir_dir: Path, tmp_path: Path) -> None:
+    """``qrhead eval`` runs several queries per forward; each system's per-query figures are those of one query
+    per forward (BEIR and multi-hop, shuffled order, ``default`` included)."""
+    examples = read_multihop_jsonl(write_multihop(tmp_path / "mh.jsonl"))
+    systems = ("bm25", "all_heads", "fusion", "default")
+    for run in (
+        lambda n: run_beir(tiny_scorer, read_beir(beir_dir), top_k=4, baselines=systems, rows_per_forward=n),
+        lambda n: run_multihop(tiny_scorer, examples, baselines=systems, order="shuffled", rows_per_forward=n),
+    ):
+        one, many = run(1), run(3)
+        assert many.info["rows_per_forward"] == 3 and one.info["rows_per_forward"] == 1
+        assert list(one.per_query) == list(many.per_query)
+        for system, rows in one.per_query.items():
+            for query_id, row in rows.items():
+                assert many.per_query[system][query_id] == pytest.approx(row, abs=1e-9), (system, query_id)
