@@ -77,7 +77,26 @@ class CompressionResult:
         return [item for item in self.kept if item.chunk.doc_index == doc_index]
 
 
-DEFAULT_COMPRESSOR_LEXICAL: float | None = 0.3
+@dataclass(frozen=True)
+class CompressionDefaults:
+    """Every compressor default, in one place: :class:`ContextCompressor` and both frameworks' compressor
+    components read their defaults from :data:`COMPRESSION_DEFAULTS` (see ``ContextCompressor`` for each)."""
+
+    budget_tokens: int | None = 1024
+    """Reader tokens of kept text: a working default, so a compressor built with no options compresses."""
+    top_k: int | None = None
+    token_counter: str | None = "model"
+    max_chunk_tokens: int = 256
+    keep_neighbors: int = 0
+    min_score: float | None = None
+    separator: str = "\n\n"
+    lexical: float | None = 0.3
+    """Chosen on HotpotQA dev rows 0-99 ("Defaults and why" in docs/results.md)."""
+
+
+COMPRESSION_DEFAULTS = CompressionDefaults()
+
+DEFAULT_COMPRESSOR_LEXICAL: float | None = COMPRESSION_DEFAULTS.lexical
 """The lexical share of the compressor's default chunk ranking (see ``ContextCompressor``'s ``lexical``)."""
 
 
@@ -86,7 +105,8 @@ class ContextCompressor:
 
     Args:
         scorer: the shared :class:`QRHeadScorer`.
-        budget_tokens: most tokens of kept text (joined with ``separator``), counted by ``token_counter``.
+        budget_tokens: most tokens of kept text (joined with ``separator``), counted by ``token_counter``
+            (default 1024; ``None``: no budget, then ``top_k`` is required).
         top_k: keep the ``k`` best chunks instead of (or as well as) a budget.
         token_counter: ``None``/``"model"`` (the scorer's tokenizer), a tiktoken encoding name such as
             ``"cl100k_base"`` or ``"o200k_base"``, or any ``Callable[[str], int]``.
@@ -109,14 +129,14 @@ class ContextCompressor:
         self,
         scorer: QRHeadScorer,
         *,
-        budget_tokens: int | None = None,
-        top_k: int | None = None,
-        token_counter: str | TokenCounter | None = None,
-        max_chunk_tokens: int = 256,
-        keep_neighbors: int = 0,
-        min_score: float | None = None,
-        separator: str = "\n\n",
-        lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
+        budget_tokens: int | None = COMPRESSION_DEFAULTS.budget_tokens,
+        top_k: int | None = COMPRESSION_DEFAULTS.top_k,
+        token_counter: str | TokenCounter | None = COMPRESSION_DEFAULTS.token_counter,
+        max_chunk_tokens: int = COMPRESSION_DEFAULTS.max_chunk_tokens,
+        keep_neighbors: int = COMPRESSION_DEFAULTS.keep_neighbors,
+        min_score: float | None = COMPRESSION_DEFAULTS.min_score,
+        separator: str = COMPRESSION_DEFAULTS.separator,
+        lexical: float | None = COMPRESSION_DEFAULTS.lexical,
         show_progress: bool = False,
     ) -> None:
         if budget_tokens is None and top_k is None:

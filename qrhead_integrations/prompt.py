@@ -8,7 +8,8 @@ The prompt is encoded as a shared **prefix** (template head, opening, passages, 
 **tail** per query (the query text and the template end). The "query part" whose attention is read is the
 instruction *and* the tail, as in the paper; the instruction comes before the query, so under causal attention
 its rows are the same whatever the query is — they are captured once, in the prefix pass
-(``EncodedPrompt.shared_rows``), and each tail only runs its own few tokens on a fork of the prefix cache.
+(``EncodedPrompt.shared_rows``), and each tail adds only its own few tokens (packed after the prefix in the same
+forward, or on a fork of the prefix cache for sliding-window models).
 
 User text (passages, titles, queries) is tokenised with ``split_special_tokens=True``: a passage that contains
 ``<|im_start|>`` or ``<|eot_id|>`` is read as those characters, never as control tokens. Only the template's own

@@ -1,15 +1,17 @@
 """`QRHeadScorer`: score, rank and re-rank passages for queries with a model's query-focused retrieval heads.
 
-Every feature of the package (adapters, compressor, detection, evaluation) goes through
-:meth:`QRHeadScorer.score_per_head_many`, which runs the pipeline once:
+Every feature of the package (adapters, compressor, detection, evaluation) goes through one pipeline
+(:meth:`QRHeadScorer.score_per_head_many` for one set of passages, :meth:`QRHeadScorer.score_per_head_batch` for
+independent rows):
 
     passages + queries → prompt (prefix + one tail per query and one for "N/A")
-    → prefix forward once, cut after the deepest selected layer (KV cache)
-    → one short tail forward per query on a fork of that cache, capturing the selected heads
+    → one forward of prefix + all tails packed (each tail sees the prefix and itself), cut inside the deepest
+      selected layer, capturing the selected heads — or, for sliding-window models, a prefix forward and the
+      tails on a fork of its cache
     → token scores (calibrated) → per-passage sums (optionally filtered) → per-head scores.
 
 The content-free ``"N/A"`` tail is shared by all queries of a call, so ``k`` queries over the same passages cost
-one prefix forward and ``k + 1`` tail forwards.
+one prefix and ``k + 1`` short tails. docs/architecture.md draws the whole pipeline.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The scorer fields and lazy, thread-safe model loading shared by the LangChain components.
-
-Why one place: the reranker and the context compressor take a model the same way (a shared ``scorer``, or
-``model``/``heads``/``device``/``quantize``/``scorer_kwargs`` to load one on first use), reject the same conflicting
-combinations, and must load the model exactly once even when first used from several threads at the same time.
-"""
+"""The scorer fields of the LangChain components, declared once over the framework-free
+:class:`~qrhead_integrations._lazy.ScorerLoader` (lazy, thread-safe loading; the same for LlamaIndex)."""
 
 from __future__ import annotations
 
@@ -16,8 +12,8 @@ from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
+from .._lazy import ScorerLoader, check_source
 from ..errors import PassageTypeError
-from ..models import DEFAULT_MODEL
 from ..scorer import QRHeadScorer
 
 
@@ -61,39 +57,39 @@ class LazyScorerMixin(BaseModel):
         description="Extra keyword arguments of `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields).",
     )
 
-    _loaded: QRHeadScorer | None = PrivateAttr(default=None)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _loader: ScorerLoader | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_source(self) -> Self:
         """Reject a shared scorer combined with loading options: the options would be silently ignored."""
-        if self.scorer is not None:
-            options = ("model", "heads", "device", "quantize", "scorer_kwargs")
-            given = [name for name in options if name in self.model_fields_set]
-            if given:
-                raise ValueError(
-                    f"pass either `scorer` or loading options, not both (got scorer and {', '.join(given)}); "
-                    "use scorer.with_heads(...) to read other heads of an already loaded model"
-                )
+        check_source(self.scorer, {name: getattr(self, name) for name in self.model_fields_set})
         return self
 
+    @property
+    def scorer_loaded(self) -> bool:
+        """Whether a scorer is at hand without loading one (a shared scorer, or one loaded by an earlier call)."""
+        return self.scorer is not None or (self._loader is not None and self._loader.loaded)
+
     def get_scorer(self) -> QRHeadScorer:
-        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use)."""
+        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use; the loading
+        options are read at first use)."""
         if self.scorer is not None:
             return self.scorer
-        if self._loaded is None:
-            with self._load_lock:
-                if self._loaded is None:
-                    options: dict[str, Any] = dict(self.scorer_kwargs)
-                    if self.quantize is not None:
-                        options["quantize"] = self.quantize
-                    self._loaded = QRHeadScorer.from_pretrained(
-                        self.model if self.model is not None else DEFAULT_MODEL,
+        if self._loader is None:
+            with _LOADER_LOCK:
+                if self._loader is None:
+                    self._loader = ScorerLoader(
+                        model=self.model,
                         heads=self.heads,
                         device=self.device,
-                        **options,
+                        quantize=self.quantize,
+                        scorer_kwargs=self.scorer_kwargs,
                     )
-        return self._loaded
+        return self._loader.get()
+
+
+_LOADER_LOCK = threading.Lock()
+"""Guards creating a component's loader (the loader's own lock guards loading the model)."""
 
 
 def check_documents(documents: Any) -> list[Document]:

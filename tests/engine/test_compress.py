@@ -157,8 +157,9 @@ def test_a_chunk_longer_than_the_budget_is_cut_when_nothing_fits(tiny_scorer: QR
 def test_bad_inputs(compressor: ContextCompressor, tiny_scorer: QRHeadScorer) -> None:
     with pytest.raises(EmptyQueryError):
         compressor.compress(" ", DOCS)
+    assert ContextCompressor(tiny_scorer).budget_tokens == 1024  # COMPRESSION_DEFAULTS, as in both adapters
     with pytest.raises(ValueError, match="budget_tokens, top_k"):
-        ContextCompressor(tiny_scorer)
+        ContextCompressor(tiny_scorer, budget_tokens=None)
     with pytest.raises(ValueError, match="budget_tokens"):
         ContextCompressor(tiny_scorer, budget_tokens=0)
 

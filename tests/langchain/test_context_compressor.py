@@ -250,7 +250,7 @@ def test_lazy_scorer_loads_once_and_bad_input_never_loads_it(saved_tiny_model: P
         compressor.compress_documents(cast(Any, ["text"]), QUESTION)
     with pytest.raises(TokenCounterError, match="unknown tiktoken encoding"):
         compressor.model_copy(update={"token_counter": "no_such_base"}).compress_documents(documents, QUESTION)
-    assert compressor._loaded is None, "bad input must be rejected before the model is loaded"
+    assert not compressor.scorer_loaded, "bad input must be rejected before the model is loaded"
 
     barrier = threading.Barrier(3)
     seen: list[QRHeadScorer] = []

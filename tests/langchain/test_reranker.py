@@ -157,7 +157,7 @@ def test_lazy_scorer_loads_once_on_first_use(saved_tiny_model: Path, documents: 
         reranker.compress_documents(documents, " ")
     with pytest.raises(PassageTypeError):
         reranker.compress_documents(cast(Any, ["text"]), QUESTION)
-    assert reranker._loaded is None, "bad input must be rejected before the model is loaded"
+    assert not reranker.scorer_loaded, "bad input must be rejected before the model is loaded"
     assert "model" in reranker.model_dump()
 
     barrier = threading.Barrier(4)

@@ -111,12 +111,13 @@ def test_class_name_and_serialisation(tiny_scorer: QRHeadScorer) -> None:
     rebuilt = QRHeadContextCompressor.from_json(compressor.to_json())  # would load its model lazily
     assert (rebuilt.budget_tokens, rebuilt.token_counter, rebuilt.keep_neighbors) == (100, "cl100k_base", 1)
     assert rebuilt.top_k is None and rebuilt.max_chunk_tokens == 256 and rebuilt.separator == "\n\n"
-    assert rebuilt._scorer is None
+    assert not rebuilt.scorer_loaded
 
 
 def test_options_are_validated(tiny_scorer: QRHeadScorer) -> None:
+    assert QRHeadContextCompressor(scorer=tiny_scorer).budget_tokens == 1024  # the one default (LangChain's too)
     with pytest.raises(ValueError, match="budget_tokens, top_k, or both"):
-        QRHeadContextCompressor(scorer=tiny_scorer)
+        QRHeadContextCompressor(scorer=tiny_scorer, budget_tokens=None)
     bad_options: list[dict[str, Any]] = [
         {"budget_tokens": 0},
         {"top_k": 0},
@@ -126,7 +127,7 @@ def test_options_are_validated(tiny_scorer: QRHeadScorer) -> None:
     for bad in bad_options:
         with pytest.raises(ValueError):
             QRHeadContextCompressor(scorer=tiny_scorer, **bad)
-    with pytest.raises(ValueError, match="either scorer"):
+    with pytest.raises(ValueError, match="either `scorer` or loading options"):
         QRHeadContextCompressor(scorer=tiny_scorer, model="smollm2-135m-instruct", top_k=3)
 
 
@@ -339,7 +340,7 @@ def test_lazy_scorer_is_shared_with_the_reranker(
 
     monkeypatch.setattr(compressor_module.QRHeadScorer, "from_pretrained", fake_from_pretrained)
     compressor = QRHeadContextCompressor(model="some-model", heads="1-0", device="cpu", top_k=2)
-    assert calls == [] and compressor._scorer is None  # construction loads nothing
+    assert calls == [] and not compressor.scorer_loaded  # construction loads nothing
     assert compressor.postprocess_nodes(long_nodes, query_str=QUERY)
     assert compressor.postprocess_nodes(long_nodes, query_str=QUERY)
     assert calls == [("some-model", {"heads": "1-0", "device": "cpu"})]

@@ -75,14 +75,14 @@ def test_class_name_and_serialisation(tiny_scorer: QRHeadScorer) -> None:
     assert data["top_n"] == 3 and data["model"] == "tiny-llama" and data["heads"] == "1-0,2-3,2-1"
     rebuilt = QRHeadRerank.from_dict(data)  # a new reranker that would load its model lazily
     assert (rebuilt.top_n, rebuilt.model, rebuilt.heads) == (3, "tiny-llama", "1-0,2-3,2-1")
-    assert rebuilt._scorer is None
+    assert not rebuilt.scorer_loaded
 
 
 def test_defaults_mirror_sentence_transformer_rerank() -> None:
     rerank = QRHeadRerank()
     assert rerank.top_n == 2
     assert rerank.keep_retrieval_score is False
-    assert rerank._scorer is None  # nothing is loaded until first use
+    assert not rerank.scorer_loaded  # nothing is loaded until first use
 
 
 def test_reranks_by_qrhead_score(tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]) -> None:
@@ -194,7 +194,7 @@ def test_duplicated_node_ids_are_each_scored_and_kept(
 
 
 def test_scorer_and_model_are_exclusive(tiny_scorer: QRHeadScorer) -> None:
-    with pytest.raises(ValueError, match="either scorer"):
+    with pytest.raises(ValueError, match="either `scorer` or loading options"):
         QRHeadRerank(scorer=tiny_scorer, model="smollm2-135m-instruct")
     with pytest.raises(ValueError, match="heads"):
         QRHeadRerank(scorer=tiny_scorer, heads="nq")

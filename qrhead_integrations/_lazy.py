@@ -1,0 +1,108 @@
+"""The scorer an adapter reads: a shared one, or one loaded on first use — framework-free, for every adapter.
+
+Why one place: every framework component (LangChain's reranker and compressor, LlamaIndex's postprocessors)
+takes a model the same way — a loaded ``scorer`` to share, or ``model``/``heads``/``device``/``quantize``/
+``scorer_kwargs`` describing one to load — rejects the same conflicting combination, and must load the model
+exactly once even when first used from several threads at the same time. The frameworks' classes only declare
+those fields and hand them to :class:`ScorerLoader`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InvalidInputError
+from .models import DEFAULT_MODEL
+from .scorer import QRHeadScorer
+
+LOADING_OPTIONS = ("model", "heads", "device", "quantize", "scorer_kwargs")
+"""The options that describe a model to load (meaningless next to a shared scorer)."""
+
+
+def check_source(scorer: Any, given: Mapping[str, Any]) -> None:
+    """Refuse a shared scorer combined with loading options (they would be silently ignored), or a ``scorer``
+    that is not a :class:`QRHeadScorer`.
+
+    Args:
+        scorer: the shared scorer, or ``None``.
+        given: the loading options the caller set (name → value), unset ones left out.
+
+    Raises:
+        InvalidInputError: both a scorer and loading options (a ``ValueError``).
+        TypeError: ``scorer`` is not a :class:`QRHeadScorer`.
+    """
+    if scorer is None:
+        return
+    if not isinstance(scorer, QRHeadScorer):
+        raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
+    named = [name for name in LOADING_OPTIONS if name in given]
+    if named:
+        raise InvalidInputError(
+            f"pass either `scorer` or loading options, not both (got scorer and {', '.join(named)}); "
+            "use scorer.with_heads(...) to read other heads of an already loaded model"
+        )
+
+
+class ScorerLoader:
+    """Hands out a shared scorer, or loads one from the given options on first use (once, thread-safe).
+
+    Picklable (the lock is not pickled; a loaded model is not either: the copy loads its own on first use).
+
+    Args:
+        scorer: a loaded scorer to share, or ``None``.
+        model: what ``QRHeadScorer.from_pretrained`` loads (``None``: the package's default bundled model).
+        heads: head specification for the loaded scorer.
+        device: its device (``None``: automatic).
+        quantize: ``"int8"`` or ``None``.
+        scorer_kwargs: further ``from_pretrained`` keyword arguments.
+    """
+
+    def __init__(
+        self,
+        scorer: QRHeadScorer | None = None,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        heads: Any = None,
+        device: str | None = None,
+        quantize: str | None = None,
+        scorer_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._shared = scorer
+        self._options: dict[str, Any] = dict(scorer_kwargs or {})
+        if quantize is not None:
+            self._options["quantize"] = quantize
+        self._model = DEFAULT_MODEL if model is None else model
+        self._heads = heads
+        self._device = device
+        self._loaded: QRHeadScorer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a scorer is at hand without loading (shared, or already loaded)."""
+        return self._shared is not None or self._loaded is not None
+
+    def get(self) -> QRHeadScorer:
+        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use)."""
+        if self._shared is not None:
+            return self._shared
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = QRHeadScorer.from_pretrained(
+                        self._model, heads=self._heads, device=self._device, **self._options
+                    )
+        return self._loaded
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        state["_loaded"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
