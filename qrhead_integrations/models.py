@@ -348,6 +348,14 @@ def load_model(
     return LoadedModel(lm, tokenizer, model_id)
 
 
+def _set_hf_progress(hf_logging: Any, show: bool) -> None:
+    """Switch transformers' progress bars on or off (its switches are untyped)."""
+    if show:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+
+
 @contextmanager
 def _progress_bars(show: bool) -> Iterator[None]:
     """transformers' progress bars on (``show``) or off for the duration, then as they were."""
@@ -357,11 +365,11 @@ def _progress_bars(show: bool) -> Iterator[None]:
     if show == was_enabled:
         yield
         return
-    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    _set_hf_progress(hf_logging, show)
     try:
         yield
     finally:
-        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
+        _set_hf_progress(hf_logging, was_enabled)
 
 
 Quantize = str
@@ -398,4 +406,4 @@ def quantize_int8(model: Any) -> Any:
         warnings.simplefilter("ignore", category=UserWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]

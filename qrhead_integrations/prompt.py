@@ -124,10 +124,10 @@ def to_passages(items: Iterable[Any]) -> list[Passage]:
 
 def check_query(query: Any) -> str:
     """Return the query, or raise a typed error for non-text or empty queries."""
-    check_text(query, "the query")
-    if not query.strip():
+    text = check_text(query, "the query")
+    if not text.strip():
         raise EmptyQueryError("the query is empty: QRHead scores passages by the attention of query tokens")
-    return query
+    return text
 
 
 def passage_block(number: int, passage: Passage) -> str:

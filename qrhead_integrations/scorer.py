@@ -233,7 +233,9 @@ class QRHeadScorer:
     # -------------------------------------------------------------------------------------------- properties
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the model's weights are (and so where its forward runs)."""
+        found: torch.device = next(self.model.parameters()).device
+        return found
 
     @property
     def context_length(self) -> int:

@@ -102,8 +102,8 @@ def _run(
     outputs: tuple[Path | None, Path | None, Path | None],
 ) -> None:
     """Shared flow: data first (fail fast), then the model, the run, the table and the files."""
-    from .._files import check_output_path
-    from ..evaluation.report import markdown_table, plot_report, write_report, write_text_atomic
+    from .._files import check_output_path, write_text_atomic
+    from ..evaluation.report import markdown_table, plot_report, write_report
     from ..scorer import QRHeadScorer
 
     output, plot, markdown = outputs

@@ -101,7 +101,8 @@ class QRHeadRetriever(BaseRetriever):
         """The base retriever set to return ``fetch_k`` documents — at least ``per_call`` when a call asks for
         that many results — (a shallow copy), else as it is."""
         fetch = self.fetch_k if self.fetch_k is None or per_call is None else max(self.fetch_k, per_call)
-        return _with_k(self.base_retriever, fetch)
+        retriever: RetrieverLike = _with_k(self.base_retriever, fetch)
+        return retriever
 
     def _top_n(self, k: int | None = None, top_n: int | None = None) -> int | None:
         """This call's result count: ``k``/``top_n`` given per call, else the field, else the reranker's."""
