@@ -126,14 +126,10 @@ class QRHeadRerank(QRHeadPostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query = query_of(query_bundle)
-        nodes = check_nodes(nodes)
-        if not nodes:
-            return []
-        texts = _node_texts(nodes)
-        with self._reranking(nodes, query_bundle, query) as finish:
-            # model loading and scoring are CPU/GPU-bound: keep them off the event loop
-            return finish(await asyncio.to_thread(self._rank, query, texts, _first_stage(nodes)))
+        query_of(query_bundle)  # a missing query fails here, on the caller's side
+        # model loading and scoring are CPU/GPU-bound: the whole sync path runs off the event loop (to_thread
+        # carries the context, so instrumentation spans and events nest as in the sync call)
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     @contextmanager
     def _reranking(
