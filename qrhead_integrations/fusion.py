@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from .errors import InvalidInputError
 
@@ -58,14 +58,20 @@ class Fusion:
 
 
 DEFAULT_FUSION: Fusion | None = Fusion(weight=0.2, lexical=0.5)
-"""Every re-ranker's default fusion (``None`` would mean QRHead alone). Chosen on dev data disjoint from the
-published evaluation rows: see "Defaults and why" in docs/results.md."""
+"""The default fusion of a model without its own (``None`` would mean QRHead alone). Chosen on dev data disjoint
+from the published evaluation rows: see "Defaults and why" in docs/results.md."""
+
+MODEL_DEFAULT: Final = "default"
+"""The ``fusion`` value meaning "the model's dev-chosen fusion": a bundled model's head presets may carry their
+own (``presets.model_fusion``), other models get :data:`DEFAULT_FUSION`. In an adapter it means "the scorer's
+configured fusion" (which is the model's unless the scorer was built with another)."""
 
 
 FUSION_HELP = (
     "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the candidates (weighted "
-    "reciprocal-rank fusion): a Fusion(weight=..., lexical=...), a number (the input order's weight alone) or None "
-    "(QRHead alone). The default was chosen on dev data (docs/results.md)."
+    "reciprocal-rank fusion): 'default' (the scorer's setting: the model's dev-chosen fusion unless the scorer was "
+    "built with another), a Fusion(weight=..., lexical=...), a number (the input order's weight alone) or None "
+    "(QRHead alone). The defaults were chosen on dev data (docs/results.md)."
 )
 """The adapters' field description of ``fusion`` (one text for every framework)."""
 
@@ -74,6 +80,11 @@ LEXICAL_HELP = (
     "fusion); None or 0: QRHead alone. The default was chosen on dev data (docs/results.md)."
 )
 """The compressor adapters' field description of ``lexical``."""
+
+
+def as_fusion_setting(value: Any) -> Fusion | Literal["default"] | None:
+    """:func:`as_fusion`, letting :data:`MODEL_DEFAULT` through (an adapter's or a config's unresolved default)."""
+    return MODEL_DEFAULT if value == MODEL_DEFAULT else as_fusion(value)
 
 
 def as_fusion(value: Any) -> Fusion | None:

@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from . import capture
 from .errors import InvalidInputError, PassageTypeError, QRHeadError
-from .fusion import DEFAULT_FUSION, Fusion, as_fusion, fuse_with_first_stage, rank_order
+from .fusion import MODEL_DEFAULT, Fusion, as_fusion, as_fusion_setting, fuse_with_first_stage, rank_order
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
-from .presets import resolve_heads
+from .presets import model_fusion, resolve_heads
 from .prompt import NULL_QUERY, EncodedPrompt, Layout, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
 
@@ -80,7 +80,8 @@ class ScorerConfig:
         layout: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
         show_progress: show a progress bar over the forward passes.
         fusion: how :meth:`QRHeadScorer.rank` blends QRHead's ranking with the first stage's (the input order,
-            or ``first_stage_scores``) and with BM25 over the candidates: a
+            or ``first_stage_scores``) and with BM25 over the candidates: ``"default"`` (the model's own,
+            chosen on its dev data: ``presets.model_fusion``; resolved when the scorer is built), a
             :class:`~qrhead_integrations.fusion.Fusion`, a number (the first stage's weight in ``[0, 1]``, no
             lexical share) or ``None`` (QRHead alone). Scores (``score``, ``score_many``) are never fused.
     """
@@ -94,10 +95,10 @@ class ScorerConfig:
     max_length: int | None = None
     layout: Layout = "auto"
     show_progress: bool = False
-    fusion: Fusion | float | None = DEFAULT_FUSION
+    fusion: Fusion | float | Literal["default"] | None = MODEL_DEFAULT
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fusion", as_fusion(self.fusion))  # validates the weights
+        object.__setattr__(self, "fusion", as_fusion_setting(self.fusion))  # validates the weights
         if self.order not in ("as_given", "reversed", "shuffled"):
             raise InvalidInputError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
         if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
@@ -155,6 +156,8 @@ class QRHeadScorer:
         self.tokenizer = tokenizer
         self.model_id = model_id or getattr(model.config, "name_or_path", None) or type(model).__name__
         self.config = replace(config or ScorerConfig(), **config_overrides)
+        if self.config.fusion == MODEL_DEFAULT:
+            self.config = replace(self.config, fusion=model_fusion(self.model_id))
         self.num_layers, self.num_heads = _layer_shape(model)
         self.heads = resolve_heads(heads, model_id=self.model_id, num_layers=self.num_layers, num_heads=self.num_heads)
         capture.prepare_model(model)
@@ -300,7 +303,7 @@ class QRHeadScorer:
         *,
         top_n: int | None = None,
         first_stage_scores: Sequence[float] | None = None,
-        fusion: Fusion | float | Literal["config"] | None = "config",
+        fusion: Fusion | float | Literal["config", "default"] | None = "config",
     ) -> list[RankedPassage]:
         """Passages best first (ties keep input order), the best ``top_n`` of them when given.
 
@@ -310,11 +313,12 @@ class QRHeadScorer:
             top_n: how many to return (``None``: all).
             first_stage_scores: the first stage's scores (higher = better), input order, to fuse by instead
                 of the input order.
-            fusion: ``"config"`` (``config.fusion``), a :class:`~qrhead_integrations.fusion.Fusion` (first-stage
-                and lexical weights), the first stage's weight alone, or ``None`` for QRHead alone.
+            fusion: ``"config"`` or ``"default"`` (``config.fusion``: the model's own unless configured), a
+                :class:`~qrhead_integrations.fusion.Fusion` (first-stage and lexical weights), the first stage's
+                weight alone, or ``None`` for QRHead alone.
         """
         _check_top_n(top_n)
-        chosen = as_fusion(self.config.fusion if fusion == "config" else fusion)
+        chosen = as_fusion(self.config.fusion if fusion in ("config", MODEL_DEFAULT) else fusion)
         items = to_passages(passages)
         if first_stage_scores is not None and len(first_stage_scores) != len(items):
             raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {len(items)} passages")
@@ -416,7 +420,7 @@ class QRHeadScorer:
         *,
         top_n: int | None = None,
         first_stage_scores: Sequence[Sequence[float] | None] | None = None,
-        fusion: Fusion | float | Literal["config"] | None = "config",
+        fusion: Fusion | float | Literal["config", "default"] | None = "config",
         rows_per_forward: int | None = None,
         show_progress: bool | None = None,
     ) -> list[list[RankedPassage]]:
@@ -427,7 +431,7 @@ class QRHeadScorer:
         per row.
         """
         _check_top_n(top_n)
-        chosen = as_fusion(self.config.fusion if fusion == "config" else fusion)
+        chosen = as_fusion(self.config.fusion if fusion in ("config", MODEL_DEFAULT) else fusion)
         row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
         stages: Sequence[Sequence[float] | None] = (
             [None] * len(row_list) if first_stage_scores is None else first_stage_scores

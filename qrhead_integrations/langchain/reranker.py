@@ -9,14 +9,14 @@ shared between threads without paying for (or copying) the model until it first 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import Field, field_validator
 
 from ..errors import InvalidInputError
-from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
+from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
 from ._scorer import LazyScorerMixin, check_documents, document_title
@@ -32,8 +32,10 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     first, and QRHead's ranking is fused with that order and with a BM25 ranking of the documents themselves
     (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`, and
     "Defaults and why" in docs/results.md for the dev measurement behind the default: a small model's
-    attention alone ranked SciFact below BM25, the fusion above it). ``fusion=None`` ranks by attention alone;
-    ``fusion=Fusion(weight=0, lexical=0.4)`` ignores the input order (when it means nothing).
+    attention alone ranked SciFact below BM25, the fusion above it). ``fusion="default"`` (the default) uses
+    the scorer's setting, which is the model's own dev-chosen fusion (``Fusion(weight=0.2, lexical=0.5)`` for a
+    model without one); ``fusion=None`` ranks by attention alone; ``fusion=Fusion(weight=0, lexical=0.4)``
+    ignores the input order (when it means nothing).
 
     All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not
@@ -75,8 +77,8 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
         default=None,
         description="Metadata field read as the passage title (shown to the model before the text), if any.",
     )
-    fusion: Fusion | None = Field(default=DEFAULT_FUSION, description=FUSION_HELP)
-    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion))
+    fusion: Fusion | Literal["default"] | None = Field(default=MODEL_DEFAULT, description=FUSION_HELP)
+    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion_setting))
 
     # ---------------------------------------------------------------------------------------- public API
     def rerank(self, documents: Sequence[Document], query: str, *, top_n: int | None = _UNSET) -> list[Document]:

@@ -21,7 +21,7 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ..fusion import DEFAULT_FUSION, FUSION_HELP, Fusion, as_fusion
+from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
 from ..scorer import QRHeadScorer, RankedPassage
 from ._base import QRHeadPostprocessor, check_nodes, query_of
 
@@ -52,8 +52,9 @@ class QRHeadRerank(QRHeadPostprocessor):
         quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; faster, rankings can change).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
-        fusion: a :class:`~qrhead_integrations.Fusion` (the retriever's and BM25's weights), a number (the
-            retriever's weight alone) or ``None`` (QRHead alone).
+        fusion: ``"default"`` (the scorer's setting: the model's own dev-chosen fusion, ``Fusion(weight=0.2,
+            lexical=0.5)`` for a model without one), a :class:`~qrhead_integrations.Fusion` (the retriever's and
+            BM25's weights), a number (the retriever's weight alone) or ``None`` (QRHead alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
             exclusive with ``model``/``heads``/``device``/``quantize``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,
@@ -72,8 +73,8 @@ class QRHeadRerank(QRHeadPostprocessor):
         default=False,
         description="Whether to keep the retrieval score in the returned node's metadata (retrieval_score).",
     )
-    fusion: Fusion | None = Field(default=DEFAULT_FUSION, description=FUSION_HELP)
-    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion))
+    fusion: Fusion | Literal["default"] | None = Field(default=MODEL_DEFAULT, description=FUSION_HELP)
+    fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion_setting))
 
     def __init__(
         self,
@@ -83,7 +84,7 @@ class QRHeadRerank(QRHeadPostprocessor):
         device: str | None = None,
         quantize: Literal["int8"] | None = None,
         keep_retrieval_score: bool = False,
-        fusion: Fusion | float | None = DEFAULT_FUSION,
+        fusion: Fusion | float | Literal["default"] | None = MODEL_DEFAULT,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadSpecError
+from ..fusion import DEFAULT_FUSION, Fusion
 from ..heads import HeadSet
 
 PRESET_FILES = ("bundled.json", "published.json")
@@ -72,6 +73,17 @@ def default_preset(model_id: str | None) -> HeadSet | None:
     if sets is None:
         return None
     return get_preset(model_id, sets["_default"])
+
+
+def model_fusion(model_id: str | None) -> Fusion | None:
+    """The fusion a model's rankings use by default: its presets' ``"_fusion"`` entry (a ``{"weight",
+    "lexical"}`` mapping, or ``null`` for QRHead alone), chosen on that model's dev data; else
+    :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`."""
+    sets = _lookup(model_id)
+    if sets is None or "_fusion" not in sets:
+        return DEFAULT_FUSION
+    entry = sets["_fusion"]
+    return None if entry is None else Fusion(weight=entry["weight"], lexical=entry["lexical"])
 
 
 def resolve_heads(

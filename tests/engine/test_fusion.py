@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -117,3 +118,25 @@ def test_as_fusion_conversions() -> None:
     assert as_fusion({"weight": 0.1, "lexical": 0.2}) == Fusion(weight=0.1, lexical=0.2)
     with pytest.raises(InvalidInputError, match="fusion must be"):
         as_fusion("strong")
+
+
+def test_the_default_fusion_is_the_models_own(tiny_scorer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fusion="default"`` resolves, when the scorer is built, to the model's ``_fusion`` preset entry (chosen on
+    that model's dev data), to ``None`` for a ``null`` entry, and to ``DEFAULT_FUSION`` for models without one."""
+    from qrhead_integrations import QRHeadScorer, presets
+    from qrhead_integrations.fusion import DEFAULT_FUSION
+
+    assert QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion == DEFAULT_FUSION
+    entries: dict[str, Any] = {"_fusion": {"weight": 0.1, "lexical": 0.4}}
+    monkeypatch.setattr(presets, "_lookup", lambda model_id: entries)
+    own = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0")
+    assert own.config.fusion == Fusion(weight=0.1, lexical=0.4)
+    passages = ["the moon orbits the earth", "paris is a city", "water boils"]
+    assert [r.index for r in own.rank("moon", passages)] == [
+        r.index for r in own.rank("moon", passages, fusion=Fusion(weight=0.1, lexical=0.4))
+    ]
+    assert own.with_config(fusion=None).config.fusion is None  # an explicit choice wins
+    entries["_fusion"] = None
+    assert QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion is None
+    with pytest.raises(ValueError):
+        QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0", fusion="other")

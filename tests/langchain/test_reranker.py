@@ -15,6 +15,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
 from qrhead_integrations.fusion import DEFAULT_FUSION
 from qrhead_integrations.langchain import QRHeadReranker
+from qrhead_integrations.presets import model_fusion
 from tests.langchain.helpers import SlowScorer, heartbeats_during
 
 QUESTION = "Which Canadian rock band released a song called Counterparts?"
@@ -45,7 +46,8 @@ def test_returns_top_n_sorted_copies_with_scores(fast_scorer: QRHeadScorer, docu
 def test_default_fuses_the_input_order_and_none_turns_it_off(
     fast_scorer: QRHeadScorer, documents: list[Document]
 ) -> None:
-    assert QRHeadReranker(scorer=fast_scorer).fusion == DEFAULT_FUSION
+    assert QRHeadReranker(scorer=fast_scorer).fusion == "default"  # the scorer's: the model's dev-chosen fusion
+    assert fast_scorer.config.fusion == model_fusion(fast_scorer.model_id)
     scores = fast_scorer.score(QUESTION, [d.page_content for d in documents])
     alone = QRHeadReranker(scorer=fast_scorer, top_n=None, fusion=None).compress_documents(documents, QUESTION)
     order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))

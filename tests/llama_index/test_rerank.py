@@ -103,7 +103,8 @@ def expected_ranking(scorer: QRHeadScorer, query: str, nodes: list[NodeWithScore
 def test_fusion_follows_the_retriever_scores_and_none_turns_it_off(
     tiny_scorer: QRHeadScorer, fact_nodes: list[NodeWithScore]
 ) -> None:
-    assert QRHeadRerank(scorer=tiny_scorer).fusion == DEFAULT_FUSION
+    assert QRHeadRerank(scorer=tiny_scorer).fusion == "default"  # the scorer's: the model's dev-chosen fusion
+    assert tiny_scorer.config.fusion == DEFAULT_FUSION  # a model without its own
     alone = QRHeadRerank(scorer=tiny_scorer, top_n=None, fusion=None).postprocess_nodes(fact_nodes, query_str=QUERY)
     plain = tiny_scorer.rank(QUERY, texts_of(fact_nodes), fusion=None)
     assert [(n.node.node_id, n.score) for n in alone] == [
