@@ -49,7 +49,9 @@ def test_the_python_blocks_run_as_written(monkeypatch: pytest.MonkeyPatch) -> No
     by_query = json.loads(lines[4])  # score_many: one row per query
     assert max(range(3), key=lambda i: by_query[1][i]) == 2  # the river question: the Seine passage
     assert lines[5] == "torch.Size([16, 3])"
-    kept = re.fullmatch(r"kept (\d+) of (\d+) tokens", lines[6])
+    batched = json.loads(lines[6])  # rank_batch: one ranking per row, the same as rank row by row
+    assert batched[0][0] == 1 and sorted(batched[0]) == [0, 1, 2] and batched[1][0] == 1  # Paris; the Seine
+    kept = re.fullmatch(r"kept (\d+) of (\d+) tokens", lines[7])
     assert kept is not None and 0 < int(kept.group(1)) <= 256 < int(kept.group(2))
 
 

@@ -95,7 +95,7 @@ def test_interrupted_run_leaves_no_report(
 ) -> None:
     data = write_beir(tmp_path / "tiny")
     calls = {"n": 0}
-    real_score = runner_module.SystemScorer.score
+    real_score = runner_module.SystemScorer.score_many
 
     def score_then_interrupt(self: Any, *args: Any) -> Any:
         calls["n"] += 1
@@ -103,7 +103,7 @@ def test_interrupted_run_leaves_no_report(
             raise KeyboardInterrupt
         return real_score(self, *args)
 
-    monkeypatch.setattr(runner_module.SystemScorer, "score", score_then_interrupt)
+    monkeypatch.setattr(runner_module.SystemScorer, "score_many", score_then_interrupt)
     out = tmp_path / "out"
     out.mkdir()
     args = ["eval", "beir", str(data), "--model", str(saved_tiny_model), *TINY, "--output", str(out / "r.json")]
