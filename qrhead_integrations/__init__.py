@@ -19,7 +19,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .fusion import Fusion
-from .heads import HeadSet
+from .heads import HeadSet, HeadSpec
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
 from .prompt import Passage
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
@@ -35,6 +35,7 @@ __all__ = [
     "EmptyQueryError",
     "Fusion",
     "HeadSet",
+    "HeadSpec",
     "HeadSpecError",
     "InvalidInputError",
     "ModelLoadError",

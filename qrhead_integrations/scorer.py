@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 from . import capture
 from .errors import InvalidInputError, PassageTypeError, QRHeadError
 from .fusion import MODEL_DEFAULT, Fusion, as_fusion, as_fusion_setting, fuse_with_first_stage, rank_order
+from .heads import HeadSpec, resolve_heads
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
-from .presets import model_fusion, resolve_heads
+from .presets import model_fusion
 from .prompt import NULL_QUERY, EncodedPrompt, Layout, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
 
@@ -132,7 +133,7 @@ class QRHeadScorer:
         model: a loaded Hugging Face causal LM (it is switched to the capturing sdpa attention, which computes
             the same outputs as sdpa when nothing is being recorded).
         tokenizer: its tokenizer.
-        heads: which heads to read — see :func:`qrhead_integrations.presets.resolve_heads` (``None`` = the
+        heads: which heads to read — see :func:`qrhead_integrations.heads.resolve_heads` (``None`` = the
             model's default preset; all heads for a model without presets).
         model_id: the id used to look up head presets (defaults to the model's ``name_or_path``).
         config: a :class:`ScorerConfig`; keyword arguments override its fields.
@@ -147,7 +148,7 @@ class QRHeadScorer:
         model: Any,
         tokenizer: Any,
         *,
-        heads: Any = None,
+        heads: HeadSpec = None,
         model_id: str | None = None,
         config: ScorerConfig | None = None,
         **config_overrides: Any,
@@ -171,7 +172,7 @@ class QRHeadScorer:
         cls,
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
-        heads: Any = None,
+        heads: HeadSpec = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         model_kwargs: dict[str, Any] | None = None,
@@ -219,11 +220,11 @@ class QRHeadScorer:
             **config_overrides,
         )
 
-    def with_heads(self, heads: Any) -> QRHeadScorer:
+    def with_heads(self, heads: HeadSpec) -> QRHeadScorer:
         """A scorer over the same model (no reload) reading other heads — for ablations and detection."""
         return self.with_config(heads=heads)
 
-    def with_config(self, *, heads: Any = None, **config_overrides: Any) -> QRHeadScorer:
+    def with_config(self, *, heads: HeadSpec = None, **config_overrides: Any) -> QRHeadScorer:
         """A scorer over the same model with other heads and/or config fields."""
         return QRHeadScorer(
             self.model,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +196,44 @@ def _default_title(report: EvalReport) -> str:
     if "order" in info:
         parts.append(f"order={info['order']}")
     return " · ".join(p for p in parts if p)
+
+
+def versions(*, dense: bool = False) -> dict[str, str]:
+    """Installed versions of the packages a result depends on, and the checkout's commit: what a report needs
+    to be reproduced (kept with the report writer, not in the evaluation loop)."""
+    from .. import __version__
+
+    found = {"qrhead-integrations": __version__}
+    # PyStemmer decides whether BM25 stems (it is used when installed), which changes BM25's figures.
+    names = ["torch", "transformers", "bm25s", "PyStemmer", *(["sentence-transformers"] if dense else [])]
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    commit = _git_commit()
+    if commit:
+        found["git"] = commit
+    return found
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` when files differ) when the package runs from a git work tree."""
+    folder = Path(__file__).resolve().parents[2]  # the checkout holding the package, if any
+    if not (folder / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--", "qrhead_integrations"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -27,11 +27,8 @@ favour passages next to the query, so a gain should survive ``"shuffled"``.
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -46,7 +43,7 @@ from .data import BeirDataset, MultihopExample
 from .dense import DenseScorer
 from .fusion import fuse_scores
 from .metrics import DEFAULT_METRICS, all_gold_at_k, per_query, rank_indices, recall_at_k
-from .report import SYSTEM_ORDER, EvalReport
+from .report import SYSTEM_ORDER, EvalReport, versions
 
 EvalItem = tuple[str, str, Sequence[Passage], Sequence[float]]
 """One query to score: its id (seeds the shuffled order), text, candidates (retriever or file order) and the
@@ -514,43 +511,3 @@ def _report(
 
 def _system_rank(name: str) -> int:
     return SYSTEM_ORDER.index(name) if name in SYSTEM_ORDER else len(SYSTEM_ORDER)
-
-
-def versions(*, dense: bool = False) -> dict[str, str]:
-    """Installed versions of the packages a result depends on."""
-    from .. import __version__
-
-    found = {"qrhead-integrations": __version__}
-    # PyStemmer decides whether BM25 stems (it is used when installed), which changes BM25's figures.
-    names = ["torch", "transformers", "bm25s", "PyStemmer", *(["sentence-transformers"] if dense else [])]
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    commit = _git_commit()
-    if commit:
-        found["git"] = commit
-    return found
-
-
-def _git_commit() -> str | None:
-    """The checkout's commit (``+dirty`` when files differ) when the package runs from a git work tree."""
-    folder = Path(__file__).resolve().parents[2]
-    if not (folder / ".git").exists():
-        return None
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--", "qrhead_integrations"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
