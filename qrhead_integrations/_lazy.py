@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import InvalidInputError
@@ -20,6 +21,19 @@ from .scorer import QRHeadScorer
 
 LOADING_OPTIONS = ("model", "heads", "device", "quantize", "scorer_kwargs")
 """The options that describe a model to load (meaningless next to a shared scorer)."""
+
+
+@contextmanager
+def options_checked(component: str) -> Iterator[None]:
+    """Turn pydantic's ``ValidationError`` for a component's options (``top_n=0``, an unknown field...) into
+    :class:`~qrhead_integrations.errors.InvalidInputError` naming the component, chained to the original: bad
+    input to any public entry point raises this package's errors (both are ``ValueError``)."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except ValidationError as exc:
+        raise InvalidInputError(f"{component}: {exc}") from exc
 
 
 def check_source(scorer: Any, given: Mapping[str, Any]) -> None:

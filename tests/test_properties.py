@@ -226,3 +226,36 @@ def test_the_batch_jsonl_reader_turns_every_line_into_one_row(tmp_path_factory: 
     queries = table.column("query").to_pylist()
     assert all(e is None or e.split(":", 1)[0].endswith("Error") for e in errors)
     assert all(e is not None or isinstance(q, str) for e, q in zip(errors, queries, strict=True))
+
+
+def test_bad_adapter_options_raise_the_package_error(tiny_scorer: Any) -> None:
+    """Every adapter's constructor reports a bad option as ``InvalidInputError`` (a ``ValueError``, chained to
+    pydantic's ``ValidationError``), naming the component — the one error family of bad input."""
+    from langchain_core.retrievers import BaseRetriever
+
+    from qrhead_integrations import InvalidInputError
+    from qrhead_integrations.langchain import QRHeadContextCompressor as LCCompressor
+    from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
+    from qrhead_integrations.llama_index import QRHeadContextCompressor as LICompressor
+    from qrhead_integrations.llama_index import QRHeadRerank
+
+    class Empty(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Any]:
+            return []
+
+    cases: list[tuple[Any, dict[str, Any], str]] = [
+        (QRHeadReranker, {"scorer": tiny_scorer, "top_n": 0}, "top_n"),
+        (LCCompressor, {"scorer": tiny_scorer, "max_chunk_tokens": 2}, "max_chunk_tokens"),
+        (LCCompressor, {"scorer": tiny_scorer, "budget_tokens": None}, "budget_tokens, top_k"),
+        (QRHeadRerank, {"scorer": tiny_scorer, "top_n": -1}, "top_n"),
+        (LICompressor, {"scorer": tiny_scorer, "keep_neighbors": -1}, "keep_neighbors"),
+        (
+            QRHeadRetriever,
+            {"base_retriever": Empty(), "reranker": QRHeadReranker(scorer=tiny_scorer), "top_n": 0},
+            "top_n",
+        ),
+    ]
+    for component, options, field in cases:
+        with pytest.raises(InvalidInputError, match=field) as raised:
+            component(**options)
+        assert component.__name__ in str(raised.value)

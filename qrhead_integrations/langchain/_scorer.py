@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from .._lazy import ScorerLoader, check_source
+from .._lazy import ScorerLoader, check_source, options_checked
 from ..errors import PassageTypeError
 from ..scorer import QRHeadScorer
 
@@ -25,6 +25,12 @@ class LazyScorerMixin(BaseModel):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate the options as pydantic does, reporting a bad one as this package's ``InvalidInputError``
+        (still a ``ValueError``, as pydantic's ``ValidationError`` is), so bad input has one error family."""
+        with options_checked(type(self).__name__):
+            super().__init__(**data)
 
     scorer: QRHeadScorer | None = Field(
         default=None,

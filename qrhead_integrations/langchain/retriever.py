@@ -16,6 +16,7 @@ from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._lazy import options_checked
 from ..errors import InvalidInputError
 from ..prompt import check_query
 from .reranker import QRHeadReranker
@@ -47,6 +48,11 @@ class QRHeadRetriever(BaseRetriever):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate as pydantic does; a bad option raises this package's ``InvalidInputError`` (a ``ValueError``)."""
+        with options_checked(type(self).__name__):
+            super().__init__(**data)
 
     base_retriever: RetrieverLike = Field(
         description="Retriever (or any runnable: str -> list[Document]) that supplies the candidates."

@@ -16,7 +16,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
-from .._lazy import ScorerLoader, check_source
+from .._lazy import ScorerLoader, check_source, options_checked
 from ..errors import PassageTypeError
 from ..models import DEFAULT_MODEL
 from ..prompt import check_query
@@ -86,7 +86,8 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             "scorer_kwargs": dict(scorer_kwargs or {}),
             "callback_manager": callback_manager or CallbackManager([]),
         }
-        super().__init__(**shared, **fields)
+        with options_checked(type(self).__name__):
+            super().__init__(**shared, **fields)
         self._loader = ScorerLoader(
             scorer,
             model=self.model,
