@@ -23,11 +23,6 @@ def plain_tokenizer() -> Any:
     return tiny_tokenizer(chat_template=False)
 
 
-@pytest.fixture(scope="session", params=["llama", "qwen2", "gemma3"])
-def tiny_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="session")
 def tiny_llama() -> Any:
     return tiny_model("llama")
