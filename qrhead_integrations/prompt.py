@@ -19,7 +19,6 @@ markup is parsed for special tokens.
 from __future__ import annotations
 
 import re
-import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,7 +163,6 @@ class PromptBuilder:
 
     def __init__(self, tokenizer: Any, layout: Layout = "auto") -> None:
         self.tokenizer = tokenizer
-        self._backend_lock = threading.Lock()
         self.layout = self._choose_layout(layout)
         self.before_ids, self.after_ids = self._template_ids()
         self._instruction_ids = self._user_ids(INSTRUCTION)
@@ -294,10 +292,9 @@ class PromptBuilder:
     def _encode_body(self, body: str) -> tuple[list[int], np.ndarray]:
         """Token ids and ``(n, 2)`` character offsets of the prompt body, read as user text.
 
-        A fast tokenizer's Rust backend is called directly: the ``transformers`` wrapper spends longer turning
-        one long encoding into Python lists than the backend spends tokenising it (half the host time of a
-        ``score`` call on a CPU). Same ids and offsets as the wrapper (tested on every tokenizer in the tests);
-        other tokenizers go through the wrapper.
+        A fast tokenizer's Rust backend is called directly: the ``transformers`` wrapper spends about as long
+        turning one long encoding into Python lists as the backend spends tokenising it. Same ids and offsets as
+        the wrapper (tested on every tokenizer in the tests); other tokenizers go through the wrapper.
         """
         backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.direct_backend else None
         if backend is None or not hasattr(backend, "encode_special_tokens"):
@@ -305,13 +302,10 @@ class PromptBuilder:
                 body, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
             )
             return list(encoding["input_ids"]), np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-        with self._backend_lock:
-            before = backend.encode_special_tokens
-            backend.encode_special_tokens = True  # control-token look-alikes are text (as split_special_tokens)
-            try:
-                encoding = backend.encode(body, add_special_tokens=False)
-            finally:
-                backend.encode_special_tokens = before
+        # Control-token look-alikes are text: the flag ``split_special_tokens=True`` sets in the wrapper, which
+        # leaves it set too (every user-text call of this class sets it the same way).
+        backend.encode_special_tokens = True
+        encoding = backend.encode(body, add_special_tokens=False)
         return list(encoding.ids), np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
 
     @staticmethod

@@ -255,6 +255,18 @@ class QRHeadScorer:
         """Rows per batched forward when none is given: 1 on a CPU, :data:`GPU_ROWS_PER_FORWARD` elsewhere."""
         return 1 if self.device.type == "cpu" else GPU_ROWS_PER_FORWARD
 
+    def rows_per_forward(self, value: int | None) -> int:
+        """``value`` checked (an int >= 1), or :attr:`default_rows_per_forward` for ``None``.
+
+        Raises:
+            InvalidInputError: anything else.
+        """
+        if value is None:
+            return self.default_rows_per_forward
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"rows_per_forward must be an int >= 1 or None, got {value!r}")
+        return value
+
     MIN_ROOM = 32
     """Tokens a context must leave for passages and the query beyond the prompt template's own."""
 
@@ -319,13 +331,16 @@ class QRHeadScorer:
                 weight alone, or ``None`` for QRHead alone.
         """
         _check_top_n(top_n)
-        chosen = as_fusion(self.config.fusion if fusion in ("config", MODEL_DEFAULT) else fusion)
+        chosen = self._fusion_for(fusion)
         items = to_passages(passages)
-        if first_stage_scores is not None and len(first_stage_scores) != len(items):
-            raise InvalidInputError(f"{len(first_stage_scores)} first-stage scores for {len(items)} passages")
+        _check_first_stage(first_stage_scores, len(items))
         if not items:
             return []
         return self._ranked(query, items, self.score(query, items), chosen, first_stage_scores, top_n)
+
+    def _fusion_for(self, fusion: Fusion | float | str | None) -> Fusion | None:
+        """The fusion a ranking call uses: ``"config"``/``"default"`` mean the scorer's configured one."""
+        return as_fusion(self.config.fusion if fusion in ("config", MODEL_DEFAULT) else fusion)
 
     @staticmethod
     def _ranked(
@@ -393,12 +408,15 @@ class QRHeadScorer:
         Raises:
             QRHeadError: a bad row (its message starts with ``row i:``); no row is scored then.
         """
-        if rows_per_forward is None:
-            rows_per_forward = self.default_rows_per_forward
-        if isinstance(rows_per_forward, bool) or not isinstance(rows_per_forward, int) or rows_per_forward < 1:
-            raise InvalidInputError(f"rows_per_forward must be an int >= 1 or None, got {rows_per_forward!r}")
+        per_forward = self.rows_per_forward(rows_per_forward)
         checked = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
-        prepared = [([query], items) for query, items in checked]
+        return self._score_checked_rows(checked, per_forward, uncut=uncut, show_progress=show_progress)
+
+    def _score_checked_rows(
+        self, rows: list[tuple[str, list[Passage]]], rows_per_forward: int, *, uncut: bool, show_progress: bool | None
+    ) -> list[torch.Tensor]:
+        """:meth:`score_per_head_batch` for rows already checked by :func:`_check_row`."""
+        prepared = [([query], items) for query, items in rows]
         results = self._score_rows(
             prepared, rows_per_forward=rows_per_forward, uncut=uncut, show_progress=show_progress
         )
@@ -432,7 +450,8 @@ class QRHeadScorer:
         per row.
         """
         _check_top_n(top_n)
-        chosen = as_fusion(self.config.fusion if fusion in ("config", MODEL_DEFAULT) else fusion)
+        chosen = self._fusion_for(fusion)
+        per_forward = self.rows_per_forward(rows_per_forward)
         row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
         stages: Sequence[Sequence[float] | None] = (
             [None] * len(row_list) if first_stage_scores is None else first_stage_scores
@@ -440,9 +459,9 @@ class QRHeadScorer:
         if len(stages) != len(row_list):
             raise InvalidInputError(f"{len(stages)} first-stage score lists for {len(row_list)} rows")
         for i, ((_, items), stage) in enumerate(zip(row_list, stages, strict=True)):
-            if stage is not None and len(stage) != len(items):
-                raise InvalidInputError(f"row {i}: {len(stage)} first-stage scores for {len(items)} passages")
-        scores = self.score_batch(row_list, rows_per_forward=rows_per_forward, show_progress=show_progress)
+            _check_first_stage(stage, len(items), row=i)
+        per_head = self._score_checked_rows(row_list, per_forward, uncut=False, show_progress=show_progress)
+        scores = [combine_heads(row).tolist() for row in per_head]
         return [
             self._ranked(query, items, qrhead, chosen, stage, top_n)
             for (query, items), qrhead, stage in zip(row_list, scores, stages, strict=True)
@@ -487,7 +506,7 @@ class QRHeadScorer:
             totals[r] = (torch.zeros(len(query_list), len(self.heads), len(items)), scorable, len(orders))
         progress = self.config.show_progress if show_progress is None else show_progress
         with self._lock, tqdm(total=len(units), disable=not progress, desc="qrhead") as bar:
-            for group in _forward_groups(units, rows_per_forward, self._can_pack()):
+            for group in _forward_groups(units, rows_per_forward if rows_per_forward > 1 and self._can_pack() else 1):
                 for unit, weights in zip(group, self._capture_many([u.encoded for u in group]), strict=True):
                     total = totals[unit.row][0]
                     null = weights[-1] if self.config.calibrate else None
@@ -705,10 +724,10 @@ class _Unit:
         return len(self.encoded.prefix_ids) + sum(len(t) for t in self.encoded.tails)
 
 
-def _forward_groups(units: list[_Unit], rows_per_forward: int, packable: bool) -> list[list[_Unit]]:
+def _forward_groups(units: list[_Unit], rows_per_forward: int) -> list[list[_Unit]]:
     """Units grouped for batched forwards: by length (little padding), at most ``rows_per_forward`` and
-    :data:`BATCH_TOKENS` padded tokens per group; one per group when the model cannot pack."""
-    if rows_per_forward == 1 or not packable:
+    :data:`BATCH_TOKENS` padded tokens per group (the caller passes 1 for a model that cannot pack)."""
+    if rows_per_forward == 1:
         return [[unit] for unit in units]
     groups: list[list[_Unit]] = []
     for unit in sorted(units, key=lambda u: u.length):
@@ -734,6 +753,13 @@ def _check_row(index: int, row: Any) -> tuple[str, list[Passage]]:
         return check_query(row[0]), to_passages(row[1])
     except QRHeadError as exc:
         raise type(exc)(f"row {index}: {exc}") from exc
+
+
+def _check_first_stage(scores: Sequence[float] | None, count: int, *, row: int | None = None) -> None:
+    """One first-stage score per passage, or a typed error (naming the row of a batch)."""
+    if scores is not None and len(scores) != count:
+        where = "" if row is None else f"row {row}: "
+        raise InvalidInputError(f"{where}{len(scores)} first-stage scores for {count} passages")
 
 
 def _check_top_n(top_n: Any) -> None:

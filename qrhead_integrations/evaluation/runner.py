@@ -137,10 +137,7 @@ class SystemScorer:
         rows_per_forward: int | None = None,
     ) -> None:
         prompt_order(0, order)  # validate early
-        rows_per_forward = scorer.default_rows_per_forward if rows_per_forward is None else rows_per_forward
-        if isinstance(rows_per_forward, bool) or not isinstance(rows_per_forward, int) or rows_per_forward < 1:
-            raise InvalidInputError(f"rows_per_forward must be an int >= 1, got {rows_per_forward!r}")
-        self.rows_per_forward = rows_per_forward
+        self.rows_per_forward = scorer.rows_per_forward(rows_per_forward)
         self.baselines = parse_baselines(baselines)
         check_qrhead_needs(self.baselines, qrhead)
         self.with_qrhead = qrhead
