@@ -467,6 +467,7 @@ class QRHeadScorer:
             for (query, items), qrhead, stage in zip(row_list, scores, stages, strict=True)
         ]
 
+    @torch.inference_mode()  # every scoring path runs through here: no autograd graph, whoever calls
     def _score_rows(
         self,
         rows: Sequence[tuple[list[str], list[Passage]]],
