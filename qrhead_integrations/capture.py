@@ -27,13 +27,17 @@ import copy
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from .errors import UnsupportedModelError
 from .heads import HeadSet
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.cache_utils import Cache
 
 ATTENTION_NAME = "qrhead_sdpa"
 
@@ -44,9 +48,11 @@ _ACTIVE_RECORDER: contextvars.ContextVar[HeadRecorder | BatchRecorder | None] = 
 
 @dataclass(frozen=True)
 class Packing:
-    """Layout of a packed forward: the prefix, then the first tail (continuing it causally), then further tails
-    that each attend to the prefix and to their own earlier tokens only, at positions that restart after the
-    prefix — so one forward gives every tail exactly what a separate forward of prefix + tail would.
+    """Layout of a packed forward: the prefix, the first tail, then further tails on their own.
+
+    The first tail continues the prefix causally; further tails each attend to the prefix and to their own
+    earlier tokens only, at positions that restart after the prefix — so one forward gives every tail exactly
+    what a separate forward of prefix + tail would.
 
     Why: on a CPU a forward of a few tokens still reads every weight of every layer it runs; packing the
     ``"N/A"`` tail (and the other queries of ``score_many``) into the prefix forward saves those reads.
@@ -63,6 +69,7 @@ class Packing:
 
     @property
     def total_len(self) -> int:
+        """The whole packed sequence: prefix and every tail."""
         return self.main_len + sum(self.extra_lens)
 
     def extra_spans(self) -> list[tuple[int, int]]:
@@ -93,8 +100,9 @@ class Packing:
 
 @dataclass(frozen=True)
 class BatchPacking:
-    """Several independent packed sequences (one :class:`Packing` each: one scoring row's prompt) in one
-    right-padded batch forward.
+    """Several independent packed sequences in one right-padded batch forward.
+
+    Each row is one :class:`Packing` (one scoring row's prompt).
 
     Why: on a GPU a forward of one row leaves most of the device idle, and every forward pays the same host-side
     launch costs; rows of similar length run together. Each row's attention and recorded heads are computed on
@@ -129,9 +137,59 @@ TAIL_BATCH_TOKENS = 32_768
 batching tails makes, for long prompts with many queries."""
 
 
+@dataclass(frozen=True)
+class AttentionCall:
+    """One call of a layer's attention function, as transformers makes it.
+
+    What a recorder reads (the queries, keys, mask and options of the call) and what the packed kernels split
+    into regular sdpa calls with the call's own options.
+
+    Attributes:
+        module: the attention module (its ``layer_idx`` names the layer).
+        query: ``(batch, heads, q_len, dim)`` queries, rotary-embedded.
+        key: ``(batch, kv_heads, k_len, dim)`` keys (cache included).
+        value: the values, shaped as ``key``.
+        mask: the layer's attention mask, if any.
+        dropout: attention dropout (0 in inference).
+        scaling: the logit scale (``None``: ``dim ** -0.5``).
+        extra: the call's further keyword arguments (``softcap``, ``s_aux``...), passed on to sdpa as given.
+    """
+
+    module: torch.nn.Module
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor | None
+    dropout: float
+    scaling: float | None
+    extra: dict[str, Any]
+
+    def row(self, b: int, length: int) -> AttentionCall:
+        """Batch row ``b``'s first ``length`` positions, unmasked (a row of a batch is masked on its own)."""
+        return replace(
+            self,
+            query=self.query[b : b + 1, :, :length],
+            key=self.key[b : b + 1, :, :length],
+            value=self.value[b : b + 1, :, :length],
+            mask=None,
+        )
+
+    def sdpa(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The regular sdpa kernel on (parts of) this call's tensors, with its options: ``(b, len, heads, dim)``."""
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        out: torch.Tensor = sdpa_attention_forward(
+            self.module, query, key, value, mask, dropout=self.dropout, scaling=self.scaling, **self.extra
+        )[0]
+        return out
+
+
 class HeadRecorder:
-    """Collects the selected heads' attention of the last ``n_rows`` query positions during one forward,
-    summed over groups of those rows (callers divide by the number of query-part rows).
+    """Collects the selected heads' attention of the last ``n_rows`` query positions during one forward.
+
+    The weights are summed over groups of those rows (callers divide by the number of query-part rows).
 
     Args:
         heads: the heads to record.
@@ -163,18 +221,12 @@ class HeadRecorder:
         self._by_layer = {layer: torch.tensor(idx) for layer, idx in heads.by_layer().items()}
         self._per_layer: dict[int, torch.Tensor] = {}
 
-    def record(
-        self,
-        module: torch.nn.Module,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float | None,
-        extra: dict[str, Any],
-    ) -> None:
-        layer = getattr(module, "layer_idx", None)
+    def record(self, call: AttentionCall) -> None:
+        """Record the selected heads of ``call``'s layer, if it holds any."""
+        layer = getattr(call.module, "layer_idx", None)
         if layer is None or layer not in self._by_layer:
             return
+        query, key, scaling, extra = call.query, call.key, call.scaling, call.extra
         head_idx = self._by_layer[layer].to(query.device)
         n_heads, kv_heads = query.shape[1], key.shape[1]
         kv_idx = torch.div(head_idx, n_heads // kv_heads, rounding_mode="floor")
@@ -192,7 +244,7 @@ class HeadRecorder:
         if packing is not None and k_len == packing.total_len:
             logits = logits.masked_fill(~packing.allowed(packing.total_len - rows, logits.device), float("-inf"))
         else:
-            logits = _apply_mask(logits, attention_mask, q_len, k_len, rows)
+            logits = _apply_mask(logits, call.mask, q_len, k_len, rows)
         sinks = extra.get("s_aux")
         if sinks is not None:
             sink = sinks.to(logits.device).float()[head_idx].view(1, -1, 1, 1).expand(*logits.shape[:-1], 1)
@@ -206,8 +258,10 @@ class HeadRecorder:
             self._per_layer[layer] = torch.einsum("bgr,bhrk->bghk", groups, probs)
 
     def collect(self) -> torch.Tensor:
-        """``(batch, groups, n_heads, total_length)`` row-summed weights in head-set order; positions a head
-        could not see are 0."""
+        """``(batch, groups, n_heads, total_length)`` row-summed weights in head-set order.
+
+        Positions a head could not see are 0.
+        """
         out = None
         for layer, idx in self._by_layer.items():
             if layer not in self._per_layer:
@@ -224,24 +278,21 @@ class HeadRecorder:
 
 
 class BatchRecorder:
-    """Records a :class:`BatchPacking` forward: row ``b`` of the batch goes to ``recorders[b]``, which sees only
-    that row's real (unpadded) queries and keys."""
+    """Records a :class:`BatchPacking` forward.
+
+    Row ``b`` of the batch goes to ``recorders[b]``, which sees only that row's real (unpadded) queries and keys.
+
+    Args:
+        recorders: one recorder per row of the batch.
+    """
 
     def __init__(self, recorders: Sequence[HeadRecorder]) -> None:
         self.recorders = list(recorders)
 
-    def record(
-        self,
-        module: torch.nn.Module,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float | None,
-        extra: dict[str, Any],
-    ) -> None:
+    def record(self, call: AttentionCall) -> None:
+        """Hand each row of ``call`` to its own recorder."""
         for b, recorder in enumerate(self.recorders):
-            length = recorder.total_length
-            recorder.record(module, query[b : b + 1, :, :length], key[b : b + 1, :, :length], None, scaling, extra)
+            recorder.record(call.row(b, recorder.total_length))
 
 
 def _apply_mask(logits: torch.Tensor, mask: torch.Tensor | None, q_len: int, k_len: int, rows: int) -> torch.Tensor:
@@ -266,13 +317,12 @@ def _qrhead_attention(
     attention_mask: torch.Tensor | None,
     dropout: float = 0.0,
     scaling: float | None = None,
-    **kwargs: Any,
+    **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
+    call = AttentionCall(module, query, key, value, attention_mask, dropout, scaling, kwargs)
     recorder = _ACTIVE_RECORDER.get()
     if recorder is not None:
-        recorder.record(module, query, key, attention_mask, scaling, kwargs)
+        recorder.record(call)
     stop = _STOP_LAYER.get()
     if stop is not None and getattr(module, "layer_idx", None) == stop:
         # The deepest needed layer: its keys/values are cached and its heads recorded; its attention output,
@@ -280,39 +330,21 @@ def _qrhead_attention(
         raise _StopForward
     packing = _ACTIVE_PACKING.get()
     if isinstance(packing, BatchPacking) and key.shape[2] == packing.width:
-        return _batch_attention(module, query, key, value, packing, dropout, scaling, kwargs)
+        return _batch_attention(call, packing), None
     if isinstance(packing, Packing) and packing.extra_lens and key.shape[2] == packing.total_len:
-        return _packed_attention(module, query, key, value, packing, dropout, scaling, kwargs)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return _packed_attention(call, packing), None
+    return call.sdpa(query, key, value, attention_mask), None
 
 
-def _packed_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    packing: Packing,
-    dropout: float,
-    scaling: float | None,
-    kwargs: dict[str, Any],
-) -> tuple[torch.Tensor, None]:
-    """sdpa for a packed sequence: the causal part with the fast causal kernel, the further tails as right-padded
-    batches over ``prefix + own tokens`` with a small explicit mask (never an ``L x L`` mask)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def _packed_attention(call: AttentionCall, packing: Packing) -> torch.Tensor:
+    """Sdpa for a packed sequence, never with an ``L x L`` mask.
 
+    The causal part runs with the fast causal kernel, the further tails as right-padded batches over
+    ``prefix + own tokens`` with a small explicit mask.
+    """
+    query, key, value = call.query, call.key, call.value
     main, prefix = packing.main_len, packing.prefix_len
-    pieces = [
-        sdpa_attention_forward(
-            module,
-            query[:, :, :main],
-            key[:, :, :main],
-            value[:, :, :main],
-            None,
-            dropout=dropout,
-            scaling=scaling,
-            **kwargs,
-        )[0]
-    ]
+    pieces = [call.sdpa(query[:, :, :main], key[:, :, :main], value[:, :, :main], None)]
     spans = packing.extra_spans()
     per_group = max(1, TAIL_BATCH_TOKENS // (prefix + max(packing.extra_lens)))
     for first in range(0, len(spans), per_group):
@@ -330,39 +362,26 @@ def _packed_attention(
         values = torch.cat([value[:, :, :prefix].expand(n, -1, -1, -1), v_tail], dim=2)
         mask = torch.ones(n, 1, width, prefix + width, dtype=torch.bool, device=query.device)
         mask[..., prefix:] = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
-        out = sdpa_attention_forward(module, q_tail, keys, values, mask, dropout=dropout, scaling=scaling, **kwargs)[
-            0
-        ]  # (n, width, heads, dim)
+        out = call.sdpa(q_tail, keys, values, mask)  # (n, width, heads, dim)
         pieces.extend(out[b : b + 1, : end - start] for b, (start, end) in enumerate(group))
-    return torch.cat(pieces, dim=1), None
+    return torch.cat(pieces, dim=1)
 
 
-def _batch_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    batch: BatchPacking,
-    dropout: float,
-    scaling: float | None,
-    kwargs: dict[str, Any],
-) -> tuple[torch.Tensor, None]:
-    """sdpa for a :class:`BatchPacking`: each row on its own real tokens (as :func:`_packed_attention` does for
-    one), padded back to the batch width with zeros (padding outputs feed only padding positions)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def _batch_attention(call: AttentionCall, batch: BatchPacking) -> torch.Tensor:
+    """Sdpa for a :class:`BatchPacking`: each row on its own real tokens.
 
+    Each row runs as :func:`_packed_attention` runs one, padded back to the batch width with zeros (padding
+    outputs feed only padding positions).
+    """
     pieces = []
     for b, row in enumerate(batch.rows):
         n = row.total_len
-        q, k, v = query[b : b + 1, :, :n], key[b : b + 1, :, :n], value[b : b + 1, :, :n]
-        if row.extra_lens:
-            out = _packed_attention(module, q, k, v, row, dropout, scaling, kwargs)[0]
-        else:
-            out = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, **kwargs)[0]
+        own = call.row(b, n)
+        out = _packed_attention(own, row) if row.extra_lens else own.sdpa(own.query, own.key, own.value, None)
         if n < batch.width:
             out = torch.cat([out, out.new_zeros(1, batch.width - n, *out.shape[2:])], dim=1)
         pieces.append(out)
-    return torch.cat(pieces, dim=0), None
+    return torch.cat(pieces, dim=0)
 
 
 _registered = False
@@ -381,14 +400,14 @@ def register_attention() -> None:
     _registered = True
 
 
-def prepare_model(model: Any) -> None:
-    """Switch ``model`` to the capturing attention. Without an active recorder it computes plain sdpa."""
+def prepare_model(model: PreTrainedModel) -> None:
+    """Switch ``model`` to the capturing attention; without an active recorder it computes plain sdpa."""
     register_attention()
     if getattr(model.config, "_attn_implementation", None) != ATTENTION_NAME:
         model.set_attn_implementation(ATTENTION_NAME)
 
 
-def decoder_of(model: Any) -> Any:
+def decoder_of(model: PreTrainedModel) -> torch.nn.Module:
     """The base decoder (no LM head) of a causal LM."""
     get_decoder = getattr(model, "get_decoder", None)
     decoder = get_decoder() if callable(get_decoder) else getattr(model, "model", model)
@@ -401,7 +420,7 @@ class _StopForward(Exception):
     """Raised after the deepest selected layer to skip the rest of the model."""
 
 
-def _raise_stop(*_: Any) -> None:
+def _raise_stop(*_: object) -> None:
     raise _StopForward
 
 
@@ -409,6 +428,7 @@ def _raise_stop(*_: Any) -> None:
 def recording(
     recorder: HeadRecorder | BatchRecorder | None, packing: Packing | BatchPacking | None = None
 ) -> Iterator[None]:
+    """Make ``recorder`` and ``packing`` the active ones while the block runs (restored afterwards)."""
     token = _ACTIVE_RECORDER.set(recorder)
     packing_token = _ACTIVE_PACKING.set(packing)
     try:
@@ -418,15 +438,15 @@ def recording(
         _ACTIVE_RECORDER.reset(token)
 
 
-def _cache_kwarg(decoder: Any) -> str:
+def _cache_kwarg(decoder: torch.nn.Module) -> str:
     params = inspect.signature(decoder.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
 def run_layers(
-    model: Any,
+    model: PreTrainedModel,
     input_ids: Sequence[int] | Sequence[Sequence[int]],
-    cache: Any,
+    cache: Cache,
     *,
     start: int,
     stop_after: int | None,
@@ -459,9 +479,10 @@ def run_layers(
         positions = torch.tensor([packing.positions()], device=device)
     else:
         positions = torch.arange(start, start + ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
+    layers = cast(torch.nn.ModuleList, decoder.layers)  # decoder_of checked that it has them
     handle = None
-    if stop_after is not None and stop_after < len(decoder.layers) - 1:
-        handle = decoder.layers[stop_after].register_forward_hook(_raise_stop)
+    if stop_after is not None and stop_after < len(layers) - 1:
+        handle = layers[stop_after].register_forward_hook(_raise_stop)
     kwargs = {_cache_kwarg(decoder): cache, "use_cache": True, "position_ids": positions}
     stop_token = _STOP_LAYER.set(stop_after if handle is not None else None)
     try:
@@ -475,13 +496,14 @@ def run_layers(
             handle.remove()
 
 
-def new_cache(model: Any) -> Any:
+def new_cache(model: PreTrainedModel) -> Cache:
+    """An empty key/value cache for ``model``."""
     from transformers import DynamicCache
 
     return DynamicCache(config=model.config)
 
 
-def fork_cache(cache: Any, batch: int = 1, length: int | None = None) -> Any:
+def fork_cache(cache: Cache, batch: int = 1, length: int | None = None) -> Cache:
     """A cache that starts from ``cache``'s contents without copying tensors.
 
     Cache layers replace their key/value tensors on update (``torch.cat``) instead of writing into them, so a
@@ -496,8 +518,9 @@ def fork_cache(cache: Any, batch: int = 1, length: int | None = None) -> Any:
             raise UnsupportedModelError(f"{type(cache).__name__}: cannot fork this cache for a batch of tails")
         return copy.deepcopy(cache)
     fork = copy.copy(cache)
-    fork.layers = [copy.copy(layer) for layer in layers]
-    for layer in fork.layers:
+    forked: list[Any] = [copy.copy(layer) for layer in layers]  # layer classes differ; all checked below
+    fork.layers = forked
+    for layer in forked:
         if getattr(layer, "keys", None) is None or layer.keys.dim() != 4:
             continue
         if length is not None:
@@ -509,9 +532,11 @@ def fork_cache(cache: Any, batch: int = 1, length: int | None = None) -> Any:
     return fork
 
 
-def can_crop(cache: Any) -> bool:
-    """Whether every layer of ``cache`` keeps all positions from the start, so a prefix of it is a valid
-    cache (sliding-window layers drop old positions, so a cache holding them cannot be cut back)."""
+def can_crop(cache: Cache) -> bool:
+    """Whether every layer of ``cache`` keeps all positions from the start, so a prefix of it is a valid cache.
+
+    Sliding-window layers drop old positions, so a cache holding them cannot be cut back.
+    """
     layers = getattr(cache, "layers", None)
     return layers is not None and all(
         type(layer).__name__ == "DynamicLayer" and not getattr(layer, "is_sliding", False) for layer in layers
