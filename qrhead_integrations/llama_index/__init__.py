@@ -1,5 +1,6 @@
-"""LlamaIndex integration: node postprocessors that re-rank (:class:`QRHeadRerank`) or compress
-(:class:`QRHeadContextCompressor`) retrieved nodes with QRHead scores.
+"""LlamaIndex integration: node postprocessors that re-rank or compress retrieved nodes with QRHead scores.
+
+:class:`QRHeadRerank` re-ranks the nodes; :class:`QRHeadContextCompressor` keeps the parts of them a query needs.
 
 Needs the ``llamaindex`` extra (``llama-index-core >= 0.12``)::
 
@@ -18,13 +19,12 @@ Example:
 
 from __future__ import annotations
 
+from .._extras import missing_extra
+
 try:
     import llama_index.core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "qrhead_integrations.llama_index needs LlamaIndex (llama-index-core >= 0.12), which is not "
-        "installed. Install it with: pip install 'qrhead-integrations[llamaindex]'"
-    ) from exc
+    raise missing_extra(__name__, "LlamaIndex (llama-index-core >= 0.12)", "llamaindex") from exc
 
 from .context_compressor import QRHeadContextCompressor
 from .rerank import QRHeadRerank
