@@ -14,7 +14,7 @@ See ``docs/distributed.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .detection import detect_heads_distributed, score_heads_distributed
@@ -29,7 +29,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import the public functions on first use (their modules import Ray only when called)."""
     if name in _HOMES:
         from importlib import import_module

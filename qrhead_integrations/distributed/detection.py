@@ -13,9 +13,10 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from typing_extensions import Required, TypedDict, Unpack
 
 from ..detect import (
     ExampleHeadScores,
@@ -30,7 +31,10 @@ from ..detect import (
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSet
 from ..prompt import Passage
-from .session import ensure_ray, plan_workers, set_threads
+from .session import check_batch_size, ensure_ray, plan_workers, set_threads
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -48,6 +52,13 @@ class DetectionWorker:
     Each input row is ``{index, question, passages: [{title, text}], gold: [int]}`` with the candidates in
     scoring order; each output row carries every head's float64 scores on the example (flattened
     ``(heads, passages)``), or an error, and the provenance ``score_heads`` would record.
+
+    Args:
+        model: model name, folder, ``.gguf`` file or hub id (every head is read).
+        scorer_kwargs: further ``QRHeadScorer.from_pretrained`` arguments.
+        seed: the shuffle seed recorded in the provenance (``None``: not shuffled).
+        data: a description of the data for the provenance.
+        threads: torch threads in this actor.
     """
 
     def __init__(
@@ -71,7 +82,8 @@ class DetectionWorker:
             return None, f"{type(exc).__name__}: {exc}"
         return scored.per_head.flatten().tolist(), None
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Score every example of ``batch``: its rows, plus the scores (or error) and provenance columns."""
         import pyarrow as pa
 
         results = [self.score_row(row) for row in batch.to_pylist()]
@@ -129,8 +141,7 @@ def score_heads_distributed(
     """
     if method not in ("qr_score", "ndcg"):
         raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     kwargs = dict(scorer_kwargs or {})
     if kwargs.get("calibrate") is False:
         warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
@@ -149,20 +160,27 @@ def score_heads_distributed(
         for ex in prepared
     ]
     dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch_size))
-    results = dataset.map_batches(
-        DetectionWorker,
-        fn_constructor_kwargs={
-            "model": os.fspath(model),
-            "scorer_kwargs": kwargs,
-            "seed": seed if shuffle else None,
-            "data": data,
-            "threads": plan.threads,
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        **plan.actor_args(ray),
-    )
+    worker = {"model": os.fspath(model), "scorer_kwargs": kwargs, "seed": seed if shuffle else None, "data": data}
+    results = plan.map_batches(ray, dataset, DetectionWorker, worker, batch_size)
     return _reduce(results.take_all(), len(rows), method)
+
+
+class DistributedOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`score_heads_distributed` (``model`` required).
+
+    :func:`detect_heads_distributed` takes them as they are and passes them on.
+    """
+
+    model: Required[str | os.PathLike[str]]
+    method: Method
+    seed: int
+    shuffle: bool
+    data: str | None
+    num_workers: int
+    num_gpus_per_worker: float
+    num_cpus_per_worker: float
+    batch_size: int
+    scorer_kwargs: Mapping[str, Any] | None
 
 
 def _reduce(rows: list[dict[str, Any]], expected: int, method: Method) -> HeadScores:
@@ -189,38 +207,20 @@ def _reduce(rows: list[dict[str, Any]], expected: int, method: Method) -> HeadSc
 
 
 def detect_heads_distributed(
-    examples: Iterable[LabelledExample],
-    *,
-    model: str | os.PathLike[str],
-    method: Method = "qr_score",
-    seed: int = 0,
-    top_k: int = 16,
-    shuffle: bool = True,
-    data: str | None = None,
-    num_workers: int = 1,
-    num_gpus_per_worker: float = 0,
-    num_cpus_per_worker: float = 1,
-    batch_size: int = 2,
-    scorer_kwargs: Mapping[str, Any] | None = None,
+    examples: Iterable[LabelledExample], *, top_k: int = 16, **options: Unpack[DistributedOptions]
 ) -> HeadSet:
     """:func:`qrhead_integrations.detect.detect_heads` on a pool of Ray actors: the ``top_k`` heads, best first.
 
-    Same arguments as :func:`score_heads_distributed`, plus ``top_k`` (heads to keep). The head set equals
-    ``detect_heads``' for the same examples, seed and method.
+    The head set equals ``detect_heads``' for the same examples, seed and method.
+
+    Args:
+        examples: labelled examples, as for :func:`score_heads_distributed`.
+        top_k: heads to keep.
+        **options: :func:`score_heads_distributed`'s keyword arguments (``model`` required; ``method``, ``seed``,
+            ``shuffle``, ``data``, ``num_workers``, ``num_gpus_per_worker``, ``num_cpus_per_worker``,
+            ``batch_size``, ``scorer_kwargs``), with its defaults.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise InvalidInputError(f"top_k must be an int >= 1, got {top_k!r}")
-    table = score_heads_distributed(
-        examples,
-        model=model,
-        method=method,
-        seed=seed,
-        shuffle=shuffle,
-        data=data,
-        num_workers=num_workers,
-        num_gpus_per_worker=num_gpus_per_worker,
-        num_cpus_per_worker=num_cpus_per_worker,
-        batch_size=batch_size,
-        scorer_kwargs=scorer_kwargs,
-    )
+    table = score_heads_distributed(examples, **options)
     return table.top(min(top_k, table.scores.size))

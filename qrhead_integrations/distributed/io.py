@@ -6,11 +6,17 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .._files import atomic_path, check_output_path
 from ..errors import InvalidInputError, OutputPathError
 from .jsonl import read_json_rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data import Dataset
 
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
@@ -36,13 +42,17 @@ def _format_of(path: str) -> str:
     )
 
 
-def read_input(ray: Any, source: Any, query_column: str, passages_column: str) -> tuple[Any, bool]:
+def read_input(
+    ray: ModuleType, source: Dataset | str | os.PathLike[str], query_column: str, passages_column: str
+) -> tuple[Dataset, bool]:
     """A Ray Dataset from ``source`` (returned as is when it already is one) and whether it was read here.
 
     Local JSON Lines are read and checked line by line here (see :mod:`.jsonl`), so a malformed line or a row
     whose passages Arrow cannot hold becomes an error row instead of a failed job; remote ones go to Ray as is.
     """
-    if isinstance(source, ray.data.Dataset):
+    from ray.data import Dataset  # loaded with `ray`
+
+    if isinstance(source, Dataset):
         return source, False
     path = os.fspath(source)
     remote = "://" in path
@@ -61,8 +71,10 @@ def read_input(ray: Any, source: Any, query_column: str, passages_column: str) -
 
 
 def check_output(output: str | os.PathLike[str]) -> None:
-    """Fail before any work when ``output`` cannot be written: a file path that is a folder, or a folder
-    path that is a file (remote prefixes are left to Ray)."""
+    """Fail before any work when ``output`` cannot be written.
+
+    That is a file path that is a folder, or a folder path that is a file (remote prefixes are left to Ray).
+    """
     path = os.fspath(output)
     if "://" in path:
         return
@@ -72,7 +84,7 @@ def check_output(output: str | os.PathLike[str]) -> None:
         raise OutputPathError(f"--output {path!r} is a file; give a folder, or a name ending in .parquet/.jsonl")
 
 
-def write_output(ray: Any, dataset: Any, output: str | os.PathLike[str]) -> Any:
+def write_output(ray: ModuleType, dataset: Dataset, output: str | os.PathLike[str]) -> Dataset:
     """Write ``dataset`` and return a dataset reading the written results back (nothing is computed twice).
 
     A path ending in ``.parquet`` or ``.jsonl``/``.json`` becomes one file, written by this process as the
@@ -81,17 +93,19 @@ def write_output(ray: Any, dataset: Any, output: str | os.PathLike[str]) -> Any:
     """
     path = os.fspath(output)
     suffix = Path(path).suffix.lower()
+    read_back = ray.data.read_parquet
     if suffix in PARQUET_SUFFIXES:
         _write_single(dataset, Path(path), _ParquetSink)
-        return ray.data.read_parquet(path)
-    if suffix in JSON_SUFFIXES:
+    elif suffix in JSON_SUFFIXES:
         _write_single(dataset, Path(path), _JsonLinesSink)
-        return ray.data.read_json(path)
-    dataset.write_parquet(path)
-    return ray.data.read_parquet(path)
+        read_back = ray.data.read_json
+    else:
+        dataset.write_parquet(path)
+    written: Dataset = read_back(path)
+    return written
 
 
-def _write_single(dataset: Any, path: Path, sink_type: type[_Sink]) -> None:
+def _write_single(dataset: Dataset, path: Path, sink_type: type[_Sink]) -> None:
     with atomic_path(path) as tmp:
         sink = sink_type(tmp)
         try:
@@ -105,7 +119,7 @@ class _Sink:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def write(self, table: Any) -> None:  # pragma: no cover - interface
+    def write(self, table: pa.Table) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - interface
@@ -119,7 +133,7 @@ class _JsonLinesSink(_Sink):
         super().__init__(path)
         self._file = path.open("w", encoding="utf-8")
 
-    def write(self, table: Any) -> None:
+    def write(self, table: pa.Table) -> None:
         for row in table.to_pylist():
             self._file.write(json.dumps(_finite(row), ensure_ascii=False, default=str) + "\n")
 
@@ -132,9 +146,9 @@ class _ParquetSink(_Sink):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._writer: Any = None
+        self._writer: pq.ParquetWriter | None = None
 
-    def write(self, table: Any) -> None:
+    def write(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
         if self._writer is None:
@@ -154,7 +168,7 @@ class _ParquetSink(_Sink):
             pq.write_table(pa.table({}), self.path)
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -13,17 +13,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 INPUT_ERROR = "_qrhead_input_error"
 """Private column carrying a line's parse error from the reader to the worker (dropped from the output)."""
 
 
-def read_json_rows(files: Sequence[Path], query_column: str, passages_column: str) -> Any:
-    """A ``pyarrow.Table`` of every row of ``files``: the query, the normalised passages, the input error
-    (``None`` for a good row) and every other field as its own column.
+def read_json_rows(files: Sequence[Path], query_column: str, passages_column: str) -> pa.Table:
+    """A ``pyarrow.Table`` of every row of ``files``.
+
+    Its columns: the query, the normalised passages, the input error (``None`` for a good row) and every other
+    field as its own column.
 
     Other fields keep their JSON values; a field whose values Arrow cannot put in one column (an ``int`` in one
     row, an object in another) is stored as JSON text instead.
@@ -74,7 +79,7 @@ def _values(files: Sequence[Path]) -> Iterator[tuple[str, Any]]:
                 yield f"{path}:{number}", exc
 
 
-def _row(where: str, value: Any, query_column: str, passages_column: str) -> dict[str, Any]:
+def _row(where: str, value: object, query_column: str, passages_column: str) -> dict[str, Any]:
     """One output row: the query, the passages, the fields, and the input error (or ``None``)."""
     if isinstance(value, Exception):
         kind = "not UTF-8" if isinstance(value, UnicodeDecodeError) else "not JSON"
@@ -100,7 +105,7 @@ def _row(where: str, value: Any, query_column: str, passages_column: str) -> dic
     return row
 
 
-def _passages(value: Any) -> tuple[list[dict[str, str | None]] | None, str | None]:
+def _passages(value: object) -> tuple[list[dict[str, str | None]] | None, str | None]:
     """Normalised passages, or ``None`` and why they are not a list of text passages."""
     if not isinstance(value, list):
         return None, f"passages must be a list, got {_kind(value)}"
@@ -120,7 +125,7 @@ def _passages(value: Any) -> tuple[list[dict[str, str | None]] | None, str | Non
     return out, None
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
@@ -134,7 +139,7 @@ def _extra_columns(rows: Sequence[dict[str, Any]], own: tuple[str, str]) -> list
     return list(seen)
 
 
-def _column(values: list[Any]) -> Any:
+def _column(values: list[Any]) -> pa.Array:
     """One Arrow column; values Arrow cannot unify become their JSON text (``None`` stays null)."""
     import pyarrow as pa
 
@@ -144,7 +149,7 @@ def _column(values: list[Any]) -> Any:
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
 
 
-def plain_passages(passages: Any) -> Any:
+def plain_passages(passages: object) -> object:
     """Passages as the scorer takes them: a normalised ``{title: None, text}`` back to the plain string."""
     if not isinstance(passages, list):
         return passages

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, QRHeadError
+from ..heads import HeadSpec
 from ..models import DEFAULT_MODEL
+from ..prompt import PassageLike
 from .io import check_output, read_input, write_output
 from .jsonl import INPUT_ERROR, plain_passages
-from .session import ensure_ray, plan_workers, set_threads
+from .session import check_batch_size, ensure_ray, plan_workers, set_threads
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from ray.data import Dataset
+
+    from ..scorer import RankedPassage
 
 SCORES, RANKING, ERROR = "scores", "ranking", "error"
 """The columns added to every row (an existing column of the same name is replaced)."""
 
 
 class RerankWorker:
-    """The callable class of the actor pool: loads one :class:`QRHeadScorer` in ``__init__``, then ranks the
-    rows of each batch it is given (a ``pyarrow.Table``).
+    """The callable class of the actor pool: one :class:`QRHeadScorer`, then the rows of each batch ranked.
+
+    The scorer is loaded in ``__init__``; each batch it is given is a ``pyarrow.Table``.
 
     Args:
         model: model name, folder, ``.gguf`` file or hub id, as for ``QRHeadScorer.from_pretrained``.
@@ -33,7 +42,7 @@ class RerankWorker:
     def __init__(
         self,
         model: str,
-        heads: Any,
+        heads: HeadSpec,
         scorer_kwargs: Mapping[str, Any] | None,
         query_column: str,
         passages_column: str,
@@ -48,7 +57,9 @@ class RerankWorker:
         self.passages_column = passages_column
         self.top_n = top_n
 
-    def rank_row(self, query: Any, passages: Any) -> tuple[list[float] | None, list[int] | None, str | None]:
+    def rank_row(
+        self, query: str, passages: Iterable[PassageLike]
+    ) -> tuple[list[float] | None, list[int] | None, str | None]:
         """Scores (input order), ranking (best first) and ``None``; or ``None, None, message`` for bad input."""
         try:
             ranked = self.scorer.rank(query, passages)
@@ -59,9 +70,11 @@ class RerankWorker:
     def rank_rows(
         self, rows: list[tuple[Any, Any] | None]
     ) -> list[tuple[list[float] | None, list[int] | None, str | None]]:
-        """:meth:`rank_row` for every row that is not ``None`` (those get ``(None, None, None)``), the batch's rows
-        scored several per forward (:meth:`QRHeadScorer.rank_batch`); when a row is bad, the batch is ranked row
-        by row instead, so the bad row gets its own error and the others their results."""
+        """:meth:`rank_row` for every row that is not ``None`` (those get ``(None, None, None)``).
+
+        The batch's rows are scored several per forward (:meth:`QRHeadScorer.rank_batch`); when a row is bad, the
+        batch is ranked row by row instead, so the bad row gets its own error and the others their results.
+        """
         live = [i for i, row in enumerate(rows) if row is not None]
         given = [row for row in rows if row is not None]
         out: list[tuple[list[float] | None, list[int] | None, str | None]] = [(None, None, None)] * len(rows)
@@ -75,14 +88,15 @@ class RerankWorker:
             out[i] = self._result(ranked)
         return out
 
-    def _result(self, ranked: list[Any]) -> tuple[list[float], list[int], None]:
+    def _result(self, ranked: Sequence[RankedPassage]) -> tuple[list[float], list[int], None]:
         scores = [0.0] * len(ranked)
         for item in ranked:
             scores[item.index] = item.score
         ranking = [item.index for item in ranked]
         return scores, ranking if self.top_n is None else ranking[: self.top_n], None
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Rank every row of ``batch``: its columns, with the scores, ranking and error columns added."""
         import pyarrow as pa
 
         for column in (self.query_column, self.passages_column):
@@ -113,10 +127,10 @@ class RerankWorker:
 
 
 def rerank_dataset(
-    dataset: Any,
+    dataset: Dataset | str | os.PathLike[str],
     *,
     model: str | os.PathLike[str] = DEFAULT_MODEL,
-    heads: Any = None,
+    heads: HeadSpec = None,
     query_column: str = "query",
     passages_column: str = "passages",
     top_n: int | None = None,
@@ -126,7 +140,7 @@ def rerank_dataset(
     batch_size: int = 4,
     scorer_kwargs: Mapping[str, Any] | None = None,
     output: str | os.PathLike[str] | None = None,
-) -> Any:
+) -> Dataset:
     """Re-rank every row of a dataset in a pool of Ray actors, one QRHead scorer (model replica) per actor.
 
     Each row holds a query and its candidate passages (strings, ``(title, text)`` pairs or ``{title, text}``
@@ -162,8 +176,7 @@ def rerank_dataset(
     """
     if top_n is not None and top_n < 0:
         raise InvalidInputError(f"top_n must be >= 0, got {top_n}")
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     if output is not None:
         check_output(output)
     ray, _ = ensure_ray()
@@ -172,25 +185,21 @@ def rerank_dataset(
     _check_columns(source, (query_column, passages_column))
     if owned:
         source.context.execution_options.preserve_order = True
-    result = source.repartition(target_num_rows_per_block=batch_size).map_batches(
-        RerankWorker,
-        fn_constructor_kwargs={
-            "model": os.fspath(model),
-            "heads": heads,
-            "scorer_kwargs": dict(scorer_kwargs or {}),
-            "query_column": query_column,
-            "passages_column": passages_column,
-            "top_n": top_n,
-            "threads": plan.threads,
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        **plan.actor_args(ray),
+    worker = {
+        "model": os.fspath(model),
+        "heads": heads,
+        "scorer_kwargs": dict(scorer_kwargs or {}),
+        "query_column": query_column,
+        "passages_column": passages_column,
+        "top_n": top_n,
+    }
+    result = plan.map_batches(
+        ray, source.repartition(target_num_rows_per_block=batch_size), RerankWorker, worker, batch_size
     )
     return result if output is None else write_output(ray, result, output)
 
 
-def _check_columns(dataset: Any, columns: tuple[str, ...]) -> None:
+def _check_columns(dataset: Dataset, columns: tuple[str, ...]) -> None:
     """Fail before any worker starts when a named column is missing (reads at most the first block)."""
     schema = dataset.schema()
     if schema is None:

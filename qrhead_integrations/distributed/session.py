@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 from ..errors import InvalidInputError
 
@@ -23,7 +27,7 @@ def require_ray() -> ModuleType:
     return ray
 
 
-def ensure_ray(address: str | None = None, **init_kwargs: Any) -> tuple[ModuleType, bool]:
+def ensure_ray(address: str | None = None, **init_kwargs: object) -> tuple[ModuleType, bool]:
     """Connect to Ray unless already connected: ``address`` (or ``$RAY_ADDRESS``), else a new local instance.
 
     Returns:
@@ -52,13 +56,23 @@ class WorkerPlan:
     num_gpus: float
     threads: int
 
-    def actor_args(self, ray: ModuleType) -> dict[str, Any]:
-        """Keyword arguments for ``Dataset.map_batches``: a fixed-size actor pool and its resources."""
-        return {
-            "compute": ray.data.ActorPoolStrategy(size=self.workers),
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-        }
+    def map_batches(
+        self, ray: ModuleType, dataset: Dataset, worker: type, constructor_kwargs: Mapping[str, object], batch_size: int
+    ) -> Dataset:
+        """``dataset`` mapped by this plan's actor pool, ``batch_size`` rows per ``pyarrow.Table`` batch.
+
+        Each actor is ``worker(**constructor_kwargs, threads=self.threads)``: a fixed-size pool of
+        :attr:`workers` actors, each reserving :attr:`num_cpus` CPUs and :attr:`num_gpus` GPUs.
+        """
+        return dataset.map_batches(
+            worker,
+            fn_constructor_kwargs={**constructor_kwargs, "threads": self.threads},
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+        )
 
 
 def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per_worker: float) -> WorkerPlan:
@@ -87,6 +101,12 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
             reserve,
         )
     return WorkerPlan(workers=workers, num_cpus=reserve, num_gpus=gpus_per_worker, threads=threads)
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size below 1 (rows handed to an actor at a time)."""
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def set_threads(threads: int) -> None:
