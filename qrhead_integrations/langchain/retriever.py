@@ -8,17 +8,23 @@ base retriever for more candidates (``fetch_k``) than it returns (``top_n``): th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManager,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, RetrieverLike
-from langchain_core.runnables.config import run_in_executor
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list, get_executor_for_config, run_in_executor
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._lazy import options_checked
 from ..errors import InvalidInputError
 from ..prompt import check_query
+from ._scorer import check_documents
 from .reranker import QRHeadReranker
 
 _MMR_DEFAULT_FETCH_K = 20
@@ -81,10 +87,8 @@ class QRHeadRetriever(BaseRetriever):
         ``k`` or ``top_n`` (``invoke(query, k=3)``: LangChain's usual name, or this class's own) overrides how
         many documents this call returns; at least that many candidates are then fetched.
         """
-        query = check_query(query)
-        limit = self._top_n(k, top_n)
-        candidates = self._candidate_retriever(k or top_n).invoke(query, config={"callbacks": run_manager.get_child()})
-        return self.reranker.rerank(candidates, query, top_n=limit)
+        fetched = self._fetch(query, run_manager, k=k, top_n=top_n)
+        return self.reranker.rerank(fetched.documents, fetched.query, top_n=fetched.limit)
 
     async def _aget_relevant_documents(
         self,
@@ -101,6 +105,114 @@ class QRHeadRetriever(BaseRetriever):
             query, config={"callbacks": run_manager.get_child()}
         )
         return await run_in_executor(None, self.reranker.rerank, candidates, query, top_n=limit)
+
+    def batch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Several queries, their forwards packed when the scorer packs rows (an accelerator, or the reranker's
+        ``rows_per_forward`` > 1); otherwise LangChain's own ``batch`` (one ``invoke`` per query in threads).
+
+        Packed, each query still gets what ``invoke`` gives it: its own retriever run (start/end/error events,
+        tags, metadata, run name), the base retriever's run nested under it, and the ranking
+        :meth:`QRHeadReranker.rerank` gives it alone; the base retriever is called for all queries
+        concurrently, then every query's candidates are ranked by :meth:`QRHeadReranker.rerank_many`. A query
+        whose fetch fails, or whose candidates the reranker refuses, carries its own error (returned with
+        ``return_exceptions=True``, else the first one is raised once every run has ended).
+        """
+        if len(inputs) < 2 or self._rows_per_forward() == 1:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        configs = get_config_list(config, len(inputs))
+        runs = [self._start_run(query, run_config) for query, run_config in zip(inputs, configs, strict=True)]
+
+        def fetch(query: str, run: CallbackManagerForRetrieverRun) -> _Fetched | Exception:
+            try:
+                return self._fetch(query, run, **kwargs)
+            except Exception as error:  # kept for this query alone, as invoke would raise it
+                return error
+
+        with get_executor_for_config(configs[0]) as executor:
+            fetched = list(executor.map(fetch, inputs, runs))
+        results = self._rerank_fetched(fetched)
+        for run, result in zip(runs, results, strict=True):
+            if isinstance(result, Exception):
+                run.on_retriever_error(result)
+            else:
+                run.on_retriever_end(result)
+        if not return_exceptions:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
+
+    async def abatch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Async :meth:`batch`: packed, the whole batch runs in a worker thread (the forwards are the cost, and
+        the event loop stays free); otherwise LangChain's own ``abatch`` (one ``ainvoke`` per query)."""
+        if len(inputs) < 2 or self._rows_per_forward() == 1:
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def _rows_per_forward(self) -> int:
+        """How many rows the reranker's scorer packs per forward (loads the model on first use)."""
+        return self.reranker.get_scorer().rows_per_forward(self.reranker.rows_per_forward)
+
+    def _start_run(self, query: str, config: RunnableConfig) -> CallbackManagerForRetrieverRun:
+        """The run ``invoke`` would start for ``query`` under ``config`` (same tags, metadata and name)."""
+        callback_manager = CallbackManager.configure(
+            config.get("callbacks"),
+            None,
+            inheritable_tags=config.get("tags"),
+            local_tags=self.tags,
+            inheritable_metadata={**(config.get("metadata") or {}), **self._get_ls_params()},
+            local_metadata=self.metadata,
+        )
+        return callback_manager.on_retriever_start(
+            None, query, name=config.get("run_name") or self.get_name(), run_id=config.get("run_id")
+        )
+
+    def _fetch(
+        self, query: str, run_manager: CallbackManagerForRetrieverRun, *, k: int | None = None, top_n: int | None = None
+    ) -> _Fetched:
+        """The checked query, this call's result count and the base retriever's candidates (a child run)."""
+        query = check_query(query)
+        limit = self._top_n(k, top_n)
+        candidates = self._candidate_retriever(k or top_n).invoke(query, config={"callbacks": run_manager.get_child()})
+        return _Fetched(query, limit, check_documents(candidates))
+
+    def _rerank_fetched(self, fetched: list[_Fetched | Exception]) -> list[list[Document] | Exception]:
+        """Every fetched query re-ranked in one ``rerank_many`` call (fetch errors stay in place); should that
+        call fail, row by row, so only a row that fails alone carries an error."""
+        results: list[list[Document] | Exception] = [
+            row if isinstance(row, Exception) else [] for row in fetched
+        ]  # each _Fetched slot is filled below
+        good = [(i, row) for i, row in enumerate(fetched) if isinstance(row, _Fetched)]
+        for limit in dict.fromkeys(row.limit for _, row in good):
+            group = [(i, row) for i, row in good if row.limit == limit]
+            ranked: list[list[Document] | Exception]
+            try:
+                ranked = list(self.reranker.rerank_many([(row.documents, row.query) for _, row in group], top_n=limit))
+            except Exception:
+                ranked = [self._rerank_alone(row) for _, row in group]
+            for (i, _), result in zip(group, ranked, strict=True):
+                results[i] = result
+        return results
+
+    def _rerank_alone(self, row: _Fetched) -> list[Document] | Exception:
+        try:
+            return self.reranker.rerank(row.documents, row.query, top_n=row.limit)
+        except Exception as error:
+            return error
 
     # ---------------------------------------------------------------------------------------------- hook
     def _candidate_retriever(self, per_call: int | None = None) -> RetrieverLike:
@@ -120,6 +232,14 @@ class QRHeadRetriever(BaseRetriever):
                 raise InvalidInputError(f"k (top_n) must be an int >= 1, got {given!r}")
             return given
         return self.top_n if self.top_n is not None else self.reranker.top_n
+
+
+class _Fetched(NamedTuple):
+    """One query of a batch after its fetch: the checked query, its result count and its candidates."""
+
+    query: str
+    limit: int | None
+    documents: list[Document]
 
 
 def _with_k(retriever: Any, k: int | None) -> Any:
