@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from typing import Any
 
@@ -14,7 +13,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
+from qrhead_integrations import EmptyQueryError, QRHeadScorer
 from qrhead_integrations.langchain import QRHeadReranker, QRHeadRetriever
 from tests.langchain.helpers import EventCollector, SlowScorer, heartbeats_during, lexical_store, row_documents
 
@@ -90,20 +89,6 @@ def test_any_runnable_returns_what_it_returns(documents: list[Document], reranke
     assert sorted(ids(out), key=str) == sorted(ids(documents[:5]), key=str)
 
 
-def test_base_returning_nothing_gives_empty(reranker: QRHeadReranker) -> None:
-    retriever = QRHeadRetriever(base_retriever=RunnableLambda(lambda query: []), reranker=reranker)
-    assert retriever.invoke("anything") == []
-
-
-def test_base_returning_non_documents_is_a_clear_error(reranker: QRHeadReranker) -> None:
-    def texts(query: str) -> Any:
-        return ["text"]
-
-    retriever = QRHeadRetriever(base_retriever=RunnableLambda(texts), reranker=reranker)
-    with pytest.raises(PassageTypeError, match=r"documents\[0\] is a str"):
-        retriever.invoke("anything")
-
-
 def test_empty_query_fails_before_retrieval_and_reports_the_error(
     store: InMemoryVectorStore, reranker: QRHeadReranker
 ) -> None:
@@ -132,18 +117,6 @@ def test_callbacks_see_both_retrievers_nested(
     assert ends[-1]["documents"] == out and len(ends[0]["documents"]) == 10  # fetch_k=20, 10 stored
 
 
-def test_async_callbacks_see_both_retrievers_nested(
-    store: InMemoryVectorStore, reranker: QRHeadReranker, row: dict[str, Any]
-) -> None:
-    collector = EventCollector()
-    retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
-    out = asyncio.run(retriever.ainvoke(row["question"], config={"callbacks": [collector]}))
-    starts = collector.of_kind("start")
-    assert [s["name"] for s in starts] == ["QRHeadRetriever", "VectorStoreRetriever"]
-    assert starts[1]["parent_run_id"] == starts[0]["run_id"]
-    assert collector.of_kind("end")[-1]["documents"] == out
-
-
 def test_invoke_batch_ainvoke_abatch_agree(hotpotqa_rows: list[dict[str, Any]], reranker: QRHeadReranker) -> None:
     rows = hotpotqa_rows[:3]
     store = lexical_store([doc for r in rows for doc in row_documents(r)])
@@ -170,19 +143,6 @@ def test_eight_concurrent_ainvoke_equal_sequential(
         return list(await asyncio.gather(*(retriever.ainvoke(q) for q in queries)))
 
     assert asyncio.run(concurrently()) == sequential
-
-
-def test_caller_documents_in_the_store_are_not_mutated(
-    documents: list[Document], reranker: QRHeadReranker, row: dict[str, Any]
-) -> None:
-    before = copy.deepcopy(documents)
-    base = ListRetriever(docs=documents, k=10)
-    out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke(row["question"])
-    assert documents == before
-    for doc in out:
-        original = next(d for d in documents if d.id == doc.id)
-        scores = {key: doc.metadata[key] for key in ("relevance_score", "qrhead_score")}
-        assert doc.metadata == {**original.metadata, **scores}
 
 
 def test_ainvoke_keeps_the_event_loop_free(
