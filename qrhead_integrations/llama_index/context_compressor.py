@@ -188,11 +188,9 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query = query_of(query_bundle)
-        if not nodes:
-            return []
-        # model loading, chunking and scoring are CPU/GPU-bound: keep them off the event loop
-        return await asyncio.to_thread(self._compress, query, nodes)
+        # the sync path whole (same checks, same result), off the event loop: loading, chunking and scoring
+        # are CPU/GPU-bound
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     # ------------------------------------------------------------------------------------------- internals
     def _engine(self) -> ContextCompressor:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
-from tests.adapters.drivers import DRIVERS, LI_COMPRESSOR, QUERY, Driver, Item, sources
+from tests.adapters.drivers import DRIVERS, QUERY, Driver, Item, sources
 
 THRESHOLDED = [d for d in DRIVERS if d.threshold_options is not None]
 EVENTFUL = [d for d in DRIVERS if d.record is not None]
@@ -207,17 +207,7 @@ def test_non_documents_raise_the_typed_error_before_the_model_loads(
 
 
 NONE_FOR_THE_LIST = [
-    pytest.param(
-        driver,
-        is_async,
-        id=f"{driver}-{'async' if is_async else 'sync'}",
-        marks=pytest.mark.xfail(
-            driver is LI_COMPRESSOR and is_async,
-            reason="llama_index QRHeadContextCompressor._apostprocess_nodes returns [] for None (its `if not nodes` "
-            "shortcut runs before check_nodes) where the sync path raises PassageTypeError",
-            strict=True,
-        ),
-    )
+    pytest.param(driver, is_async, id=f"{driver}-{'async' if is_async else 'sync'}")
     for driver in DRIVERS
     for is_async in (False, True)
 ]
