@@ -452,7 +452,8 @@ def _li_rerank_expected_events(out: list[Any], nodes: list[NodeWithScore], query
 
 
 def _li_compressor_record(component: Any, nodes: Any, query: str, is_async: bool) -> tuple[list[Any], list[Any]]:
-    """LlamaIndex has no compression event: the compressor's work runs inside its instrumentation spans."""
+    """LlamaIndex has no compression event: the compressor's work runs inside its instrumentation spans. The
+    names of its outermost spans (those not nested in another of its spans) tell which entry point ran."""
     handler = SimpleSpanHandler()
     root = get_dispatcher()
     root.add_span_handler(handler)
@@ -460,8 +461,9 @@ def _li_compressor_record(component: Any, nodes: Any, query: str, is_async: bool
         out = _li_call(component, nodes, query, is_async)
     finally:
         root.span_handlers.remove(handler)
-    names = [span.id_.rsplit("-", 5)[0] for span in handler.completed_spans]
-    return out, sorted({n for n in names if n.startswith("QRHeadContextCompressor.")})
+    spans = [s for s in handler.completed_spans if s.id_.startswith("QRHeadContextCompressor.")]
+    ids = {s.id_ for s in spans}
+    return out, [s.id_.rsplit("-", 5)[0] for s in spans if s.parent_id not in ids]
 
 
 def _li_compressor_expected_events(out: list[Any], nodes: Any, query: str, is_async: bool) -> list[Any]:
