@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qrhead_integrations.distributed import session as _ray
+from qrhead_integrations.distributed import session
 from qrhead_integrations.distributed.io import _finite, _format_of, _JsonLinesSink
 from qrhead_integrations.errors import InvalidInputError
 
@@ -28,7 +28,7 @@ def test_importing_the_package_and_cli_does_not_import_ray() -> None:
 def test_missing_ray_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "qrhead-integrations\[ray\]"'):
-        _ray.require_ray()
+        session.require_ray()
 
 
 class _FakeRay:
@@ -51,14 +51,14 @@ class _FakeRay:
 def test_worker_plan_leaves_a_cpu_for_ray_data(
     cpus: float, workers: int, per_worker: float, reserved: float, threads: int
 ) -> None:
-    plan = _ray.plan_workers(_FakeRay(cpus), workers, 0, per_worker)  # type: ignore[arg-type]
+    plan = session.plan_workers(_FakeRay(cpus), workers, 0, per_worker)  # type: ignore[arg-type]
     assert (plan.workers, plan.num_cpus, plan.threads) == (workers, reserved, threads)
 
 
 @pytest.mark.parametrize(("workers", "gpus", "cpus"), [(0, 0, 1), (1, -1, 1), (1, 0, 0)])
 def test_worker_plan_rejects_bad_settings(workers: int, gpus: float, cpus: float) -> None:
     with pytest.raises(InvalidInputError):
-        _ray.plan_workers(_FakeRay(8), workers, gpus, cpus)  # type: ignore[arg-type]
+        session.plan_workers(_FakeRay(8), workers, gpus, cpus)  # type: ignore[arg-type]
 
 
 def test_formats_from_suffix_or_folder(tmp_path: Path) -> None:

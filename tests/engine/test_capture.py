@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qrhead_integrations import QRHeadScorer, capture
-from qrhead_integrations.prompt import to_passages
+from qrhead_integrations.prompt import PromptBuilder, to_passages
 from tests.tiny_models import TEST_DEVICE, tiny_model
 
 PASSAGES = [
@@ -30,7 +30,9 @@ def _eager_reference(kind: str, ids: list[int], n_rows: int, heads: list[tuple[i
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "gemma3"])
 def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
     scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
-    encoded = scorer._builder.encode(to_passages(PASSAGES), ["Which city is the capital of France?", "N/A"])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
+        to_passages(PASSAGES), ["Which city is the capital of France?", "N/A"]
+    )
     weights = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     prefix_len = len(encoded.prefix_ids)
     assert prefix_len > 40  # far beyond gemma3's 8-token window: the sliding mask and cache matter
@@ -56,7 +58,7 @@ def test_many_tails_equal_one_tail_per_call(
     monkeypatch.setattr(capture, "TAIL_BATCH_TOKENS", batch_tokens)
     scorer = QRHeadScorer(tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}")
     queries = ["Which city is the capital of France and where is it?", "fox", "N/A", "what boils at 100 degrees"]
-    encoded = scorer._builder.encode(to_passages(PASSAGES), queries)
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(to_passages(PASSAGES), queries)
     assert len({len(t) for t in encoded.tails}) == len(queries)  # every tail a different length
     # llama's cache keeps every position, so its tails are packed; gemma3's sliding layers are not.
     assert capture.can_crop(capture.new_cache(scorer.model)) == (kind == "llama")
@@ -78,7 +80,9 @@ def test_packing_layout() -> None:
 
 def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
     scorer = QRHeadScorer(tiny_model("gemma3"), tokenizer, heads="0-1,1-1", model_id="tiny-gemma3")
-    encoded = scorer._builder.encode(to_passages(PASSAGES), ["capital of France?"])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
+        to_passages(PASSAGES), ["capital of France?"]
+    )
     (weights,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     window_layer, full_layer = weights[0], weights[1]
     # Layer 0 slides over 8 tokens: the query part's first row (the instruction's first token) sees the 7
@@ -93,7 +97,9 @@ def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
 def test_truncated_forward_gives_the_same_capture_as_the_full_one(kind: str, tokenizer: Any) -> None:
     model = tiny_model(kind)
     scorer = QRHeadScorer(model, tokenizer, heads="1-2,0-1", model_id=f"tiny-{kind}")
-    encoded = scorer._builder.encode(to_passages(PASSAGES), ["the capital of France"])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
+        to_passages(PASSAGES), ["the capital of France"]
+    )
     prefix, (tail,) = encoded.prefix_ids, encoded.tails
 
     def run(stop_after: int | None) -> torch.Tensor:

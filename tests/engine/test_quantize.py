@@ -11,7 +11,7 @@ import torch
 
 from qrhead_integrations import ModelLoadError, QRHeadScorer
 from qrhead_integrations.models import check_quantize, quantize_int8
-from qrhead_integrations.prompt import to_passages
+from qrhead_integrations.prompt import PromptBuilder, to_passages
 from tests.engine.test_capture import HEADS, PASSAGES
 from tests.tiny_models import tiny_model
 
@@ -38,7 +38,9 @@ def test_capture_is_exact_for_the_quantised_model(tokenizer: Any) -> None:
     eager = quantize_int8(copy.deepcopy(base))
     eager.set_attn_implementation("eager")
     scorer = QRHeadScorer(quantize_int8(copy.deepcopy(base)), tokenizer, heads=HEADS, model_id="tiny", calibrate=False)
-    encoded = scorer._builder.encode(to_passages(PASSAGES), ["Which city is the capital of France?"])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
+        to_passages(PASSAGES), ["Which city is the capital of France?"]
+    )
     (captured,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     with torch.no_grad():
         out = eager(torch.tensor([encoded.prefix_ids + encoded.tails[0]]), output_attentions=True)

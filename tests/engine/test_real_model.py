@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qrhead_integrations import QRHeadScorer
-from qrhead_integrations.prompt import Passage, to_passages
+from qrhead_integrations.prompt import Passage, PromptBuilder, to_passages
 
 pytestmark = pytest.mark.real_model
 
@@ -22,7 +22,8 @@ def test_bundled_model_loads_with_its_detected_heads(smollm2: QRHeadScorer) -> N
     assert (smollm2.num_layers, smollm2.num_heads) == (30, 9)
     assert smollm2.heads.provenance["preset"] == "multihop" and len(smollm2.heads) == 16
     assert smollm2.heads.deepest_layer == 23
-    assert smollm2._builder.layout == "chat"
+    assert smollm2.config.layout == "auto"
+    assert PromptBuilder(smollm2.tokenizer, smollm2.config.layout).layout == "chat"  # its template is used
 
 
 def test_hotpotqa_recall_at_2_is_well_above_chance(smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]) -> None:
@@ -49,7 +50,9 @@ def test_captured_attention_matches_eager_on_the_real_model(
     ).eval()
     scorer = smollm2.with_heads("18-0,18-4,14-2,20-8,3-1")
     row = hotpotqa_rows[0]
-    encoded = scorer._builder.encode(to_passages(_passages(row)[:4]), [row["question"], "N/A"])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
+        to_passages(_passages(row)[:4]), [row["question"], "N/A"]
+    )
     with torch.inference_mode():
         weights = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
     prefix_len = len(encoded.prefix_ids)
@@ -85,7 +88,6 @@ def test_special_token_injection_does_not_change_the_winner(
 def test_the_direct_backend_body_encoding_equals_the_wrapper_on_the_real_tokenizer(
     smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]
 ) -> None:
-    from qrhead_integrations.prompt import PromptBuilder
 
     fast, wrapper = PromptBuilder(smollm2.tokenizer), PromptBuilder(smollm2.tokenizer)
     wrapper.direct_backend = False

@@ -52,31 +52,41 @@ def test_reranks_fetch_k_candidates_from_a_vector_store(
     assert [d.metadata["relevance_score"] for d in out] == [d.metadata["relevance_score"] for d in expected]
 
 
+QUERY = "Counterparts drummer"
+
+
 def test_top_n_defaults_to_the_rerankers(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
     retriever = QRHeadRetriever(base_retriever=store.as_retriever(), reranker=reranker)
-    assert len(retriever.invoke("Counterparts drummer")) == 3
-    assert len(retriever.model_copy(update={"top_n": 5}).invoke("Counterparts drummer")) == 5
+    candidates = store.as_retriever(search_kwargs={"k": 20}).invoke(QUERY)  # fetch_k=20: all 10 stored
+    assert ids(retriever.invoke(QUERY)) == ids(reranker.rerank(candidates, QUERY, top_n=3))
+    five = retriever.model_copy(update={"top_n": 5}).invoke(QUERY)
+    assert ids(five) == ids(reranker.rerank(candidates, QUERY, top_n=5))
 
 
 def test_fetch_k_none_keeps_the_base_setting(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
     retriever = QRHeadRetriever(
         base_retriever=store.as_retriever(search_kwargs={"k": 2}), reranker=reranker, fetch_k=None, top_n=10
     )
-    assert len(retriever.invoke("Counterparts drummer")) == 2
+    candidates = store.as_retriever(search_kwargs={"k": 2}).invoke(QUERY)
+    out = retriever.invoke(QUERY)
+    assert len(out) == 2 and ids(out) == ids(reranker.rerank(candidates, QUERY, top_n=10))
 
 
 def test_fetch_k_with_mmr_search(store: InMemoryVectorStore, reranker: QRHeadReranker) -> None:
     base = store.as_retriever(search_type="mmr", search_kwargs={"fetch_k": 5})
     retriever = QRHeadRetriever(base_retriever=base, reranker=reranker, fetch_k=8, top_n=8)
-    assert len(retriever.invoke("Counterparts drummer")) == 8
+    # MMR's own fetch_k is raised to k: 8 of the 8 nearest, not 8 asked of 5
+    candidates = store.as_retriever(search_type="mmr", search_kwargs={"k": 8, "fetch_k": 8}).invoke(QUERY)
+    out = retriever.invoke(QUERY)
+    assert len(out) == 8 and ids(out) == ids(reranker.rerank(candidates, QUERY, top_n=8))
     assert base.search_kwargs == {"fetch_k": 5}
 
 
 def test_fetch_k_sets_a_k_field_on_a_copy(documents: list[Document], reranker: QRHeadReranker) -> None:
     base = ListRetriever(docs=documents, k=2)
     retriever = QRHeadRetriever(base_retriever=base, reranker=reranker, fetch_k=6, top_n=10)
-    out = retriever.invoke("Counterparts drummer")
-    assert sorted(ids(out), key=str) == sorted(ids(documents[:6]), key=str)
+    out = retriever.invoke(QUERY)
+    assert ids(out) == ids(reranker.rerank(documents[:6], QUERY, top_n=10))
     assert base.k == 2
 
 
@@ -85,8 +95,8 @@ def test_any_runnable_returns_what_it_returns(documents: list[Document], reranke
         return documents[:5]
 
     base = RunnableLambda(first_five)
-    out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke("Counterparts drummer")
-    assert sorted(ids(out), key=str) == sorted(ids(documents[:5]), key=str)
+    out = QRHeadRetriever(base_retriever=base, reranker=reranker, top_n=10).invoke(QUERY)
+    assert ids(out) == ids(reranker.rerank(documents[:5], QUERY, top_n=10))
 
 
 def test_empty_query_fails_before_retrieval_and_reports_the_error(

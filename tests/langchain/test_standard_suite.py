@@ -54,10 +54,13 @@ class TestQRHeadRetrieverStandard(RetrieversIntegrationTests):
 def test_k_per_call_matches_top_n() -> None:
     retriever = QRHeadRetriever(**_SHARED)
     query = "Which Canadian rock band released a song called Counterparts?"
+    candidates = _SHARED["base_retriever"].model_copy(update={"search_kwargs": {"k": 10}}).invoke(query)
+    reranker = _SHARED["reranker"]
     by_k = retriever.invoke(query, k=2)
     by_top_n = retriever.invoke(query, top_n=2)
-    assert [d.id for d in by_k] == [d.id for d in by_top_n] and len(by_k) == 2
-    assert len(retriever.invoke(query, k=7)) == 7  # more than the reranker's top_n of 3: fetched and returned
+    assert [d.id for d in by_k] == [d.id for d in by_top_n] == [d.id for d in reranker.rerank(candidates, query)[:2]]
+    # more than the reranker's top_n of 3: fetched and returned
+    assert retriever.invoke(query, k=7) == reranker.rerank(candidates, query, top_n=7)
 
 
 def test_bad_per_call_counts() -> None:
