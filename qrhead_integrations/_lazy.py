@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import InvalidInputError
+from .heads import HeadSpec
 from .models import DEFAULT_MODEL
 from .scorer import QRHeadScorer
 
@@ -25,9 +26,12 @@ LOADING_OPTIONS = ("model", "heads", "device", "quantize", "scorer_kwargs")
 
 @contextmanager
 def options_checked(component: str) -> Iterator[None]:
-    """Turn pydantic's ``ValidationError`` for a component's options (``top_n=0``, an unknown field...) into
+    """Turn pydantic's ``ValidationError`` for a component's options into this package's error.
+
+    A bad option (``top_n=0``, an unknown field...) raises
     :class:`~qrhead_integrations.errors.InvalidInputError` naming the component, chained to the original: bad
-    input to any public entry point raises this package's errors (both are ``ValueError``)."""
+    input to any public entry point raises this package's errors (both are ``ValueError``).
+    """
     from pydantic import ValidationError
 
     try:
@@ -36,9 +40,10 @@ def options_checked(component: str) -> Iterator[None]:
         raise InvalidInputError(f"{component}: {exc}") from exc
 
 
-def check_source(scorer: Any, given: Mapping[str, Any]) -> None:
-    """Refuse a shared scorer combined with loading options (they would be silently ignored), or a ``scorer``
-    that is not a :class:`QRHeadScorer`.
+def check_source(scorer: object, given: Mapping[str, object]) -> None:
+    """Refuse a shared scorer combined with loading options, or a ``scorer`` that is not a :class:`QRHeadScorer`.
+
+    Loading options next to a shared scorer would be silently ignored.
 
     Args:
         scorer: the shared scorer, or ``None``.
@@ -79,7 +84,7 @@ class ScorerLoader:
         scorer: QRHeadScorer | None = None,
         *,
         model: str | os.PathLike[str] | None = None,
-        heads: Any = None,
+        heads: HeadSpec = None,
         device: str | None = None,
         quantize: str | None = None,
         scorer_kwargs: Mapping[str, Any] | None = None,
@@ -112,11 +117,13 @@ class ScorerLoader:
         return self._loaded
 
     def __getstate__(self) -> dict[str, Any]:
+        """Pickle the options and the shared scorer, not the lock nor a loaded model."""
         state = dict(self.__dict__)
         state["_lock"] = None
         state["_loaded"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the options with a new lock (a model is loaded again on first use)."""
         self.__dict__.update(state)
         self._lock = threading.Lock()

@@ -1,17 +1,20 @@
-"""The scorer fields of the LangChain components, declared once over the framework-free
-:class:`~qrhead_integrations._lazy.ScorerLoader` (lazy, thread-safe loading; the same for LlamaIndex)."""
+"""The scorer fields of the LangChain components, declared once.
+
+They sit over the framework-free :class:`~qrhead_integrations._lazy.ScorerLoader` (lazy, thread-safe loading;
+the same for LlamaIndex).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
 
 from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
+from .._fields import DeviceField, HeadsField, QuantizeField, ScorerKwargsField
 from .._lazy import ScorerLoader, check_source, options_checked
 from ..errors import PassageTypeError
 from ..scorer import QRHeadScorer
@@ -26,9 +29,11 @@ class LazyScorerMixin(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def __init__(self, **data: Any) -> None:
-        """Validate the options as pydantic does, reporting a bad one as this package's ``InvalidInputError``
-        (still a ``ValueError``, as pydantic's ``ValidationError`` is), so bad input has one error family."""
+    def __init__(self, **data: object) -> None:
+        """Validate the options as pydantic does, reporting a bad one as this package's ``InvalidInputError``.
+
+        That is still a ``ValueError``, as pydantic's ``ValidationError`` is, so bad input has one error family.
+        """
         with options_checked(type(self).__name__):
             super().__init__(**data)
 
@@ -44,24 +49,10 @@ class LazyScorerMixin(BaseModel):
             "a local folder, a .gguf file or a hub id. None: the package's default bundled model."
         ),
     )
-    heads: Any = Field(
-        default=None,
-        description="Head specification for the lazily built scorer (None: the model's preset).",
-    )
-    device: str | None = Field(
-        default=None, description="Device for the lazily built scorer ('cpu', 'cuda', ...; None: automatic)."
-    )
-    quantize: Literal["int8"] | None = Field(
-        default=None,
-        description=(
-            "'int8': dynamic int8 Linear layers for the lazily built scorer (CPU only; faster, rankings can "
-            "change — see docs/engine.md). None: the weights as loaded."
-        ),
-    )
-    scorer_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments of `QRHeadScorer.from_pretrained` (dtype, ScorerConfig fields).",
-    )
+    heads: HeadsField = None
+    device: DeviceField = None
+    quantize: QuantizeField = None
+    scorer_kwargs: ScorerKwargsField
 
     _loader: ScorerLoader | None = PrivateAttr(default=None)
 
@@ -77,8 +68,10 @@ class LazyScorerMixin(BaseModel):
         return self.scorer is not None or (self._loader is not None and self._loader.loaded)
 
     def get_scorer(self) -> QRHeadScorer:
-        """The shared scorer, or the lazily loaded one (loaded once, even on concurrent first use; the loading
-        options are read at first use)."""
+        """The shared scorer, or the lazily loaded one.
+
+        It is loaded once, even on concurrent first use; the loading options are read at first use.
+        """
         if self.scorer is not None:
             return self.scorer
         if self._loader is None:
@@ -98,7 +91,7 @@ _LOADER_LOCK = threading.Lock()
 """Guards creating a component's loader (the loader's own lock guards loading the model)."""
 
 
-def check_documents(documents: Any) -> list[Document]:
+def check_documents(documents: object) -> list[Document]:
     """The documents as a list, or a :class:`PassageTypeError` naming the first item that is no Document."""
     if isinstance(documents, Document | str | bytes) or not isinstance(documents, Sequence):
         raise PassageTypeError(

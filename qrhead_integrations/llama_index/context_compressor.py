@@ -10,7 +10,6 @@ own compressed node, in the input order, linked to its source node and carrying 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 from collections.abc import Callable, Sequence
@@ -18,7 +17,6 @@ from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.schema import (
     BaseNode,
     MetadataMode,
@@ -34,10 +32,9 @@ from ..compress import COMPRESSION_DEFAULTS as DEFAULTS
 from ..compress import CompressionResult, ContextCompressor, ScoredChunk
 from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
+from ..heads import HeadSpec
 from ..scorer import QRHeadScorer
-from ._base import QRHeadPostprocessor, check_nodes, query_of
-
-dispatcher = get_dispatcher(__name__)
+from ._base import QRHeadPostprocessor, check_nodes, constructor
 
 CHUNKS_METADATA_KEY = "qrhead_chunks"
 """Metadata key of a compressed node: its kept chunks as ``{"start", "end", "score", "truncated"}`` dicts, where
@@ -46,7 +43,7 @@ The key is excluded from the text shown to the LLM and to embedding models."""
 
 
 class QRHeadContextCompressor(QRHeadPostprocessor):
-    """Cut retrieved nodes down to the chunks a query needs, within a token budget, with QRHead scores.
+    r"""Cut retrieved nodes down to the chunks a query needs, within a token budget, with QRHead scores.
 
     Each node's text (``node.get_content(metadata_mode=MetadataMode.NONE)``: the content without metadata) is
     split into chunks of at most ``max_chunk_tokens`` scoring-model tokens. All chunks of all nodes are scored in
@@ -62,7 +59,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     node's id). The caller's nodes are never modified.
 
     The budget is counted on the kept chunks of all nodes joined by ``separator`` — exactly the text an LLM sees
-    when a response synthesizer joins the returned nodes with ``"\\n\\n"`` (the default separator) and no
+    when a response synthesizer joins the returned nodes with ``"\n\n"`` (the default separator) and no
     metadata. Metadata the LLM sees is not counted.
 
     Args:
@@ -126,6 +123,7 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
     )
     lexical: float | None = Field(default=DEFAULTS.lexical, ge=0.0, le=1.0, description=LEXICAL_HELP)
 
+    @constructor
     def __init__(
         self,
         budget_tokens: int | None = DEFAULTS.budget_tokens,
@@ -137,65 +135,33 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         separator: str = DEFAULTS.separator,
         lexical: float | None = DEFAULTS.lexical,
         model: str | os.PathLike[str] | None = None,
-        heads: Any = None,
+        heads: HeadSpec = None,
         device: str | None = None,
         quantize: Literal["int8"] | None = None,
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
+        """Take the options by name or in this order; at least one of ``budget_tokens`` and ``top_k``."""
         if budget_tokens is None and top_k is None:
             raise InvalidInputError("give budget_tokens, top_k, or both")
-        super().__init__(
-            model=model,
-            heads=heads,
-            device=device,
-            quantize=quantize,
-            scorer=scorer,
-            scorer_kwargs=scorer_kwargs,
-            callback_manager=callback_manager,
-            budget_tokens=budget_tokens,
-            top_k=top_k,
-            token_counter=token_counter,
-            max_chunk_tokens=max_chunk_tokens,
-            keep_neighbors=keep_neighbors,
-            min_score=min_score,
-            separator=separator,
-            lexical=lexical,
-            **kwargs,
-        )
 
     @classmethod
     def class_name(cls) -> str:
+        """The class name LlamaIndex serialises the component under."""
         return "QRHeadContextCompressor"
 
     # ------------------------------------------------------------------------------------------- postprocess
-    def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        query = query_of(query_bundle)
-        nodes = check_nodes(nodes)
-        if not nodes:
-            return []
+    def _process(self, query: str, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[NodeWithScore]:
         return self._compress(query, nodes)
-
-    @dispatcher.span
-    async def _apostprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        # the sync path whole (same checks, same result), off the event loop: loading, chunking and scoring
-        # are CPU/GPU-bound
-        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     # ------------------------------------------------------------------------------------------- internals
     def _engine(self) -> ContextCompressor:
-        """The engine's compressor for the current settings (loads the model on first use; cheap otherwise:
-        tiktoken caches its encodings), built per call so that changed fields take effect."""
+        """The engine's compressor for the current settings, built per call so that changed fields take effect.
+
+        It loads the model on first use; otherwise it is cheap (tiktoken caches its encodings).
+        """
         return ContextCompressor(
             self.scorer,
             budget_tokens=self.budget_tokens,
@@ -209,8 +175,10 @@ class QRHeadContextCompressor(QRHeadPostprocessor):
         )
 
     def compress(self, query: str, nodes: Sequence[NodeWithScore]) -> CompressionResult:
-        """The engine's :class:`~qrhead_integrations.CompressionResult` for ``nodes`` (document ``i`` is node
-        ``i``): every chunk with its score, what was kept, and the token counts before and after."""
+        """The engine's :class:`~qrhead_integrations.CompressionResult` for ``nodes`` (document ``i`` is node ``i``).
+
+        It holds every chunk with its score, what was kept, and the token counts before and after.
+        """
         nodes = check_nodes(nodes)
         documents = [
             SourceDocument(

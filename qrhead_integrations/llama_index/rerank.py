@@ -8,7 +8,6 @@ path runs the model in a worker thread so the event loop is never blocked.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,8 +21,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
+from ..heads import HeadSpec
 from ..scorer import QRHeadScorer, RankedPassage
-from ._base import QRHeadPostprocessor, check_nodes, query_of
+from ._base import QRHeadPostprocessor, constructor
 
 dispatcher = get_dispatcher(__name__)
 
@@ -76,11 +76,12 @@ class QRHeadRerank(QRHeadPostprocessor):
     fusion: Fusion | Literal["default"] | None = Field(default=MODEL_DEFAULT, description=FUSION_HELP)
     fusion_from_any = field_validator("fusion", mode="before")(staticmethod(as_fusion_setting))
 
+    @constructor
     def __init__(
         self,
         top_n: int | None = 2,
         model: str | os.PathLike[str] | None = None,
-        heads: Any = None,
+        heads: HeadSpec = None,
         device: str | None = None,
         quantize: Literal["int8"] | None = None,
         keep_retrieval_score: bool = False,
@@ -88,49 +89,20 @@ class QRHeadRerank(QRHeadPostprocessor):
         scorer: QRHeadScorer | None = None,
         scorer_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
-        super().__init__(
-            model=model,
-            heads=heads,
-            device=device,
-            quantize=quantize,
-            scorer=scorer,
-            scorer_kwargs=scorer_kwargs,
-            callback_manager=callback_manager,
-            top_n=top_n,
-            keep_retrieval_score=keep_retrieval_score,
-            fusion=fusion,
-            **kwargs,
-        )
+        """Take the options by name or in this order (as LlamaIndex's ``SentenceTransformerRerank``)."""
 
     @classmethod
     def class_name(cls) -> str:
+        """The class name LlamaIndex serialises the component under."""
         return "QRHeadRerank"
 
     # ------------------------------------------------------------------------------------------- postprocess
-    def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        query = query_of(query_bundle)
-        nodes = check_nodes(nodes)
-        if not nodes:
-            return []
+    def _process(self, query: str, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[NodeWithScore]:
         texts = _node_texts(nodes)
         with self._reranking(nodes, query_bundle, query) as finish:
             return finish(self._rank(query, texts, _first_stage(nodes)))
-
-    async def _apostprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        query_of(query_bundle)  # a missing query fails here, on the caller's side
-        # model loading and scoring are CPU/GPU-bound: the whole sync path runs off the event loop (to_thread
-        # carries the context, so instrumentation spans and events nest as in the sync call)
-        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     @contextmanager
     def _reranking(
