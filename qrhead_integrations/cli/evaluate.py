@@ -7,14 +7,19 @@ table atomically.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.table import Table
+from typing_extensions import TypedDict
 
 from ..errors import DataFormatError, InvalidInputError, QRHeadError
 from ..models import DEFAULT_MODEL
@@ -29,6 +34,11 @@ from ._common import (
     fail,
 )
 
+if TYPE_CHECKING:
+    from ..evaluation.data import BeirDataset, MultihopExample
+    from ..evaluation.report import EvalReport
+    from ..scorer import QRHeadScorer
+
 eval_app = typer.Typer(
     name="eval",
     help="Evaluate QRHead against BM25, dense, all-heads (ICR) and fusion baselines on BEIR or multi-hop data.",
@@ -38,6 +48,7 @@ eval_app = typer.Typer(
 DEFAULT_BASELINE_SPEC = "bm25,dense,fusion,fusion-dense"  # add all-heads (or say "all"): +50-60% model time
 
 Limit = Annotated[int | None, typer.Option(help="How many queries (from the start option); default all.")]
+PassageTokens = Annotated[int, typer.Option(help="Cut passages to this many tokens (0: no cap).")]
 Baselines = Annotated[
     str,
     typer.Option(
@@ -61,6 +72,64 @@ Plot = Annotated[Path | None, typer.Option(help="Write a bar chart (systems × m
 Markdown = Annotated[Path | None, typer.Option(help="Write the metrics as a Markdown table here.")]
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every ``qrhead eval`` command takes after its own, declared once: type, option and default.
+
+    :func:`_with_run_options` adds them to a command's signature (so typer shows them, in this order) and hands
+    them to the command as one ``run`` argument.
+    """
+
+    seed: Seed = 0
+    qrhead: WithQRHead = True
+    output: Output = None
+    plot: Plot = None
+    markdown: Markdown = None
+    device: DeviceOption = None
+    quantize: QuantizeOption = None
+    rows_per_forward: RowsPerForward = None
+
+
+def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with :class:`RunOptions`' fields as options after its own, passed to it as ``run``.
+
+    typer reads a command's options from its signature: the wrapper's signature is the command's own without
+    ``run``, followed by one keyword parameter per field (its annotated type, which holds the typer option, and
+    its default); the wrapper gathers the values back into a :class:`RunOptions`.
+    """
+    own = inspect.signature(command, eval_str=True)
+    hints = get_type_hints(RunOptions, include_extras=True)
+    shared = [
+        inspect.Parameter(
+            field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=hints[field.name]
+        )
+        for field in dataclasses.fields(RunOptions)
+    ]
+
+    @functools.wraps(command)
+    def with_run_options(**values: object) -> None:
+        run: dict[str, Any] = {field.name: values.pop(field.name) for field in dataclasses.fields(RunOptions)}
+        command(**values, run=RunOptions(**run))
+
+    parameters = [parameter for name, parameter in own.parameters.items() if name != "run"]
+    with_run_options.__signature__ = own.replace(parameters=[*parameters, *shared])  # type: ignore[attr-defined]
+    return with_run_options
+
+
+class Harness(TypedDict):
+    """The harness arguments both ``run_beir`` and ``run_multihop`` take from the shared options."""
+
+    order: str
+    seed: int
+    baselines: Sequence[str]
+    show_progress: bool
+    qrhead: bool
+    rows_per_forward: int | None
+
+
+_Data = TypeVar("_Data", "BeirDataset", "list[MultihopExample]")
+
+
 def _passage_cap(value: int) -> int | None:
     if value < 0:
         raise InvalidInputError(f"--max-passage-tokens must be >= 0 (0: no cap), got {value}")
@@ -78,7 +147,7 @@ def _check(baselines: str, order: str, qrhead: bool = True) -> None:
         raise fail(exc) from exc
 
 
-def _command(kind: str, data: Path, options: dict[str, Any]) -> str:
+def _command(kind: str, data: Path, options: Mapping[str, object]) -> str:
     """The full command with every option spelled out, so a report says exactly how to reproduce it."""
     words = ["qrhead", "eval", kind, str(data)]
     for name, value in options.items():
@@ -89,65 +158,103 @@ def _command(kind: str, data: Path, options: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
-def _run(
-    kind: str,
-    data: Path,
-    options: dict[str, Any],
-    load_data: Callable[[], Any],
-    evaluate: Callable[[Any, Any, str], Any],
-    model: str,
-    heads: str | None,
-    max_passage_tokens: int,
-    load: dict[str, Any],
-    outputs: tuple[Path | None, Path | None, Path | None],
-) -> None:
-    """Shared flow: data first (fail fast), then the model, the run, the table and the files."""
-    from .._files import check_output_path, write_text_atomic
-    from ..evaluation.report import markdown_table, plot_report, write_report
-    from ..scorer import QRHeadScorer
+@dataclass(frozen=True)
+class _Evaluation:
+    """One ``qrhead eval`` command's data and the options every command has (with its own help and default)."""
 
-    output, plot, markdown = outputs
-    command = _command(kind, data, options)
-    try:
-        for path, option in ((output, "--output"), (plot, "--plot"), (markdown, "--markdown")):
-            if path is not None:
-                check_output_path(path, option=option)
-        cap = _passage_cap(max_passage_tokens)
-        payload = load_data()
-        if not (payload.queries if hasattr(payload, "queries") else payload):
-            raise DataFormatError(f"{data}: no examples to evaluate (an empty file, or --start past its end)")
-        console.print(f"Loading [bold]{model}[/bold]…")
-        started = time.perf_counter()
-        scorer = QRHeadScorer.from_pretrained(model, heads=heads, max_passage_tokens=cap, **load)
-        load_seconds = time.perf_counter() - started
-        console.print(
-            f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · loaded in "
-            f"{load_seconds:.1f} s · progress and ETA below"
-        )
-        report = evaluate(scorer, payload, command)
-        report.info["load_seconds"] = round(load_seconds, 2)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: no report written[/yellow]")
-        raise typer.Exit(code=130) from None
-    except (QRHeadError, OSError, ValueError, ImportError) as exc:
-        raise fail(exc) from exc
-    _print(report)
-    try:
-        if output is not None:
-            write_report(report, output)
-            console.print(f"report written to {output}")
-        if markdown is not None:
-            write_text_atomic(markdown, markdown_table(report, comparisons=True))
-            console.print(f"table written to {markdown}")
-        if plot is not None:
-            plot_report(report, plot)
-            console.print(f"plot written to {plot}")
-    except OSError as exc:
-        _rescue(report, exc)
-        raise fail(exc) from exc
+    kind: str
+    data: Path
+    model: str
+    heads: str | None
+    limit: int | None
+    max_passage_tokens: int
+    baselines: str
+    order: str
+
+    def run(
+        self,
+        own: Mapping[str, object],
+        load_data: Callable[[], _Data],
+        evaluate: Callable[[QRHeadScorer, _Data, str, Harness], EvalReport],
+        run: RunOptions,
+    ) -> None:
+        """The shared flow: options checked, data first (fail fast), then the model, the run, the table, the files.
+
+        Args:
+            own: the command's own options (and ``model``/``heads`` where it lists them), in its order, for the
+                reproduction command.
+            load_data: reads the data.
+            evaluate: runs the harness on the loaded scorer and data, given the reproduction command and the
+                harness options every command passes.
+            run: the options every command takes last.
+        """
+        from .._files import check_output_path, write_text_atomic
+        from ..evaluation.data import BeirDataset
+        from ..evaluation.report import markdown_table, plot_report, write_report
+        from ..evaluation.runner import parse_baselines
+        from ..scorer import QRHeadScorer
+
+        _check(self.baselines, self.order, run.qrhead)
+        shared = {"limit": self.limit, "max-passage-tokens": self.max_passage_tokens, "baselines": self.baselines}
+        options = {
+            **own,
+            **shared,
+            "order": self.order,
+            "seed": run.seed,
+            "qrhead": run.qrhead,
+            "quantize": run.quantize,
+        }
+        command = _command(self.kind, self.data, options)
+        try:
+            for path, option in ((run.output, "--output"), (run.plot, "--plot"), (run.markdown, "--markdown")):
+                if path is not None:
+                    check_output_path(path, option=option)
+            cap = _passage_cap(self.max_passage_tokens)
+            payload = load_data()
+            if not (payload.queries if isinstance(payload, BeirDataset) else payload):
+                raise DataFormatError(f"{self.data}: no examples to evaluate (an empty file, or --start past its end)")
+            console.print(f"Loading [bold]{self.model}[/bold]…")
+            started = time.perf_counter()
+            scorer = QRHeadScorer.from_pretrained(
+                self.model, heads=self.heads, max_passage_tokens=cap, device=run.device, quantize=run.quantize
+            )
+            load_seconds = time.perf_counter() - started
+            console.print(
+                f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · loaded in "
+                f"{load_seconds:.1f} s · progress and ETA below"
+            )
+            harness: Harness = {
+                "order": self.order,
+                "seed": run.seed,
+                "baselines": parse_baselines(self.baselines),
+                "show_progress": True,
+                "qrhead": run.qrhead,
+                "rows_per_forward": run.rows_per_forward,
+            }
+            report = evaluate(scorer, payload, command, harness)
+            report.info["load_seconds"] = round(load_seconds, 2)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: no report written[/yellow]")
+            raise typer.Exit(code=130) from None
+        except (QRHeadError, OSError, ValueError, ImportError) as exc:
+            raise fail(exc) from exc
+        _print(report)
+        try:
+            if run.output is not None:
+                write_report(report, run.output)
+                console.print(f"report written to {run.output}")
+            if run.markdown is not None:
+                write_text_atomic(run.markdown, markdown_table(report, comparisons=True))
+                console.print(f"table written to {run.markdown}")
+            if run.plot is not None:
+                plot_report(report, run.plot)
+                console.print(f"plot written to {run.plot}")
+        except OSError as exc:
+            _rescue(report, exc)
+            raise fail(exc) from exc
 
 
-def _rescue(report: Any, exc: OSError) -> None:
+def _rescue(report: EvalReport, exc: OSError) -> None:
     """The run finished but a file could not be written: keep the report (JSON) where it can be found."""
     import json
 
@@ -159,7 +266,8 @@ def _rescue(report: Any, exc: OSError) -> None:
     )
 
 
-def _print(report: Any) -> None:
+def _print(report: EvalReport) -> None:
+    """The metrics table and the timings."""
     info = report.info
     title = f"{info.get('data_name', '')} · {info['model']} · {info['n_queries']} queries · {info['order']}"
     table = Table(title=title)
@@ -175,6 +283,7 @@ def _print(report: Any) -> None:
 
 
 @eval_app.command()
+@_with_run_options
 def beir(
     data_dir: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")],
     split: Annotated[str, typer.Option(help="Qrels split: test, dev or train.")] = "test",
@@ -184,140 +293,58 @@ def beir(
     depth: Annotated[int, typer.Option(help="BM25 list length; ranks below --top-k keep BM25's order.")] = 100,
     limit: Limit = None,
     queries_from: Annotated[int, typer.Option("--queries-from", "--start", help="First query, in query-id order.")] = 0,
-    max_passage_tokens: Annotated[int, typer.Option(help="Cut passages to this many tokens (0: no cap).")] = 256,
+    max_passage_tokens: PassageTokens = 256,
     baselines: Baselines = DEFAULT_BASELINE_SPEC,
     order: Annotated[str, typer.Option(help="Prompt order: retriever-reversed, retriever or shuffled.")] = (
         "retriever-reversed"
     ),
-    seed: Seed = 0,
-    qrhead: WithQRHead = True,
-    output: Output = None,
-    plot: Plot = None,
-    markdown: Markdown = None,
-    device: DeviceOption = None,
-    quantize: QuantizeOption = None,
-    rows_per_forward: RowsPerForward = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Re-rank BM25's top-k for BEIR queries; nDCG@10, recall@10/100, MRR@10 for every system."""
     from ..evaluation import read_beir
-    from ..evaluation.runner import parse_baselines, run_beir
+    from ..evaluation.runner import run_beir
 
-    options = {
-        "split": split,
-        "model": model,
-        "heads": heads,
-        "top-k": top_k,
-        "depth": depth,
-        "queries-from": queries_from,
-        "limit": limit,
-        "max-passage-tokens": max_passage_tokens,
-        "baselines": baselines,
-        "order": order,
-        "seed": seed,
-        "qrhead": qrhead,
-        "quantize": quantize,
-    }
-
-    def evaluate(scorer: Any, dataset: Any, command: str) -> Any:
+    def evaluate(scorer: QRHeadScorer, dataset: BeirDataset, command: str, harness: Harness) -> EvalReport:
         info = {"data": str(data_dir), "data_name": data_dir.name, "split": split, "command": command}
         return run_beir(
-            scorer,
-            dataset,
-            top_k=top_k,
-            depth=depth,
-            start=queries_from,
-            limit=limit,
-            order=order,
-            seed=seed,
-            baselines=parse_baselines(baselines),
-            show_progress=True,
-            info=info,
-            qrhead=qrhead,
-            rows_per_forward=rows_per_forward,
+            scorer, dataset, top_k=top_k, depth=depth, start=queries_from, limit=limit, info=info, **harness
         )
 
-    _check(baselines, order, qrhead)
-    _run(
-        "beir",
-        data_dir,
-        options,
-        lambda: read_beir(data_dir, split=split),
-        evaluate,
-        model,
-        heads,
-        max_passage_tokens,
-        {"device": device, "quantize": quantize},
-        (output, plot, markdown),
-    )
+    own = {"split": split, "model": model, "heads": heads, "top-k": top_k, "depth": depth, "queries-from": queries_from}
+    job = _Evaluation("beir", data_dir, model, heads, limit, max_passage_tokens, baselines, order)
+    job.run(own, lambda: read_beir(data_dir, split=split), evaluate, run)
 
 
 @eval_app.command()
+@_with_run_options
 def multihop(
     file: Annotated[Path, typer.Argument(help="JSONL: {question, passages: [{title, text}], gold_idx} per line.")],
     model: ModelOption = DEFAULT_MODEL,
     heads: HeadsOption = None,
     start: Annotated[int, typer.Option("--start", "--queries-from", help="First question (file order).")] = 0,
     limit: Limit = None,
-    max_passage_tokens: Annotated[int, typer.Option(help="Cut passages to this many tokens (0: no cap).")] = 512,
+    max_passage_tokens: PassageTokens = 512,
     baselines: Baselines = DEFAULT_BASELINE_SPEC,
     order: Annotated[str, typer.Option(help="Prompt order: retriever (file order), retriever-reversed, shuffled.")] = (
         "retriever"
     ),
-    seed: Seed = 0,
-    qrhead: WithQRHead = True,
-    output: Output = None,
-    plot: Plot = None,
-    markdown: Markdown = None,
-    device: DeviceOption = None,
-    quantize: QuantizeOption = None,
-    rows_per_forward: RowsPerForward = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Rank each question's passages; recall@2/5/10 and all-gold@2/5/10 for every system."""
     from ..evaluation import read_multihop_jsonl
-    from ..evaluation.runner import parse_baselines, run_multihop
+    from ..evaluation.runner import run_multihop
 
-    options = {
-        "model": model,
-        "heads": heads,
-        "start": start,
-        "limit": limit,
-        "max-passage-tokens": max_passage_tokens,
-        "baselines": baselines,
-        "order": order,
-        "seed": seed,
-        "qrhead": qrhead,
-        "quantize": quantize,
-    }
+    def evaluate(scorer: QRHeadScorer, examples: list[MultihopExample], command: str, harness: Harness) -> EvalReport:
+        rows = f"rows {start}..{start + len(examples) - 1}"
+        info = {"data": str(file), "data_name": file.name, "split": rows, "command": command}
+        return run_multihop(scorer, examples, info=info, **harness)
 
-    def evaluate(scorer: Any, examples: Any, command: str) -> Any:
-        info = {
-            "data": str(file),
-            "data_name": file.name,
-            "split": f"rows {start}..{start + len(examples) - 1}",
-            "command": command,
-        }
-        return run_multihop(
-            scorer,
-            examples,
-            order=order,
-            seed=seed,
-            baselines=parse_baselines(baselines),
-            show_progress=True,
-            info=info,
-            qrhead=qrhead,
-            rows_per_forward=rows_per_forward,
-        )
-
-    _check(baselines, order, qrhead)
-    _run(
-        "multihop",
-        file,
-        options,
+    job = _Evaluation("multihop", file, model, heads, limit, max_passage_tokens, baselines, order)
+    job.run(
+        {"model": model, "heads": heads, "start": start},
         lambda: read_multihop_jsonl(file, limit=limit, start=start),
         evaluate,
-        model,
-        heads,
-        max_passage_tokens,
-        {"device": device, "quantize": quantize},
-        (output, plot, markdown),
+        run,
     )
