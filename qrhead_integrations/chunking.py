@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InvalidInputError, PassageTypeError, UnencodableTextError
 from .prompt import check_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 _LINE_END = r"(?:\r\n|\r(?!\n)|\n)"
 _PARAGRAPH_BREAK = re.compile(rf"{_LINE_END}[ \t]*{_LINE_END}\s*|\u2029\s*")
@@ -33,6 +36,7 @@ class SourceDocument:
     id: str | None = None
 
     def __post_init__(self) -> None:
+        """Check both texts (a typed error for a non-``str`` or unencodable one)."""
         check_text(self.text, "document text")
         check_text(self.title, "document title")
 
@@ -49,7 +53,7 @@ class Chunk:
     doc_id: str | None = None
 
 
-def to_document(item: Any, index: int) -> SourceDocument:
+def to_document(item: object, index: int) -> SourceDocument:
     """Accept ``str``, :class:`SourceDocument`, ``(title, text)`` or a mapping with ``text``/``title``/``id``."""
     if isinstance(item, SourceDocument):
         return item
@@ -117,15 +121,20 @@ class Chunker:
 
     A paragraph that fits is one chunk. A longer paragraph is split into sentences packed greedily up to the
     cap; a sentence longer than the cap is cut at token boundaries.
+
+    Args:
+        tokenizer: the scoring model's tokenizer (a fast one: chunks are cut at its character offsets).
+        max_tokens: the chunk size cap (at least 8).
     """
 
-    def __init__(self, tokenizer: Any, max_tokens: int = 256) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int = 256) -> None:
         if max_tokens < 8:
             raise InvalidInputError(f"max_tokens must be >= 8, got {max_tokens}")
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
     def split(self, documents: str | Iterable[Any]) -> list[Chunk]:
+        """Every document's chunks, in document order, with exact character offsets into its text."""
         chunks: list[Chunk] = []
         for doc_index, doc in enumerate(to_documents(documents)):
             for start, end in self._document_spans(doc.text):

@@ -61,8 +61,11 @@ class CompressionResult:
 
     @property
     def text(self) -> str:
-        """The compressed context: the kept chunks joined by the separator — or, when nothing was removed, the
-        input exactly as given (its own line ends and spacing), not a re-joined copy of it."""
+        """The compressed context: the kept chunks joined by the separator.
+
+        When nothing was removed, it is the input exactly as given (its own line ends and spacing), not a
+        re-joined copy of it.
+        """
         if self.whole is not None:
             return self.whole
         return self.separator.join(item.chunk.text for item in self.kept)
@@ -79,8 +82,11 @@ class CompressionResult:
 
 @dataclass(frozen=True)
 class CompressionDefaults:
-    """Every compressor default, in one place: :class:`ContextCompressor` and both frameworks' compressor
-    components read their defaults from :data:`COMPRESSION_DEFAULTS` (see ``ContextCompressor`` for each)."""
+    """Every compressor default, in one place.
+
+    :class:`ContextCompressor` and both frameworks' compressor components read their defaults from
+    :data:`COMPRESSION_DEFAULTS` (see ``ContextCompressor`` for each).
+    """
 
     budget_tokens: int | None = 1024
     """Reader tokens of kept text: a working default, so a compressor built with no options compresses."""
@@ -208,9 +214,11 @@ class ContextCompressor:
 
     # ------------------------------------------------------------------------------------------- selection
     def select(self, scored: list[ScoredChunk]) -> list[ScoredChunk]:
-        """Choose chunks from already-scored ones (original order in, original order out) under this
-        compressor's budget, ``top_k``, ``min_score`` and ``keep_neighbors`` — public so that other scores
-        (e.g. a BM25 baseline) can be compared under exactly the same selection rules."""
+        """Choose chunks from already-scored ones (original order in, original order out).
+
+        The choice follows this compressor's budget, ``top_k``, ``min_score`` and ``keep_neighbors`` — public so
+        that other scores (e.g. a BM25 baseline) can be compared under exactly the same selection rules.
+        """
         ranked = sorted(range(len(scored)), key=lambda i: (-scored[i].priority, i))
         if self.min_score is not None:
             ranked = [i for i in ranked if scored[i].score >= self.min_score]

@@ -123,9 +123,11 @@ class PreparedExample:
 def prepare_examples(
     examples: Iterable[LabelledExample], *, seed: int = 0, shuffle: bool = True
 ) -> Iterator[PreparedExample]:
-    """The examples detection scores, lazily: candidates shuffled with one ``random.Random(seed)`` (one shuffle
-    per example, in input order, so a seed and an example list always give the same prompts — also on
-    distributed workers), examples whose gold passages are empty skipped with a warning at the end."""
+    """The examples detection scores, lazily, their candidates shuffled with one ``random.Random(seed)``.
+
+    One shuffle per example, in input order, so a seed and an example list always give the same prompts — also
+    on distributed workers. Examples whose gold passages are empty are skipped with a warning at the end.
+    """
     rng = random.Random(seed)
     skipped = 0
     for index, example in enumerate(examples):
@@ -142,8 +144,11 @@ def prepare_examples(
 
 @dataclass(frozen=True)
 class ExampleHeadScores:
-    """Every head's calibrated scores on one example: ``per_head`` is ``(num_layers * num_heads, passages)``
-    in layer-major head order, passages and ``gold`` indices in the order they were scored."""
+    """Every head's calibrated scores on one example.
+
+    ``per_head`` is ``(num_layers * num_heads, passages)`` in layer-major head order, passages and ``gold``
+    indices in the order they were scored.
+    """
 
     per_head: torch.Tensor
     gold: tuple[int, ...]
@@ -159,8 +164,9 @@ def example_head_scores(
     total: int | None = None,
     max_layer: int | None = None,
 ) -> Iterator[ExampleHeadScores]:
-    """Score every head of ``scorer``'s model on each example, one example at a time (the expensive step of
-    detection; :func:`head_scores_table` and :func:`choose_heads` only read its output).
+    """Score every head of ``scorer``'s model on each example, one example at a time.
+
+    The expensive step of detection: :func:`head_scores_table` and :func:`choose_heads` only read its output.
 
     With ``max_layer`` only the heads of layers ``0 .. max_layer - 1`` are scored (``per_head`` then has
     ``max_layer * num_heads`` rows) and the forward stops there, so a depth-budgeted detection is also cheaper.
@@ -256,6 +262,7 @@ def score_heads(
 
 
 def detection_provenance(scorer: QRHeadScorer, seed: int | None, data: str | None) -> dict[str, Any]:
+    """What a detected head set records of how it was found: model, seed, candidate order, data, date..."""
     return {
         "model": scorer.model_id,
         "seed": seed,
@@ -283,8 +290,11 @@ class HeadSelection:
 
 
 def subset_metric(scored: Sequence[ExampleHeadScores], heads: Sequence[int], metric: str = "ndcg@10") -> float:
-    """Mean ``metric`` (``"ndcg@10"`` or ``"recall@K"``) of the head subset ``heads`` (flat layer-major
-    indices) over scored examples: the subset's score is the mean of its heads' scores, as in the scorer."""
+    """Mean ``metric`` (``"ndcg@10"`` or ``"recall@K"``) of the head subset ``heads`` over scored examples.
+
+    ``heads`` are flat layer-major indices; the subset's score is the mean of its heads' scores, as in the
+    scorer.
+    """
     if not scored:
         return math.nan
     total = 0.0
@@ -314,8 +324,10 @@ def ranking_metric(scores: Sequence[float] | torch.Tensor, gold: Sequence[int], 
 
 
 def _metric_rows(scores: torch.Tensor, gold: Sequence[int], metric: str) -> torch.Tensor:
-    """``metric`` of every row of ``scores`` (``(rows, passages)``, each row one ranking's scores); ties keep the
-    lower passage index first, as the scorer's ``rank`` does."""
+    """``metric`` of every row of ``scores`` (``(rows, passages)``, each row one ranking's scores).
+
+    Ties keep the lower passage index first, as the scorer's ``rank`` does.
+    """
     k = check_metric(metric)
     if k is None:
         return _ndcg_at_10(scores, gold)
@@ -435,9 +447,11 @@ def choose_heads(
     prefer: int = 16,
     margin: float = 0.02,
 ) -> HeadSelection:
-    """Pick a head set on held-out examples: the top-``k`` heads of ``table`` for each ``k`` in ``sizes`` and
-    (``layer=True``) every head of the table's best layer are scored on ``validation``; the paper's top-``prefer``
-    is kept unless another candidate beats it by more than ``margin``, in which case the best one is taken.
+    """Pick a head set on held-out examples.
+
+    The top-``k`` heads of ``table`` for each ``k`` in ``sizes`` and (``layer=True``) every head of the table's
+    best layer are scored on ``validation``; the paper's top-``prefer`` is kept unless another candidate beats
+    it by more than ``margin``, in which case the best one is taken.
 
     Why: for small models the paper's fixed top-16 is not automatically best (a prototype saw fewer heads or
     one whole layer do better), and the only honest way to choose is on examples the table was not made from.
@@ -592,9 +606,12 @@ def select_heads(
     provenance: dict[str, Any] | None = None,
     max_layer: int | None = None,
 ) -> Detection:
-    """Choose heads from scored examples (the step after :func:`example_head_scores`; see :func:`detect_heads`
-    for the options). The one place the table, the held-out split and the choice are made, for the API, the
-    CLI and distributed detection alike. With ``max_layer``, examples scored deeper are cut to its layers."""
+    """Choose heads from scored examples (the step after :func:`example_head_scores`).
+
+    See :func:`detect_heads` for the options. The one place the table, the held-out split and the choice are
+    made, for the API, the CLI and distributed detection alike. With ``max_layer``, examples scored deeper are
+    cut to its layers.
+    """
     check_held_out(top_k, validation, len(scored))
     if max_layer is not None:
         depth = check_max_layer(max_layer, shape[0])
@@ -633,8 +650,10 @@ def greedy_head_set(
     metric: str = "ndcg@10",
     max_heads: int = 32,
 ) -> HeadSet:
-    """:func:`greedy_heads` on one task's examples, as a :class:`HeadSet` in the order the heads were added,
-    each with its ``table`` score, the path's figures in the provenance."""
+    """:func:`greedy_heads` on one task's examples, as a :class:`HeadSet` in the order the heads were added.
+
+    Each head keeps its ``table`` score; the path's figures go in the provenance.
+    """
     n_heads = table.scores.shape[1]
     path = greedy_heads(
         [Objective(fit, metric)], [Objective(stop, metric)], n_total=table.scores.size, max_heads=max_heads
@@ -683,8 +702,10 @@ def plot_head_scores(table: HeadScores, path: str, *, top_k: int = 16, title: st
 
 
 def mean_recall(scorer: QRHeadScorer, examples: Sequence[LabelledExample], k: int = 2) -> float:
-    """Mean fraction of gold passages in the top ``k`` (the multi-hop recall@k used to compare head sets): the
-    heads' own ranking, no fusion."""
+    """Mean fraction of gold passages in the top ``k``: the multi-hop recall@k used to compare head sets.
+
+    The heads' own ranking, no fusion.
+    """
     if not examples:
         return math.nan
     total = 0.0

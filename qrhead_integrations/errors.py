@@ -21,9 +21,11 @@ class EmptyQueryError(InvalidInputError):
 
 
 class UnencodableTextError(InvalidInputError):
-    """A query, passage or title holds a lone surrogate (e.g. ``"\\ud800"`` from a bad decode): it is not text any
-    tokenizer can encode. The message names the passage and the position; clean the text first, e.g. with
-    ``text.encode("utf-8", "replace").decode("utf-8")``."""
+    r"""A query, passage or title holds a lone surrogate: it is not text any tokenizer can encode.
+
+    A lone surrogate (e.g. ``"\ud800"``) comes from a bad decode. The message names the passage and the
+    position; clean the text first, e.g. with ``text.encode("utf-8", "replace").decode("utf-8")``.
+    """
 
 
 class PassageTypeError(QRHeadError, TypeError):
@@ -47,10 +49,15 @@ class DataFormatError(QRHeadError, ValueError):
 
 
 class OutputPathError(QRHeadError, ValueError):
-    """An output path can never be written as a file (an existing directory, a parent that is a file, no
-    permission). Raised before any work starts, so a long run's result is not lost at the end."""
+    """An output path can never be written as a file (an existing directory, a parent that is a file, no permission).
+
+    Raised before any work starts, so a long run's result is not lost at the end.
+    """
 
 
 class TokenCounterError(QRHeadError, RuntimeError):
-    """A token counter cannot be built (missing package or encoding file, not a counter at all) or answered
-    something that is not a token count (negative, NaN, ``None``)."""
+    """A token counter cannot be built, or answered something that is not a token count.
+
+    It cannot be built for a missing package or encoding file, or something that is not a counter at all; a
+    negative, NaN or ``None`` answer is not a count.
+    """

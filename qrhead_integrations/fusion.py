@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from .errors import InvalidInputError
 
@@ -45,6 +45,7 @@ class Fusion:
     k: int = RRF_K
 
     def __post_init__(self) -> None:
+        """Check the weights (each in ``[0, 1]``, together at most 1) and ``k``."""
         for name in ("weight", "lexical"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -82,14 +83,16 @@ LEXICAL_HELP = (
 """The compressor adapters' field description of ``lexical``."""
 
 
-def as_fusion_setting(value: Any) -> Fusion | Literal["default"] | None:
+def as_fusion_setting(value: object) -> Fusion | Literal["default"] | None:
     """:func:`as_fusion`, letting :data:`MODEL_DEFAULT` through (an adapter's or a config's unresolved default)."""
     return MODEL_DEFAULT if value == MODEL_DEFAULT else as_fusion(value)
 
 
-def as_fusion(value: Any) -> Fusion | None:
-    """``None``, a :class:`Fusion`, a mapping of its fields, or a number (the first stage's weight, no lexical
-    share) as a :class:`Fusion` — the one conversion the scorer and the adapters share.
+def as_fusion(value: object) -> Fusion | None:
+    """``None``, a :class:`Fusion`, a mapping of its fields, or a number, as a :class:`Fusion` (or ``None``).
+
+    A number is the first stage's weight, with no lexical share. This is the one conversion the scorer and the
+    adapters share.
 
     Raises:
         InvalidInputError: anything else, or out-of-range weights.

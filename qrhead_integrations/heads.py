@@ -51,6 +51,7 @@ class HeadSet:
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check the heads (non-negative ``(layer, head)`` ints, no repeat) and their scores."""
         if not self.heads:
             raise HeadSpecError("a head set needs at least one head")
         seen: set[Head] = set()
@@ -93,12 +94,15 @@ class HeadSet:
 
     # -------------------------------------------------------------------------------------------- queries
     def __len__(self) -> int:
+        """How many heads."""
         return len(self.heads)
 
     def __iter__(self) -> Iterator[Head]:
+        """The heads, in order (best first for a detected set)."""
         return iter(self.heads)
 
     def __str__(self) -> str:
+        """The ``"layer-head,..."`` form that :meth:`parse` reads."""
         return ",".join(f"{layer}-{head}" for layer, head in self.heads)
 
     @property
@@ -138,6 +142,7 @@ class HeadSet:
 
     # ----------------------------------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: format version, heads, scores and provenance."""
         return {
             "format_version": HEADSET_FORMAT_VERSION,
             "heads": str(self),
@@ -147,6 +152,7 @@ class HeadSet:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HeadSet:
+        """A head set from its JSON form (``heads`` as a string or as pairs)."""
         if "heads" not in data:
             raise HeadSpecError("head set JSON has no 'heads' field")
         heads_field = data["heads"]
@@ -166,6 +172,7 @@ class HeadSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HeadSet:
+        """A head set from a JSON file (see :meth:`save`)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -193,7 +200,7 @@ def resolve_heads(
     return heads.validate(num_layers, num_heads)
 
 
-def _resolve_unvalidated(spec: Any, *, model_id: str | None, num_layers: int, num_heads: int) -> HeadSet:
+def _resolve_unvalidated(spec: object, *, model_id: str | None, num_layers: int, num_heads: int) -> HeadSet:
     from .presets import default_preset, get_preset, preset_names  # presets import this module
 
     if spec is None:

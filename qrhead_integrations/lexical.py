@@ -130,6 +130,7 @@ class BM25Index:
         self._id_rank[np.argsort(np.array(ids, dtype=object), kind="stable")] = np.arange(len(ids))
 
     def __len__(self) -> int:
+        """How many documents the index holds."""
         return len(self.ids)
 
     def scores(self, query: str) -> np.ndarray:

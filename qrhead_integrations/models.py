@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class BundledModel:
     licence: str
 
     def version_key(self) -> str:
+        """The installed versions of its distributions (``"name=version;..."``; ``?`` for a missing one)."""
         versions = []
         for dist in self.distributions:
             try:
@@ -235,7 +240,8 @@ def needs_conversion(model: str | os.PathLike[str], cache: str | os.PathLike[str
     """Whether loading ``model`` will first convert a bundled GGUF (a minute or more; later loads read the cache).
 
     False for anything that is not an installed bundled model (hub ids, folders, ``.gguf`` files are not
-    predicted)."""
+    predicted).
+    """
     name = os.fspath(model).lower()
     if name not in BUNDLED_MODELS or BUNDLED_MODELS[name].find_parts() is None:
         return False
@@ -348,7 +354,7 @@ def load_model(
     return LoadedModel(lm, tokenizer, model_id)
 
 
-def _set_hf_progress(hf_logging: Any, show: bool) -> None:
+def _set_hf_progress(hf_logging: ModuleType, show: bool) -> None:
     """Switch transformers' progress bars on or off (its switches are untyped)."""
     if show:
         hf_logging.enable_progress_bar()
@@ -358,7 +364,7 @@ def _set_hf_progress(hf_logging: Any, show: bool) -> None:
 
 @contextmanager
 def _progress_bars(show: bool) -> Iterator[None]:
-    """transformers' progress bars on (``show``) or off for the duration, then as they were."""
+    """Transformers' progress bars on (``show``) or off for the duration, then as they were."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
@@ -389,9 +395,10 @@ def check_quantize(quantize: str, device: torch.device, dtype: torch.dtype) -> N
         raise ModelLoadError(f"quantize='int8' needs float32 activations, got dtype {dtype}")
 
 
-def quantize_int8(model: Any) -> Any:
-    """The model with its ``nn.Linear`` layers dynamically quantised to int8 (weights int8, activations quantised
-    per batch), in place.
+def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """The model with its ``nn.Linear`` layers dynamically quantised to int8, in place.
+
+    The weights become int8; activations are quantised per batch.
 
     Why dynamic int8: on a CPU the forward pass is nearly all Linear layers, and int8 matrix products are cheaper
     than float32 ones (a probe of one Qwen-0.5B-sized MLP pair: 1.6x; the whole scorer is not benchmarked yet);
@@ -406,4 +413,5 @@ def quantize_int8(model: Any) -> Any:
         warnings.simplefilter("ignore", category=UserWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
+        quantized: PreTrainedModel = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
+    return quantized

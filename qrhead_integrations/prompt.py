@@ -1,6 +1,6 @@
-"""The one place that knows how a QRHead prompt is laid out and where each passage's tokens are.
+r"""The one place that knows how a QRHead prompt is laid out and where each passage's tokens are.
 
-Layout (docs/engine.md, "Method"): one user turn — an opening line, the passages as ``[i] title\\ntext``
+Layout (docs/engine.md, "Method"): one user turn — an opening line, the passages as ``[i] title\ntext``
 separated by blank lines, a late instruction and ``Query: {query}`` — wrapped in the tokenizer's own chat template
 with the assistant header appended, or a plain layout when the tokenizer has no template.
 
@@ -22,11 +22,14 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 OPENING = "Here are some paragraphs:\n\n"
 PASSAGE_SEPARATOR = "\n\n"
@@ -42,7 +45,7 @@ Layout = Literal["auto", "chat", "plain"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_text(value: Any, what: str) -> str:
+def check_text(value: object, what: str) -> str:
     """``value`` if it is a ``str`` a tokenizer can encode; else a typed error naming ``what``.
 
     Raises:
@@ -71,6 +74,7 @@ class Passage:
     title: str = ""
 
     def __post_init__(self) -> None:
+        """Check both texts (a typed error for a non-``str`` or unencodable one)."""
         check_text(self.text, "passage text")
         check_text(self.title, "passage title")
 
@@ -84,7 +88,7 @@ PassageLike = str | Passage | Sequence[str] | Mapping[str, Any]
 """Accepted passage inputs: ``str``, :class:`Passage`, ``(title, text)``, or a mapping with ``text``/``title``."""
 
 
-def to_passage(item: Any, index: int = 0) -> Passage:
+def to_passage(item: object, index: int = 0) -> Passage:
     """Normalise one passage input, raising a typed error naming its index for non-text or unencodable input."""
     try:
         return _to_passage(item, index)
@@ -92,7 +96,7 @@ def to_passage(item: Any, index: int = 0) -> Passage:
         raise UnencodableTextError(f"passage {index}: {exc}") from None
 
 
-def _to_passage(item: Any, index: int) -> Passage:
+def _to_passage(item: object, index: int) -> Passage:
     if isinstance(item, Passage):
         return item
     if isinstance(item, str):
@@ -121,7 +125,7 @@ def to_passages(items: Iterable[Any]) -> list[Passage]:
     return [to_passage(item, i) for i, item in enumerate(items)]
 
 
-def check_query(query: Any) -> str:
+def check_query(query: object) -> str:
     """Return the query, or raise a typed error for non-text or empty queries."""
     text = check_text(query, "the query")
     if not text.strip():
@@ -130,7 +134,7 @@ def check_query(query: Any) -> str:
 
 
 def passage_block(number: int, passage: Passage) -> str:
-    """``[i] title\\ntext`` (or ``[i] text`` without a title): the marker and title belong to the span."""
+    r"""``[i] title\ntext`` (or ``[i] text`` without a title): the marker and title belong to the span."""
     head = f"[{number}] {passage.title}".rstrip() if passage.title.strip() else f"[{number}]"
     return f"{head}\n{passage.text}" if passage.title.strip() else f"{head} {passage.text}"
 
@@ -161,7 +165,7 @@ class PromptBuilder:
     """Encode prompt bodies with a fast tokenizer's backend directly (see :meth:`_encode_body`); ``False``
     goes through the ``transformers`` wrapper (the previous path, kept for the throughput benchmark)."""
 
-    def __init__(self, tokenizer: Any, layout: Layout = "auto") -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, layout: Layout = "auto") -> None:
         self.tokenizer = tokenizer
         self.layout = self._choose_layout(layout)
         self.before_ids, self.after_ids = self._template_ids()
@@ -218,12 +222,16 @@ class PromptBuilder:
         """Tokens of ``text`` read as user text."""
         return len(self._user_ids(text))
 
-    def _user_ids_many(self, texts: Sequence[str], offsets: bool = False) -> Any:
-        """One batched tokenizer call for many user texts (the per-call overhead, not the tokenising, is what
-        costs on a GPU, where a forward over a few thousand tokens takes milliseconds)."""
-        return self.tokenizer(
+    def _user_ids_many(self, texts: Sequence[str], offsets: bool = False) -> BatchEncoding:
+        """One batched tokenizer call for many user texts.
+
+        The per-call overhead, not the tokenising, is what costs on a GPU, where a forward over a few thousand
+        tokens takes milliseconds.
+        """
+        encoding: BatchEncoding = self.tokenizer(
             list(texts), add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=offsets
         )
+        return encoding
 
     def block_tokens(self, passages: Sequence[Passage]) -> list[int]:
         """Approximate token count of each passage's block in a prompt (marker, title, text, separator)."""
@@ -241,8 +249,10 @@ class PromptBuilder:
         return self.truncate_counted(passages, max_tokens)[0]
 
     def truncate_counted(self, passages: Sequence[Passage], max_tokens: int) -> tuple[list[Passage], list[int]]:
-        """:meth:`truncate_many`, and each returned text's token count from the same tokenizer call (so a caller
-        that needs both tokenises the texts once)."""
+        """:meth:`truncate_many`, and each returned text's token count from the same tokenizer call.
+
+        A caller that needs both so tokenises the texts once.
+        """
         if not passages:
             return [], []
         encoding = self._user_ids_many([passage.text for passage in passages], offsets=True)
@@ -258,9 +268,11 @@ class PromptBuilder:
 
     @staticmethod
     def block_token_bound(passage: Passage, text_tokens: int) -> int:
-        """An upper bound on the tokens of the passage's block, from its text's token count: no token is shorter
-        than one byte, so the marker, title and separator take at most their UTF-8 length, and joining the
-        pieces changes the text's own count by a token or two at its ends (the margin)."""
+        """An upper bound on the tokens of the passage's block, from its text's token count.
+
+        No token is shorter than one byte, so the marker, title and separator take at most their UTF-8 length,
+        and joining the pieces changes the text's own count by a token or two at its ends (the margin).
+        """
         head = passage_block(99, Passage(text="", title=passage.title)) + PASSAGE_SEPARATOR
         return text_tokens + len(head.encode("utf-8")) + 4
 
@@ -276,8 +288,10 @@ class PromptBuilder:
     def encode(
         self, passages: Sequence[Passage], queries: Sequence[str], tails: Sequence[list[int]] | None = None
     ) -> EncodedPrompt:
-        """Encode the shared prefix for ``passages`` (in the given order) and one tail per query (``tails``:
-        the queries' :meth:`tail_ids`, when the caller already has them)."""
+        """Encode the shared prefix for ``passages`` (in the given order) and one tail per query.
+
+        ``tails`` are the queries' :meth:`tail_ids`, when the caller already has them.
+        """
         body, char_spans = self._prefix_body(passages)
         body_ids, offsets = self._encode_body(body)
         token_spans = _char_to_token_spans(offsets, char_spans)

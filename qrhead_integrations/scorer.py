@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -37,6 +37,9 @@ from .models import DEFAULT_MODEL, load_model
 from .presets import model_fusion
 from .prompt import NULL_QUERY, EncodedPrompt, Layout, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Order = Literal["as_given", "reversed", "shuffled"]
 
@@ -99,6 +102,7 @@ class ScorerConfig:
     fusion: Fusion | float | Literal["default"] | None = MODEL_DEFAULT
 
     def __post_init__(self) -> None:
+        """Check the fields (a bad one raises :class:`~qrhead_integrations.errors.InvalidInputError`)."""
         object.__setattr__(self, "fusion", as_fusion_setting(self.fusion))  # validates the weights
         if self.order not in ("as_given", "reversed", "shuffled"):
             raise InvalidInputError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
@@ -145,18 +149,19 @@ class QRHeadScorer:
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         *,
         heads: HeadSpec = None,
         model_id: str | None = None,
         config: ScorerConfig | None = None,
-        **config_overrides: Any,
+        **config_overrides: object,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id or getattr(model.config, "name_or_path", None) or type(model).__name__
-        self.config = replace(config or ScorerConfig(), **config_overrides)
+        fields: dict[str, Any] = dict(config_overrides)  # each field's value is ScorerConfig's to check
+        self.config = replace(config or ScorerConfig(), **fields)
         if self.config.fusion == MODEL_DEFAULT:
             self.config = replace(self.config, fusion=model_fusion(self.model_id))
         self.num_layers, self.num_heads = _layer_shape(model)
@@ -181,7 +186,7 @@ class QRHeadScorer:
         quantize: str | None = None,
         show_progress: bool = False,
         config: ScorerConfig | None = None,
-        **config_overrides: Any,
+        **config_overrides: object,
     ) -> QRHeadScorer:
         """Load a model and build a scorer.
 
@@ -198,7 +203,8 @@ class QRHeadScorer:
                 heads are exact for the quantised model; rankings can change, see docs/engine.md), or ``None``.
             show_progress: progress bars: transformers' weight loading and the scorer's forward passes
                 (``ScorerConfig.show_progress``). Off by default: a cached load takes seconds.
-            config: a :class:`ScorerConfig`; further keyword arguments override its fields.
+            config: a :class:`ScorerConfig`.
+            **config_overrides: :class:`ScorerConfig` fields overriding ``config``'s (``debias=True``...).
         """
         loaded = load_model(
             model,
@@ -224,14 +230,15 @@ class QRHeadScorer:
         """A scorer over the same model (no reload) reading other heads — for ablations and detection."""
         return self.with_config(heads=heads)
 
-    def with_config(self, *, heads: HeadSpec = None, **config_overrides: Any) -> QRHeadScorer:
+    def with_config(self, *, heads: HeadSpec = None, **config_overrides: object) -> QRHeadScorer:
         """A scorer over the same model with other heads and/or config fields."""
         return QRHeadScorer(
             self.model,
             self.tokenizer,
             heads=self.heads if heads is None else heads,
             model_id=self.model_id,
-            config=replace(self.config, **config_overrides),
+            config=self.config,
+            **config_overrides,
         )
 
     # -------------------------------------------------------------------------------------------- properties
@@ -248,6 +255,7 @@ class QRHeadScorer:
         return min(native, self.config.max_length) if self.config.max_length else native
 
     def __repr__(self) -> str:
+        """The model id, how many heads and the device."""
         return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
 
     @property
@@ -271,8 +279,11 @@ class QRHeadScorer:
     """Tokens a context must leave for passages and the query beyond the prompt template's own."""
 
     def _check_room(self) -> None:
-        """Refuse a ``max_length`` that cannot hold the template plus any real passage and query (it would fail
-        on every call); the template's own size is measured with one empty passage and the ``"N/A"`` query."""
+        """Refuse a ``max_length`` that cannot hold the template plus any real passage and query.
+
+        Such a length would fail on every call; the template's own size is measured with one empty passage and
+        the ``"N/A"`` query.
+        """
         if self.config.max_length is None:
             return
         encoded = self._builder.encode([Passage(text="")], [NULL_QUERY])
@@ -476,8 +487,11 @@ class QRHeadScorer:
         uncut: bool,
         show_progress: bool | None,
     ) -> list[torch.Tensor]:
-        """``(queries, heads, passages)`` for each ``(checked queries, passages)`` row: every row is planned
-        (cut, orders, windows, encoded prompts), then the prompts run ``rows_per_forward`` at a time."""
+        """``(queries, heads, passages)`` for each ``(checked queries, passages)`` row.
+
+        Every row is planned (cut, orders, windows, encoded prompts), then the prompts run ``rows_per_forward``
+        at a time.
+        """
         results: list[torch.Tensor] = []
         totals: dict[int, tuple[torch.Tensor, list[int], int]] = {}
         units: list[_Unit] = []
@@ -525,9 +539,12 @@ class QRHeadScorer:
     # ------------------------------------------------------------------------------------------- internals
     @property
     def legacy_host_path(self) -> bool:
-        """The host path before issue #18 (blocks tokenised again to be counted, tail ids per window, bodies
-        through the ``transformers`` wrapper), kept selectable for ``benchmarks/bench_throughput.py``'s
-        before/after host-share comparison. Off by default; both paths give the same token ids."""
+        """The host path before issue #18, kept selectable for ``benchmarks/bench_throughput.py``.
+
+        That path tokenises blocks again to count them, builds tail ids per window and runs bodies through the
+        ``transformers`` wrapper; the benchmark compares host shares before and after. Off by default; both
+        paths give the same token ids.
+        """
         return not self._builder.direct_backend
 
     @legacy_host_path.setter
@@ -535,8 +552,10 @@ class QRHeadScorer:
         self._builder.direct_backend = not value
 
     def _cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None]:
-        """The passages cut to ``max_passage_tokens``, and their texts' token counts from the same tokenizer
-        call (``None`` without a cap: nothing was tokenised)."""
+        """The passages cut to ``max_passage_tokens``, and their texts' token counts from the same tokenizer call.
+
+        The counts are ``None`` without a cap: nothing was tokenised.
+        """
         limit = self.config.max_passage_tokens
         if limit is None:
             return passages, None
@@ -602,15 +621,20 @@ class QRHeadScorer:
         return windows
 
     def _can_pack(self) -> bool:
-        """Whether this model's cache keeps every position (the packed layouts need it; sliding-window models
-        run their tails on a forked cache instead, one row per forward)."""
+        """Whether this model's cache keeps every position, as the packed layouts need.
+
+        Sliding-window models run their tails on a forked cache instead, one row per forward.
+        """
         return capture.can_crop(capture.new_cache(self.model))
 
     def _packed_recorder(
         self, prefix_len: int, shared_rows: int, tails: list[list[int]], *, own: bool = False
     ) -> tuple[capture.Packing, capture.HeadRecorder]:
-        """The packed layout of prefix + tails and a recorder summing the instruction rows (group 0) and each
-        tail's rows (group ``i``) apart; ``own`` ties the recorder to this layout (a row of a batch)."""
+        """The packed layout of prefix + tails, and a recorder for it.
+
+        The recorder sums the instruction rows (group 0) and each tail's rows (group ``i``) apart; ``own`` ties
+        it to this layout (a row of a batch).
+        """
         packing = capture.Packing(prefix_len, len(tails[0]), tuple(len(t) for t in tails[1:]))
         n_rows = shared_rows + sum(len(t) for t in tails)
         groups = torch.zeros(1, 1 + len(tails), n_rows)
@@ -625,8 +649,10 @@ class QRHeadScorer:
         return packing, recorder
 
     def _capture_many(self, prompts: Sequence[EncodedPrompt]) -> list[list[torch.Tensor]]:
-        """:meth:`_capture` for several prompts in one right-padded forward (:class:`capture.BatchPacking`);
-        each prompt's result is what :meth:`_capture` gives it alone."""
+        """:meth:`_capture` for several prompts in one right-padded forward (:class:`capture.BatchPacking`).
+
+        Each prompt's result is what :meth:`_capture` gives it alone.
+        """
         if len(prompts) == 1:
             only = prompts[0]
             return [self._capture(only.prefix_ids, only.shared_rows, only.tails)]
@@ -726,8 +752,11 @@ class _Unit:
 
 
 def _forward_groups(units: list[_Unit], rows_per_forward: int) -> list[list[_Unit]]:
-    """Units grouped for batched forwards: by length (little padding), at most ``rows_per_forward`` and
-    :data:`BATCH_TOKENS` padded tokens per group (the caller passes 1 for a model that cannot pack)."""
+    """Units grouped for batched forwards: by length (little padding).
+
+    At most ``rows_per_forward`` units and :data:`BATCH_TOKENS` padded tokens go in a group (the caller passes 1
+    for a model that cannot pack).
+    """
     if rows_per_forward == 1:
         return [[unit] for unit in units]
     groups: list[list[_Unit]] = []
@@ -740,13 +769,14 @@ def _forward_groups(units: list[_Unit], rows_per_forward: int) -> list[list[_Uni
     return groups
 
 
-def _row_list(rows: Any) -> list[Any]:
+def _row_list(rows: object) -> list[Any]:
+    """``rows`` as a list, or a typed error when it is no iterable of rows (a string is not)."""
     if isinstance(rows, str | bytes) or not isinstance(rows, Iterable):
         raise PassageTypeError("rows must be a list of (query, passages) pairs")
     return list(rows)
 
 
-def _check_row(index: int, row: Any) -> tuple[str, list[Passage]]:
+def _check_row(index: int, row: object) -> tuple[str, list[Passage]]:
     """A checked ``(query, passages)`` row; a typed error naming the row otherwise."""
     if isinstance(row, str | bytes) or not isinstance(row, Sequence) or len(row) != 2:
         raise PassageTypeError(f"row {index}: expected a (query, passages) pair, got {type(row).__name__}")
@@ -763,12 +793,13 @@ def _check_first_stage(scores: Sequence[float] | None, count: int, *, row: int |
         raise InvalidInputError(f"{where}{len(scores)} first-stage scores for {count} passages")
 
 
-def _check_top_n(top_n: Any) -> None:
+def _check_top_n(top_n: object) -> None:
+    """An int >= 0 or ``None``; anything else raises :class:`~qrhead_integrations.errors.InvalidInputError`."""
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
         raise InvalidInputError(f"top_n must be an int >= 0 or None, got {top_n!r}")
 
 
-def _layer_shape(model: Any) -> tuple[int, int]:
+def _layer_shape(model: PreTrainedModel) -> tuple[int, int]:
     """``(num_layers, num_attention_heads)`` from the model's (text) config."""
     config = model.config
     text_config = getattr(config, "get_text_config", lambda: config)()

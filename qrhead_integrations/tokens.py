@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import TokenCounterError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TokenCounter", "TokenCounterError", "resolve_counter", "tiktoken_counter", "tokenizer_counter"]
 
@@ -54,7 +57,7 @@ def tiktoken_counter(encoding: str) -> TokenCounter:
     return count
 
 
-def tokenizer_counter(tokenizer: Any) -> TokenCounter:
+def tokenizer_counter(tokenizer: PreTrainedTokenizerBase) -> TokenCounter:
     """Count tokens with a Hugging Face tokenizer; special-token look-alikes count as text."""
 
     def count(text: str) -> int:
@@ -65,9 +68,11 @@ def tokenizer_counter(tokenizer: Any) -> TokenCounter:
     return count
 
 
-def resolve_counter(counter: str | TokenCounter | None, tokenizer: Any) -> TokenCounter:
+def resolve_counter(counter: str | TokenCounter | None, tokenizer: PreTrainedTokenizerBase | None) -> TokenCounter:
     """``None``/``"model"``: the scoring model's tokenizer; a string: a tiktoken encoding; a callable: itself."""
     if counter is None or counter == "model":
+        if tokenizer is None:
+            raise TokenCounterError("counting in the scoring model's tokens needs its tokenizer")
         return tokenizer_counter(tokenizer)
     if isinstance(counter, str):
         return tiktoken_counter(counter)
@@ -79,8 +84,11 @@ def resolve_counter(counter: str | TokenCounter | None, tokenizer: Any) -> Token
 
 
 def _checked(counter: TokenCounter) -> TokenCounter:
-    """A caller's counter, with its answers checked: a negative, NaN, ``None`` or fractional count would make
-    every budget decision silently wrong, so it raises instead, naming the counter and the value."""
+    """A caller's counter, with its answers checked.
+
+    A negative, NaN, ``None`` or fractional count would make every budget decision silently wrong, so it raises
+    instead, naming the counter and the value.
+    """
     name = getattr(counter, "__name__", type(counter).__name__)
 
     def count(text: str) -> int:

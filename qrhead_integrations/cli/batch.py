@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from rich.console import Console
 from ..errors import QRHeadError
 from ..models import DEFAULT_MODEL
 from ._common import QuantizeOption
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from ray.data import Dataset
 
 console = Console(stderr=True)
 
@@ -96,18 +101,18 @@ def batch(
     )
 
 
-def _default_cpus(ray: Any, local: bool, workers: int, gpus_per_worker: float) -> float:
+def _default_cpus(ray: ModuleType, local: bool, workers: int, gpus_per_worker: float) -> float:
     """Every core of a Ray started here, shared by the workers; one per worker on a cluster or with GPUs."""
     if not local or gpus_per_worker > 0:
         return 1.0
     return float(max(1, int(ray.cluster_resources().get("CPU", 1)) // workers))
 
 
-def _count(dataset: Any, error_column: str) -> tuple[int, int]:
+def _count(dataset: Dataset, error_column: str) -> tuple[int, int]:
     """Rows and rows with an error in the written results."""
     rows = errors = 0
-    for table in dataset.select_columns([error_column]).iter_batches(batch_size=None, batch_format="pyarrow"):
-        column = table.column(error_column)
+    for batch in dataset.select_columns([error_column]).iter_batches(batch_size=None, batch_format="pyarrow"):
+        column = cast("pa.Table", batch).column(error_column)  # batch_format="pyarrow": a pyarrow Table
         rows += len(column)
         errors += len(column) - column.null_count
     return rows, errors

@@ -129,6 +129,16 @@ def detect(
 def labelled_examples(
     data: Path, data_format: str, split: str, start: int, limit: int | None, candidates: int
 ) -> tuple[list[Any], str]:
+    """The labelled examples of ``data`` (multi-hop rows, or BEIR queries with BM25 candidates) and a description.
+
+    Args:
+        data: a multi-hop JSONL file or a BEIR folder.
+        data_format: ``"multihop"`` or ``"beir"``.
+        split: the BEIR qrels split.
+        start: the first example (file order, or query-id order).
+        limit: how many examples (``None``: all).
+        candidates: BM25 candidates per BEIR query.
+    """
     from ..evaluation import beir_candidates, read_beir, read_multihop_jsonl
 
     if data_format == "multihop":

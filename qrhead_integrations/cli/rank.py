@@ -19,8 +19,10 @@ from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOptio
 
 
 def read_passages(source: str) -> list[Passage]:
-    """Passages from a JSONL file (``{"text", "title"?}`` or a JSON string per line), a text file (one passage per
-    non-blank line) or ``-`` for standard input in either format."""
+    """Passages from a JSONL file, a text file or ``-`` for standard input in either format.
+
+    A JSONL line is ``{"text", "title"?}`` or a JSON string; a text file holds one passage per non-blank line.
+    """
     name = "<stdin>" if source == "-" else source
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     try:
@@ -49,6 +51,7 @@ def read_passages(source: str) -> list[Passage]:
 
 
 def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -> Table:
+    """The ranking as a table: rank, input number, score and passage (gold ones marked when ``gold`` is given)."""
     table = Table(title=title, show_lines=False)
     table.add_column("rank", justify="right")
     table.add_column("input #", justify="right")

@@ -88,7 +88,7 @@ def require_id(obj: Mapping[str, Any], key: str, path: Path, line: int) -> str:
     return text
 
 
-def json_type(value: Any) -> str:
+def json_type(value: object) -> str:
     """The JSON name of a decoded value's type, so messages speak the file's language, not Python's."""
     if value is None:
         return "null"

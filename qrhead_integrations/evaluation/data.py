@@ -114,7 +114,7 @@ def _parse_multihop(obj: dict[str, Any], path: Path, line: int) -> MultihopExamp
     return MultihopExample(id=example_id, question=question, passages=passages, gold=gold)
 
 
-def _parse_passage(item: Any, index: int, path: Path, line: int) -> Passage:
+def _parse_passage(item: object, index: int, path: Path, line: int) -> Passage:
     """One ``{"title"?, "text"}`` passage; the index in the message finds it inside a long line."""
     if not isinstance(item, dict):
         fail(path, line, f"passages[{index}] must be an object with 'text', got {json_type(item)}")

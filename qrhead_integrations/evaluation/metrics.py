@@ -125,8 +125,10 @@ def evaluate_run(run: Run, qrels: Qrels, metrics: Iterable[str] = DEFAULT_METRIC
 
 
 def rank_indices(scores: Sequence[float]) -> list[int]:
-    """Passage indices by descending score, ties by ascending index, to feed the multi-hop helpers (the
-    product's own order: :func:`qrhead_integrations.fusion.rank_order`)."""
+    """Passage indices by descending score, ties by ascending index, to feed the multi-hop helpers.
+
+    This is the product's own order: :func:`qrhead_integrations.fusion.rank_order`.
+    """
     return rank_order(scores)
 
 

@@ -112,6 +112,7 @@ class PairedComparison:
     p_not_better: float
 
     def __str__(self) -> str:
+        """One line: the difference, the wins, losses and ties, and the bootstrap probability of no gain."""
         return (
             f"{self.a} vs {self.b} on {self.metric}: {self.diff:+.3f} (better on {self.wins}, worse on {self.losses}, "
             f"equal on {self.ties} queries; paired bootstrap P(no gain) = {self.p_not_better:.2f})"
@@ -139,8 +140,11 @@ def paired_comparison(
 
 
 def default_comparisons(report: EvalReport) -> list[PairedComparison]:
-    """``qrhead`` against every other system, each fusion against ``qrhead``, and ``default`` (what the adapters
-    do) against ``bm25``, ``qrhead`` and its own unfused scores (``default_qrhead``), on the first metric."""
+    """The comparisons a report prints, on its first metric.
+
+    ``qrhead`` against every other system, each fusion against ``qrhead``, and ``default`` (what the adapters do)
+    against ``bm25``, ``qrhead`` and its own unfused scores (``default_qrhead``).
+    """
     if not report.metric_names:
         return []
     metric = report.metric_names[0]
@@ -199,8 +203,10 @@ def _default_title(report: EvalReport) -> str:
 
 
 def versions(*, dense: bool = False) -> dict[str, str]:
-    """Installed versions of the packages a result depends on, and the checkout's commit: what a report needs
-    to be reproduced (kept with the report writer, not in the evaluation loop)."""
+    """Installed versions of the packages a result depends on, and the checkout's commit.
+
+    That is what a report needs to be reproduced (kept with the report writer, not in the evaluation loop).
+    """
     from .. import __version__
 
     found = {"qrhead-integrations": __version__}

@@ -188,8 +188,10 @@ class SystemScorer:
         return self.score_many([(key, query, passages, lexical)])[0]
 
     def score_many(self, items: Sequence[EvalItem]) -> list[dict[str, list[float]]]:
-        """:meth:`score` for several queries, their model forwards batched ``rows_per_forward`` rows at a time
-        (the same scores as one query at a time: :meth:`QRHeadScorer.score_batch`)."""
+        """:meth:`score` for several queries, their model forwards batched ``rows_per_forward`` rows at a time.
+
+        The scores are those of one query at a time (:meth:`QRHeadScorer.score_batch`).
+        """
         live = [i for i, item in enumerate(items) if item[2]]
         perms = {i: prompt_order(len(items[i][2]), self.order, seed=self.seed, key=items[i][0]) for i in live}
         rows = [(items[i][1], [items[i][2][j] for j in perms[i]]) for i in live]
@@ -249,9 +251,11 @@ class SystemScorer:
         return out
 
     def _defaults(self, items: Sequence[EvalItem]) -> list[tuple[list[float], list[float]]]:
-        """The ``default`` system's scores in candidate order (a descending value per ``rank`` position), and
-        ``default_qrhead``: the same call's QRHead scores before fusion (what the default returns with
-        ``fusion=None``, at no extra cost), so one run shows what the fusion adds.
+        """The ``default`` system's scores, and ``default_qrhead``: the same call's QRHead scores before fusion.
+
+        The ``default`` scores are in candidate order (a descending value per ``rank`` position);
+        ``default_qrhead`` is what the default returns with ``fusion=None``, at no extra cost, so one run shows
+        what the fusion adds.
 
         The candidates are handed over in the retriever's (or file's) order — ``retriever-reversed`` is a prompt
         layout of the ``qrhead`` system, not an order a pipeline hands over — or shuffled with ``shuffled``.

@@ -80,9 +80,11 @@ def default_preset(model_id: str | None) -> HeadSet | None:
 
 
 def model_fusion(model_id: str | None) -> Fusion | None:
-    """The fusion a model's rankings use by default: its presets' ``"_fusion"`` entry (a ``{"weight",
-    "lexical"}`` mapping, or ``null`` for QRHead alone), chosen on that model's dev data; else
-    :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`."""
+    """The fusion a model's rankings use by default, chosen on that model's dev data.
+
+    That is its presets' ``"_fusion"`` entry (a ``{"weight", "lexical"}`` mapping, or ``null`` for QRHead
+    alone); else :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
+    """
     sets = _lookup(model_id)
     if sets is None or "_fusion" not in sets:
         return DEFAULT_FUSION
