@@ -1,11 +1,13 @@
-"""BM25 candidates: a planted relevant passage must come first, with deterministic ties."""
+"""BM25 (``qrhead_integrations.lexical``, also the evaluation's candidates): a planted relevant passage must come
+first, with deterministic ties."""
 
 from __future__ import annotations
 
 import pytest
 
 from qrhead_integrations.errors import EmptyQueryError, PassageTypeError
-from qrhead_integrations.evaluation import BM25Index, bm25_rank, evaluate_run, load_stemmer
+from qrhead_integrations.evaluation import evaluate_run
+from qrhead_integrations.lexical import BM25Index, bm25_rank, load_stemmer
 from qrhead_integrations.prompt import Passage
 
 DISTRACTORS = {

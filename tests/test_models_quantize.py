@@ -12,7 +12,7 @@ import torch
 from qrhead_integrations import ModelLoadError, QRHeadScorer
 from qrhead_integrations.models import check_quantize, quantize_int8
 from qrhead_integrations.prompt import PromptBuilder, to_passages
-from tests.engine.test_capture import HEADS, PASSAGES
+from tests.test_capture import HEADS, PASSAGES
 from tests.tiny_models import tiny_model
 
 

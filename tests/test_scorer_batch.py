@@ -10,8 +10,7 @@ import torch
 
 from qrhead_integrations import EmptyQueryError, InvalidInputError, PassageTypeError, QRHeadScorer, capture
 from qrhead_integrations.fusion import Fusion
-
-from ..tiny_models import tiny_model
+from tests.tiny_models import tiny_model
 
 WORDS = [
     "the",
