@@ -8,7 +8,7 @@ base retriever for more candidates (``fetch_k``) than it returns (``top_n``): th
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -55,10 +55,10 @@ class QRHeadRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, **data: object) -> None:
         """Validate as pydantic does; a bad option raises this package's ``InvalidInputError`` (a ``ValueError``)."""
         with options_checked(type(self).__name__):
-            super().__init__(**data)
+            super().__init__(**cast("dict[str, Any]", data))  # pydantic validates each field's type
 
     base_retriever: RetrieverLike = Field(
         description="Retriever (or any runnable: str -> list[Document]) that supplies the candidates."
@@ -112,10 +112,13 @@ class QRHeadRetriever(BaseRetriever):
         config: RunnableConfig | list[RunnableConfig] | None = None,
         *,
         return_exceptions: bool = False,
-        **kwargs: Any,
+        **kwargs: int | None,
     ) -> list[Any]:
-        """Several queries, their forwards packed when the scorer packs rows (an accelerator, or the reranker's
-        ``rows_per_forward`` > 1); otherwise LangChain's own ``batch`` (one ``invoke`` per query in threads).
+        """Re-rank several queries, packing their forwards where the scorer packs rows.
+
+        The scorer packs rows on an accelerator, or when the reranker's ``rows_per_forward`` is above 1;
+        otherwise this is LangChain's own ``batch`` (one ``invoke`` per query in threads). ``kwargs`` are
+        ``invoke``'s per-call options (``k`` or ``top_n``), the same for every query.
 
         Packed, each query still gets what ``invoke`` gives it: its own retriever run (start/end/error events,
         tags, metadata, run name), the base retriever's run nested under it, and the ranking
@@ -155,10 +158,13 @@ class QRHeadRetriever(BaseRetriever):
         config: RunnableConfig | list[RunnableConfig] | None = None,
         *,
         return_exceptions: bool = False,
-        **kwargs: Any,
+        **kwargs: int | None,
     ) -> list[Any]:
-        """Async :meth:`batch`: packed, the whole batch runs in a worker thread (the forwards are the cost, and
-        the event loop stays free); otherwise LangChain's own ``abatch`` (one ``ainvoke`` per query)."""
+        """Async :meth:`batch`.
+
+        Packed, the whole batch runs in a worker thread (the forwards are the cost, and the event loop stays
+        free); otherwise this is LangChain's own ``abatch`` (one ``ainvoke`` per query).
+        """
         if len(inputs) < 2 or self._rows_per_forward() == 1:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
@@ -191,8 +197,10 @@ class QRHeadRetriever(BaseRetriever):
         return _Fetched(query, limit, check_documents(candidates))
 
     def _rerank_fetched(self, fetched: list[_Fetched | Exception]) -> list[list[Document] | Exception]:
-        """Every fetched query re-ranked in one ``rerank_many`` call (fetch errors stay in place); should that
-        call fail, row by row, so only a row that fails alone carries an error."""
+        """Re-rank every fetched query in one ``rerank_many`` call; fetch errors stay in place.
+
+        Should that call fail, the rows are re-ranked one by one, so only a row that fails alone carries an error.
+        """
         results: list[list[Document] | Exception] = [
             row if isinstance(row, Exception) else [] for row in fetched
         ]  # each _Fetched slot is filled below
@@ -216,11 +224,12 @@ class QRHeadRetriever(BaseRetriever):
 
     # ---------------------------------------------------------------------------------------------- hook
     def _candidate_retriever(self, per_call: int | None = None) -> RetrieverLike:
-        """The base retriever set to return ``fetch_k`` documents — at least ``per_call`` when a call asks for
-        that many results — (a shallow copy), else as it is."""
+        """The base retriever set to return ``fetch_k`` documents (a shallow copy), else as it is.
+
+        When a call asks for ``per_call`` results, at least that many are fetched.
+        """
         fetch = self.fetch_k if self.fetch_k is None or per_call is None else max(self.fetch_k, per_call)
-        retriever: RetrieverLike = _with_k(self.base_retriever, fetch)
-        return retriever
+        return _with_k(self.base_retriever, fetch)
 
     def _top_n(self, k: int | None = None, top_n: int | None = None) -> int | None:
         """This call's result count: ``k``/``top_n`` given per call, else the field, else the reranker's."""
@@ -242,7 +251,7 @@ class _Fetched(NamedTuple):
     documents: list[Document]
 
 
-def _with_k(retriever: Any, k: int | None) -> Any:
+def _with_k(retriever: RetrieverLike, k: int | None) -> RetrieverLike:
     """A shallow copy of ``retriever`` returning ``k`` documents, for the two conventions LangChain uses."""
     if k is None or not isinstance(retriever, BaseModel):
         return retriever
