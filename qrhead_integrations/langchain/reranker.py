@@ -168,10 +168,12 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
     # ---------------------------------------------------------------------------------------------- hook
     def _rank_rows(self, rows: list[tuple[str, list[Passage]]]) -> list[list[RankedPassage]]:
         """Each row ranked, best first: one row by :meth:`QRHeadScorer.rank`, several by ``rank_batch``."""
+        if not rows:
+            return []  # nothing to score: the lazy model stays unloaded
         scorer = self.get_scorer()
         if len(rows) == 1:
             return [scorer.rank(*rows[0], fusion=self.fusion)]
-        return scorer.rank_batch(rows, fusion=self.fusion, rows_per_forward=self.rows_per_forward) if rows else []
+        return scorer.rank_batch(rows, fusion=self.fusion, rows_per_forward=self.rows_per_forward)
 
     def _passage(self, document: Document) -> Passage:
         """What the model reads of ``document``: the hook to override to change it."""

@@ -175,16 +175,8 @@ def test_events_report_the_call(driver: Driver, inputs: list[Any], tiny_scorer: 
 # ------------------------------------------------------------------------------------------------ empty and bad input
 @SYNC_ASYNC
 def test_empty_input_returns_empty_and_loads_no_model(
-    driver: Driver, tiny_scorer: QRHeadScorer, saved_tiny_model: Path, is_async: bool, request: pytest.FixtureRequest
+    driver: Driver, tiny_scorer: QRHeadScorer, saved_tiny_model: Path, is_async: bool
 ) -> None:
-    if driver.framework == "langchain" and driver.kind == "reranker":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="since 48ab59c QRHeadReranker._rank_rows calls get_scorer() before its `if rows` check, so "
-                "an empty document list loads the lazy model (it returned [] before loading until then)",
-                strict=True,
-            )
-        )
     assert run(driver, driver.build(scorer=tiny_scorer), [], is_async=is_async) == []
     component = lazy(driver, saved_tiny_model)
     assert run(driver, component, [], is_async=is_async) == []
