@@ -175,8 +175,7 @@ def example_head_scores(
     with ``random.Random(seed)``, one shuffle per example in order, so a given seed and example list always give
     the same prompts (and distributed workers can reproduce them).
     """
-    if not scorer.config.calibrate:
-        warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
+    warn_if_uncalibrated(scorer.config.calibrate)
     depth = check_max_layer(max_layer, scorer.num_layers)
     heads: Any = "all"
     if depth < scorer.num_layers:
@@ -185,6 +184,30 @@ def example_head_scores(
     prepared = prepare_examples(examples, seed=seed, shuffle=shuffle)
     for item in tqdm(prepared, total=total, disable=not show_progress, desc="detect", unit="ex"):
         yield ExampleHeadScores(all_heads.score_per_head(item.question, item.passages).double(), tuple(item.gold))
+
+
+METHODS: tuple[Method, ...] = ("qr_score", "ndcg")
+"""The head-scoring methods detection knows."""
+
+
+def check_method(method: object) -> Method:
+    """``method`` if it is one of :data:`METHODS` (every detection entry point checks here, before any work).
+
+    Raises:
+        InvalidInputError: any other value.
+    """
+    if method not in METHODS:
+        raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    return method
+
+
+def warn_if_uncalibrated(calibrate: bool) -> None:
+    """Warn when heads are detected without the ``"N/A"`` calibration (every detection entry point calls this).
+
+    Without it, the heads that score best are the ones tracking position, not relevance.
+    """
+    if not calibrate:
+        warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=3)
 
 
 def check_max_layer(max_layer: int | None, num_layers: int) -> int:
@@ -207,8 +230,7 @@ def head_scores_table(
     provenance: dict[str, Any] | None = None,
 ) -> HeadScores:
     """Reduce per-example head scores into the per-head detection table (mean over examples)."""
-    if method not in ("qr_score", "ndcg"):
-        raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    check_method(method)
     sums = torch.zeros(num_layers * num_heads, dtype=torch.float64)
     used = 0
     for item in scored:
@@ -249,8 +271,7 @@ def score_heads(
         total: number of examples, for the progress bar when ``examples`` is a generator.
         max_layer: score only the heads of layers ``0 .. max_layer - 1`` (the table has ``max_layer`` rows).
     """
-    if method not in ("qr_score", "ndcg"):
-        raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    check_method(method)
     depth = check_max_layer(max_layer, scorer.num_layers)
     scored = example_head_scores(
         scorer, examples, seed=seed, shuffle=shuffle, show_progress=show_progress, total=total, max_layer=max_layer

@@ -283,3 +283,23 @@ def test_max_layer_detects_within_the_depth_budget_with_the_same_scores(planted_
     for bad in (0, 5, 1.5, True):
         with pytest.raises(InvalidInputError, match=r"max_layer must be an int in 1\.\.4"):
             detect_heads(planted_scorer, examples, max_layer=bad)  # type: ignore[arg-type]
+
+
+def test_every_detection_entry_point_checks_the_method_and_warns_the_same_way(planted_scorer: QRHeadScorer) -> None:
+    from qrhead_integrations.detect import head_scores_table
+    from qrhead_integrations.distributed import score_heads_distributed
+
+    examples = _examples(2, 0)
+    message = "method must be 'qr_score' or 'ndcg', got 'magic'"
+    calls = [
+        lambda: score_heads(planted_scorer, examples, method="magic"),  # type: ignore[arg-type]
+        lambda: detect_heads(planted_scorer, examples, method="magic"),  # type: ignore[arg-type]
+        lambda: head_scores_table([], method="magic", num_layers=1, num_heads=1),  # type: ignore[arg-type]
+        lambda: score_heads_distributed(examples, model="unused", method="magic"),  # type: ignore[arg-type]
+    ]
+    for call in calls:  # the distributed one raises before it needs Ray or a model
+        with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+            call()
+    uncalibrated = planted_scorer.with_config(calibrate=False)
+    with pytest.warns(UserWarning, match="without calibration selects position-tracking heads"):
+        score_heads(uncalibrated, examples)

@@ -56,6 +56,7 @@ def detect(
     from ..detect import (
         check_held_out,
         check_max_layer,
+        check_method,
         check_metric,
         detection_provenance,
         example_head_scores,
@@ -64,8 +65,6 @@ def detect(
     )
     from ..scorer import QRHeadScorer
 
-    if method not in ("qr_score", "ndcg"):
-        raise fail(ValueError(f"--method must be qr_score or ndcg, got {method!r}"))
     choice = top_k.strip().lower()
     if choice not in ("auto", "greedy") and not (choice.isdigit() and int(choice) >= 1):
         raise fail(ValueError(f"--top-k must be a positive integer, 'auto' or 'greedy', got {top_k!r}"))
@@ -73,6 +72,7 @@ def detect(
     if not isinstance(spec, int) and not 0 < validation < 1:
         raise fail(ValueError(f"--validation must be a fraction in (0, 1), got {validation}"))
     try:
+        scoring_method = check_method(method)
         check_metric(metric)
         check_output_path(output)
         if plot is not None:
@@ -95,7 +95,7 @@ def detect(
             scored,
             top_k=spec,
             shape=(scorer.num_layers, scorer.num_heads),
-            method=method,  # type: ignore[arg-type]
+            method=scoring_method,
             validation=validation,
             metric=metric,
             max_heads=max_heads,

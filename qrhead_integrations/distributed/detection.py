@@ -23,10 +23,12 @@ from ..detect import (
     HeadScores,
     LabelledExample,
     Method,
+    check_method,
     detection_provenance,
     example_head_scores,
     head_scores_table,
     prepare_examples,
+    warn_if_uncalibrated,
 )
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSet
@@ -139,12 +141,10 @@ def score_heads_distributed(
         InvalidInputError: an unknown method, an example without gold passage, no usable example, or an
             example that could not be scored (the message names its 0-based position).
     """
-    if method not in ("qr_score", "ndcg"):
-        raise InvalidInputError(f"method must be 'qr_score' or 'ndcg', got {method!r}")
+    check_method(method)
     check_batch_size(batch_size)
     kwargs = dict(scorer_kwargs or {})
-    if kwargs.get("calibrate") is False:
-        warnings.warn("detecting heads without calibration selects position-tracking heads", stacklevel=2)
+    warn_if_uncalibrated(kwargs.get("calibrate") is not False)
     prepared = list(prepare_examples(examples, seed=seed, shuffle=shuffle))
     if not prepared:
         raise InvalidInputError("no usable example: detection needs at least one example with a non-empty gold")

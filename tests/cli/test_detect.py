@@ -70,7 +70,7 @@ def test_detect_reports_the_bad_line(saved_tiny_model: Path, tmp_path: Path) -> 
 
 def test_detect_rejects_an_unknown_method(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(tmp_path), "--output", str(tmp_path / "h.json"), "--method", "x"])
-    assert result.exit_code == 2 and "qr_score" in result.output
+    assert result.exit_code == 2 and "method must be 'qr_score' or 'ndcg', got 'x'" in result.output
 
 
 def test_detect_auto_top_k_records_the_choice(saved_tiny_model: Path, tmp_path: Path) -> None:
