@@ -7,10 +7,12 @@ the same for LlamaIndex).
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-from langchain_core.documents import Document
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
@@ -89,6 +91,44 @@ class LazyScorerMixin(BaseModel):
 
 _LOADER_LOCK = threading.Lock()
 """Guards creating a component's loader (the loader's own lock guards loading the model)."""
+
+
+class DocumentStep(LazyScorerMixin, BaseDocumentCompressor):
+    """LangChain's document-compressor interface over one QRHead step (the reranker's, the context compressor's).
+
+    ``compress_documents`` is the entry point LangChain's post-retrieval pipelines call; each component says in
+    :meth:`_process` what its step does.
+    """
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Run this component's step on ``documents`` for ``query``.
+
+        Inputs are checked before the model is touched, so a bad call never pays for a lazy model load.
+
+        Args:
+            documents: the retrieved documents.
+            query: the query they were retrieved for.
+            callbacks: accepted for the compressor interface; scoring runs no LangChain component, so it
+                emits no events.
+
+        Returns:
+            :class:`QRHeadReranker`: the best ``top_n`` documents as scored copies, highest score first;
+            :class:`QRHeadContextCompressor`: compressed copies of the documents that kept a chunk, in input order.
+
+        Raises:
+            EmptyQueryError: ``query`` is empty or whitespace (a ``ValueError``).
+            PassageTypeError: ``documents`` is not a sequence of ``Document`` (a ``TypeError``).
+        """
+        return self._process(documents, query)
+
+    @abstractmethod
+    def _process(self, documents: Sequence[Document], query: str) -> list[Document]:
+        """The component's step: what ``compress_documents`` returns."""
 
 
 def check_documents(documents: object) -> list[Document]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import Callbacks
-from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.documents import Document
 from pydantic import Field, model_validator
 from typing_extensions import Self
 
@@ -24,10 +23,10 @@ from ..errors import InvalidInputError
 from ..fusion import LEXICAL_HELP
 from ..prompt import check_query
 from ..tokens import TokenCounter, resolve_counter
-from ._scorer import LazyScorerMixin, check_documents, document_title
+from ._scorer import DocumentStep, check_documents, document_title
 
 
-class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
+class QRHeadContextCompressor(DocumentStep):
     """Keeps the chunks of the documents that a query's retrieval heads attend to, within a token budget.
 
     Every document's ``page_content`` is split into chunks (paragraphs, then sentences, then token windows, at
@@ -123,35 +122,12 @@ class QRHeadContextCompressor(LazyScorerMixin, BaseDocumentCompressor):
             raise InvalidInputError("give budget_tokens, top_k, or both")
         return self
 
-    # ---------------------------------------------------------------------------------------- public API
-    def compress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """Cut ``documents`` down to the chunks ``query`` needs, within the budget.
-
-        Inputs (and a tiktoken ``token_counter``) are checked before the model is touched, so a bad call never
-        pays for a lazy model load.
-
-        Args:
-            documents: the retrieved documents.
-            query: the question the kept text should answer.
-            callbacks: accepted for the compressor interface; scoring runs no LangChain component, so it
-                emits no events.
-
-        Returns:
-            Compressed copies of the documents that kept at least one chunk, in input order.
-
-        Raises:
-            EmptyQueryError: ``query`` is empty or whitespace (a ``ValueError``).
-            PassageTypeError: ``documents`` is not a sequence of ``Document`` (a ``TypeError``).
-        """
-        return self._compress(documents, query)
-
     # ---------------------------------------------------------------------------------------------- hooks
-    def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
+    def _process(self, documents: Sequence[Document], query: str) -> list[Document]:
+        """Keep the chunks ``query`` needs within the budget (what ``compress_documents`` returns).
+
+        A tiktoken ``token_counter`` is checked before the model is touched.
+        """
         query = check_query(query)
         docs = check_documents(documents)
         if not docs:

@@ -11,21 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import Callbacks
-from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.documents import Document
 from pydantic import Field, field_validator
 
 from ..errors import InvalidInputError
 from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
-from ._scorer import LazyScorerMixin, check_documents, document_title
+from ._scorer import DocumentStep, check_documents, document_title
 
 _UNSET: Any = object()
 """Marks "use the field's value" for per-call overrides, where ``None`` is itself a meaningful value."""
 
 
-class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
+class QRHeadReranker(DocumentStep):
     """Re-ranks documents by the attention a causal LM's query-focused retrieval heads pay them.
 
     By default QRHead is **not the only judge**: LangChain hands a compressor its retriever's documents best
@@ -146,23 +145,8 @@ class QRHeadReranker(LazyScorerMixin, BaseDocumentCompressor):
             out.append([_with_score(docs[r.index], self.relevance_score_key, r) for r in ranked])
         return out
 
-    def compress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """Re-rank ``documents`` for ``query`` (see :meth:`rerank`).
-
-        Args:
-            documents: the retrieved documents.
-            query: the query they were retrieved for.
-            callbacks: accepted for the compressor interface; scoring runs no LangChain component, so it
-                emits no events.
-
-        Returns:
-            The best ``top_n`` documents as scored copies, highest score first.
-        """
+    def _process(self, documents: Sequence[Document], query: str) -> list[Document]:
+        """``compress_documents`` re-ranks (see :meth:`rerank`)."""
         return self.rerank(documents, query)
 
     # ---------------------------------------------------------------------------------------------- hook

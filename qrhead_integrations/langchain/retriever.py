@@ -91,19 +91,16 @@ class QRHeadRetriever(BaseRetriever):
         return self.reranker.rerank(fetched.documents, fetched.query, top_n=fetched.limit)
 
     async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-        top_n: int | None = None,
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **per_call: int | None
     ) -> list[Document]:
-        """Async: the base retriever's own ``ainvoke``, then the forward passes in a worker thread."""
+        """Async: the base retriever's own ``ainvoke``, then the forward passes in a worker thread.
+
+        ``per_call`` holds the sync hook's ``k`` / ``top_n`` (an unknown keyword raises ``TypeError``, as there).
+        """
         query = check_query(query)
-        limit = self._top_n(k, top_n)
-        candidates = await self._candidate_retriever(k or top_n).ainvoke(
-            query, config={"callbacks": run_manager.get_child()}
-        )
+        limit = self._top_n(**per_call)
+        fetcher = self._candidate_retriever(per_call.get("k") or per_call.get("top_n"))
+        candidates = await fetcher.ainvoke(query, config={"callbacks": run_manager.get_child()})
         return await run_in_executor(None, self.reranker.rerank, candidates, query, top_n=limit)
 
     def batch(
