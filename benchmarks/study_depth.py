@@ -146,8 +146,9 @@ def markdown(report: dict[str, Any]) -> str:
         "Heads detected within layers 0..L-1 on HotpotQA dev rows 0-59 (`select_heads`, top_k auto, as "
         "`qrhead detect --top-k auto --max-layer L`); figures on HotpotQA dev rows 60-99 (recall@2, random "
         "layout) and the cached SciFact dev queries (nDCG@10 over BM25's top 20, best-last), QRHead alone and "
-        f"at the default fusion. Seconds: median per re-ranking query (SciFact, 20 passages, 128-token cut) "
-        f"over {report['rounds']} interleaved rounds of {TIMING_QUERIES} queries; {report['note']}"
+        "at the model's default fusion. Seconds: median per re-ranking query (SciFact, 20 passages, 128-token "
+        f"cut) over {report['rounds']} interleaved rounds of {report.get('timing_queries', TIMING_QUERIES)} "
+        f"queries; {report['note']}"
     )
     for model, data in report["models"].items():
         lines += ["", f"## {model} ({data['shape'][0]} layers)", ""]
@@ -201,9 +202,17 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--write-preset", type=Path)
     args = parser.parse_args()
-    report: dict[str, Any] = {"rounds": args.rounds, "tolerance": args.tolerance, "note": args.note, "models": {}}
+    report: dict[str, Any] = {
+        "rounds": args.rounds,
+        "timing_queries": args.timing_queries,
+        "tolerance": args.tolerance,
+        "note": args.note,
+        "models": {},
+    }
     for model in args.model:
-        report["models"][model] = study(model, args.tokens, args.cache_dir, args.rounds, args.tolerance)
+        report["models"][model] = study(
+            model, args.tokens, args.cache_dir, args.rounds, args.tolerance, args.timing_queries
+        )
         if args.write_preset is not None:
             write_preset(args.write_preset, model, report["models"][model])
     write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
