@@ -1,0 +1,29 @@
+"""The shipped head sets: every bundled model has the sets the docs promise, with heads inside its model."""
+
+from __future__ import annotations
+
+import pytest
+
+from qrhead_integrations.models import BUNDLED_MODELS
+from qrhead_integrations.presets import default_preset, get_preset
+
+# (layers, heads per layer) of each bundled model's architecture, from its GGUF's config.
+SHAPES = {
+    "smollm2-135m-instruct": (30, 9),
+    "qwen2.5-coder-0.5b-instruct": (24, 14),
+    "qwen2.5-coder-1.5b-instruct": (28, 12),
+}
+
+
+@pytest.mark.parametrize("model", sorted(BUNDLED_MODELS))
+def test_every_bundled_model_ships_a_default_and_a_fast_set_inside_its_shape(model: str) -> None:
+    layers, heads = SHAPES[model]
+    default = default_preset(model)
+    fast = get_preset(model, "fast")
+    assert default is not None and fast is not None, f"{model}: heads='fast' and the default must resolve"
+    for head_set in (default, fast):
+        assert len(head_set) >= 1
+        assert all(0 <= layer < layers and 0 <= head < heads for layer, head in head_set)
+    # the point of `fast`: a forward that stops earlier than the default set's
+    assert max(layer for layer, _ in fast) < max(layer for layer, _ in default)
+    assert fast.provenance.get("dev"), f"{model}: the fast set records the dev figures it was chosen by"
