@@ -92,7 +92,10 @@ def build(model: str, task: str, order: str, tokens: int | None, cache_dir: Path
     todo = [e for e in examples if e.key not in state["scores"] and (split is None or e.split == split)]
     if not todo:
         return path
-    scorer = QRHeadScorer.from_pretrained(model, heads="all", max_passage_tokens=tokens)
+    # order="as_given": the permutation above IS the prompt order. The scorer's own default ("reversed") would
+    # reverse it again: caches built that way between the default's change and this fix hold the mirrored
+    # layout (see docs/results.md, "A layout error in the dev caches").
+    scorer = QRHeadScorer.from_pretrained(model, heads="all", max_passage_tokens=tokens, order="as_given")
     for n, example in enumerate(tqdm(todo, desc=path.stem, unit="q"), start=1):
         perm = prompt_order(len(example.passages), ORDER_NAMES[order], key=example.key)
         started = time.perf_counter()
