@@ -111,6 +111,17 @@ def build(model: str, task: str, order: str, tokens: int | None, cache_dir: Path
     return path
 
 
+def study_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every cache-reading study takes: models, cut, cache folder and report paths."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    return parser
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)

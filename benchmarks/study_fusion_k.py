@@ -11,13 +11,12 @@ among the cells at or above both model-free baselines on both tasks), and its de
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _report import write_reports
-from study_cache import CACHE, dev_examples
+from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
     PRODUCT_CACHE,
@@ -85,13 +84,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
+    args = study_parser(__doc__).parse_args()
     report = {"tokens": args.tokens, "models": {m: study(m, args.tokens, args.cache_dir) for m in args.model}}
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)

@@ -19,13 +19,12 @@ Each as QRHead alone and at the model's default fusion (what the adapters return
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _report import write_reports
-from study_cache import CACHE, ORDER_NAMES, DevExample, dev_examples
+from study_cache import ORDER_NAMES, DevExample, dev_examples, study_parser
 from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, load, metric
 
 from qrhead_integrations.evaluation.runner import prompt_order
@@ -123,13 +122,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
+    args = study_parser(__doc__).parse_args()
     command = "python benchmarks/study_position_calibration.py " + " ".join(f"--model {m}" for m in args.model)
     report = {"command": command, "models": {m: study(m, args.tokens, args.cache_dir) for m in args.model}}
     text = markdown(report)
