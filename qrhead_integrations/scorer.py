@@ -372,7 +372,6 @@ class QRHeadScorer:
             order = order[:top_n]
         return [RankedPassage(i, ranking[i], items[i], qrhead_score=qrhead[i]) for i in order]
 
-    @torch.inference_mode()
     def score_per_head_many(
         self,
         queries: Sequence[str],
@@ -399,7 +398,6 @@ class QRHeadScorer:
         items = to_passages(passages)
         return self._score_rows([(query_list, items)], rows_per_forward=1, uncut=uncut, show_progress=show_progress)[0]
 
-    @torch.inference_mode()
     def score_per_head_batch(
         self,
         rows: Iterable[tuple[str, Iterable[Any]]],
@@ -478,7 +476,7 @@ class QRHeadScorer:
             for (query, items), qrhead, stage in zip(row_list, scores, stages, strict=True)
         ]
 
-    @torch.inference_mode()  # every scoring path runs through here: no autograd graph, whoever calls
+    @torch.inference_mode()  # every scoring path runs through here: no autograd graph, whichever entry point
     def _score_rows(
         self,
         rows: Sequence[tuple[list[str], list[Passage]]],
