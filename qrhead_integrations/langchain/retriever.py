@@ -196,22 +196,18 @@ class QRHeadRetriever(BaseRetriever):
     def _rerank_fetched(self, fetched: list[_Fetched | Exception]) -> list[list[Document] | Exception]:
         """Re-rank every fetched query in one ``rerank_many`` call; fetch errors stay in place.
 
-        Should that call fail, the rows are re-ranked one by one, so only a row that fails alone carries an error.
+        Every query of a batch has the same per-call options, so the same result count. Should that call fail,
+        the rows are re-ranked one by one, so only a row that fails alone carries an error.
         """
-        results: list[list[Document] | Exception] = [
-            row if isinstance(row, Exception) else [] for row in fetched
-        ]  # each _Fetched slot is filled below
-        good = [(i, row) for i, row in enumerate(fetched) if isinstance(row, _Fetched)]
-        for limit in dict.fromkeys(row.limit for _, row in good):
-            group = [(i, row) for i, row in good if row.limit == limit]
-            ranked: list[list[Document] | Exception]
+        good = [row for row in fetched if isinstance(row, _Fetched)]
+        ranked: list[list[Document] | Exception] = []
+        if good:
             try:
-                ranked = list(self.reranker.rerank_many([(row.documents, row.query) for _, row in group], top_n=limit))
+                ranked = list(self.reranker.rerank_many([(r.documents, r.query) for r in good], top_n=good[0].limit))
             except Exception:
-                ranked = [self._rerank_alone(row) for _, row in group]
-            for (i, _), result in zip(group, ranked, strict=True):
-                results[i] = result
-        return results
+                ranked = [self._rerank_alone(row) for row in good]
+        next_ranked = iter(ranked)
+        return [row if isinstance(row, Exception) else next(next_ranked) for row in fetched]
 
     def _rerank_alone(self, row: _Fetched) -> list[Document] | Exception:
         try:
