@@ -17,11 +17,8 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
 from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
@@ -35,6 +32,7 @@ from qrhead_integrations.llama_index import QRHeadRerank
 from qrhead_integrations.llama_index.context_compressor import CHUNKS_METADATA_KEY
 from qrhead_integrations.prompt import Passage
 from tests.langchain.helpers import EventCollector
+from tests.llama_index.events import ReRankEvents
 
 QUERY = "What is the capital of France?"
 
@@ -244,22 +242,27 @@ _LC_COMMON: dict[str, Any] = dict(
     bad_inputs=_LC_BAD,
 )
 
+_LC_COMPRESSOR_CALLS: dict[str, Any] = dict(
+    call=lambda c, docs, q: list(c.compress_documents(docs, q)),
+    acall=lambda c, docs, q: c.acompress_documents(docs, q),
+    loaded=lambda c: c.scorer_loaded,
+)
+"""How both LangChain document compressors are called and checked for a loaded model."""
+
 LC_RERANKER = Driver(
     name="langchain-reranker",
     kind="reranker",
     added_keys=frozenset({"relevance_score", "qrhead_score"}),
     build=lambda **kw: QRHeadReranker(title_key="title", **kw),
-    call=lambda c, docs, q: list(c.compress_documents(docs, q)),
-    acall=lambda c, docs, q: c.acompress_documents(docs, q),
     read=_lc_reranker_items,
     expected=_lc_reranker_expected,
-    loaded=lambda c: c.scorer_loaded,
     all_options={"top_n": None},
     limit_options=lambda n: {"top_n": n},
     units=len,
     threshold_options=lambda t: {"top_n": None, "score_threshold": t},
     thresholded=lambda out: [d.metadata["qrhead_score"] for d in out],
     **_LC_COMMON,
+    **_LC_COMPRESSOR_CALLS,
 )
 
 LC_COMPRESSOR = Driver(
@@ -267,17 +270,15 @@ LC_COMPRESSOR = Driver(
     kind="compressor",
     added_keys=frozenset({"qrhead_chunk_scores", "qrhead_chunk_spans", "qrhead_max_score", "qrhead_compression_ratio"}),
     build=lambda **kw: LCCompressor(title_key="title", **kw),
-    call=lambda c, docs, q: list(c.compress_documents(docs, q)),
-    acall=lambda c, docs, q: c.acompress_documents(docs, q),
     read=_lc_compressor_items,
     expected=_lc_compressor_expected,
-    loaded=lambda c: c.scorer_loaded,
     all_options={"budget_tokens": None, "top_k": 10_000},
     limit_options=lambda n: {"budget_tokens": None, "top_k": n, "max_chunk_tokens": 8},
     units=lambda out: sum(len(d.metadata["qrhead_chunk_scores"]) for d in out),
     threshold_options=lambda t: {"budget_tokens": None, "top_k": 10_000, "max_chunk_tokens": 8, "min_score": t},
     thresholded=lambda out: [s for d in out for s in d.metadata["qrhead_chunk_scores"]],
     **_LC_COMMON,
+    **_LC_COMPRESSOR_CALLS,
 )
 
 LC_RETRIEVER = Driver(
@@ -394,20 +395,6 @@ def _li_compressor_scribble(item: NodeWithScore) -> None:
     item.node.excluded_llm_metadata_keys.append("written")
 
 
-class _ReRankEvents(BaseEventHandler):
-    """A real instrumentation handler recording LlamaIndex's re-rank events."""
-
-    events: list[BaseEvent] = Field(default_factory=list)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "ContractReRankEvents"
-
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        if isinstance(event, ReRankStartEvent | ReRankEndEvent):
-            self.events.append(event)
-
-
 def _li_call(component: Any, nodes: Any, query: str, is_async: bool) -> list[NodeWithScore]:
     if is_async:
         return list(asyncio.run(component.apostprocess_nodes(nodes, query_str=query)))
@@ -415,7 +402,7 @@ def _li_call(component: Any, nodes: Any, query: str, is_async: bool) -> list[Nod
 
 
 def _li_rerank_record(component: Any, nodes: Any, query: str, is_async: bool) -> tuple[list[Any], list[Any]]:
-    handler = _ReRankEvents()
+    handler = ReRankEvents()
     debug = LlamaDebugHandler()
     root = get_dispatcher()
     root.add_event_handler(handler)

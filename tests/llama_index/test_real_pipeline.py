@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 from llama_index.core import VectorStoreIndex, get_response_synthesizer
-from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
@@ -23,6 +20,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.llama_index import QRHeadRerank
 from tests.llama_index.conftest import PROMOTED_QUESTION, gold_ids
+from tests.llama_index.events import ReRankEvents
 
 pytestmark = pytest.mark.real_model
 
@@ -53,22 +51,10 @@ def test_as_query_engine_promotes_gold(
     assert all(n.node.metadata["title"] for n in response.source_nodes)
 
 
-class _RerankEvents(BaseEventHandler):
-    events: list[BaseEvent] = Field(default_factory=list)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "_RerankEvents"
-
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        if isinstance(event, ReRankStartEvent | ReRankEndEvent):
-            self.events.append(event)
-
-
 def test_retriever_query_engine_aquery_promotes_gold(
     smollm2: QRHeadScorer, hotpot_index: VectorStoreIndex, promoted_row: dict[str, Any]
 ) -> None:
-    handler = _RerankEvents()
+    handler = ReRankEvents()
     root = get_dispatcher()
     root.add_event_handler(handler)
     try:
