@@ -1,8 +1,10 @@
-"""Re-ranking speed on the CPU (issue #14): float32 vs int8 weights vs the shallow ``fast`` heads, in one run.
+"""Re-ranking speed on the CPU (issue #14): float32 vs bf16 vs int8 weights vs the shallow ``fast`` heads, in one run.
 
-Per bundled model, four configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (the default heads),
+Per bundled model, configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (``dtype="float32"``, the default
+heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX or AVX512-BF16 runs bf16 matrix products natively),
 ``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
-``benchmarks/study_depth.py``) and ``int8+fast``. For each:
+``benchmarks/study_depth.py``), ``bf16+fast`` and ``int8+fast`` (``--config`` picks some; ``fp32`` always runs,
+as the reference). For each:
 
 * **seconds per query** on the re-ranking workload: a real SciFact query with BM25's top 20 passages cut to 256
   tokens (``--queries`` of them), every configuration once per round, rounds interleaved, median;
@@ -36,14 +38,18 @@ from study_cache import DevExample, dev_examples
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import ranking_metric
 from qrhead_integrations.evaluation.runner import prompt_order
+from qrhead_integrations.models import cpu_has_amx_bf16
 from qrhead_integrations.presets import get_preset
 
 MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
+# Load options (one model load per distinct pair) and head set of each configuration.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "fp32": {},
-    "int8": {"quantize": "int8"},
-    "fast": {"heads": "fast"},
-    "int8+fast": {"heads": "fast", "quantize": "int8"},
+    "fp32": {"dtype": "float32"},
+    "bf16": {"dtype": "bfloat16"},
+    "int8": {"dtype": "float32", "quantize": "int8"},
+    "fast": {"dtype": "float32", "heads": "fast"},
+    "bf16+fast": {"dtype": "bfloat16", "heads": "fast"},
+    "int8+fast": {"dtype": "float32", "quantize": "int8", "heads": "fast"},
 }
 WORKLOAD_TOKENS = 256
 CPU = torch.device("cpu")
@@ -76,19 +82,23 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     rerank = [e for e in dev_examples("rerank") if e.split == "select"]
     scifact = rerank[: args.scifact]
     workload = rerank[args.scifact : args.scifact + args.queries]  # not the quality queries
+    chosen = ["fp32", *(name for name in CONFIGS if name != "fp32" and name in (args.config or CONFIGS))]
     loaded: dict[str, QRHeadScorer] = {}
     load_mib: dict[str, float] = {}
-    for quantize in (None, "int8"):
+    loads = {(CONFIGS[name]["dtype"], CONFIGS[name].get("quantize")) for name in chosen}
+    for dtype, quantize in sorted(loads, key=str):
         with PeakMemory(CPU) as mem:
-            base = QRHeadScorer.from_pretrained(model, quantize=quantize)
-        load_mib["int8" if quantize else "fp32"] = mem.peak_bytes / 2**20
-        for name, options in CONFIGS.items():
-            if options.get("quantize") == quantize:
+            base = QRHeadScorer.from_pretrained(model, dtype=dtype, quantize=quantize)
+        for name in chosen:
+            options = CONFIGS[name]
+            if (options["dtype"], options.get("quantize")) == (dtype, quantize):
                 loaded[name] = base.with_heads(options["heads"]) if "heads" in options else base
+                load_mib[name] = mem.peak_bytes / 2**20
+    loaded = {name: loaded[name] for name in chosen}
     rows: dict[str, dict[str, Any]] = {}
     for name, scorer in loaded.items():
         figures = quality(scorer, hotpotqa, scifact)
-        rows[name] = {**figures, "load_mib": load_mib["int8" if "int8" in name else "fp32"]}
+        rows[name] = {**figures, "load_mib": load_mib[name]}
         print(f"{model} {name}: {figures}", flush=True)
     timed = {name: scorer.with_config(max_passage_tokens=WORKLOAD_TOKENS) for name, scorer in loaded.items()}
     for scorer in timed.values():
@@ -127,7 +137,7 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Re-ranking speed: float32, int8, fast heads (issue #14)", "", report["setup"], ""]
+    lines = ["# Re-ranking speed: float32, bf16, int8, fast heads (issue #14)", "", report["setup"], ""]
     for model, data in report["models"].items():
         best = data["speedup_best_over_fp32"]
         lines += [
@@ -157,6 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help=f"default: {', '.join(MODELS)}")
+    parser.add_argument(
+        "--config", action="append", choices=list(CONFIGS), help="repeat; default: all (fp32 always runs)"
+    )
     parser.add_argument("--queries", type=int, default=3, help="workload queries per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hotpotqa", type=int, default=40, help="HotpotQA dev rows from 60 for quality")
@@ -167,7 +180,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     setup = (
-        f"{platform.machine()}, {psutil.cpu_count()} cores; workload: {args.queries} SciFact dev queries x BM25 "
+        f"{platform.machine()}, {psutil.cpu_count()} cores, AMX bf16: {'yes' if cpu_has_amx_bf16() else 'no'}; "
+        f"workload: {args.queries} SciFact dev queries x BM25 "
         f"top 20 cut to {WORKLOAD_TOKENS} tokens, {args.rounds} interleaved rounds (median s/query); quality at "
         f"the defaults on HotpotQA dev rows 60-{59 + args.hotpotqa} and {args.scifact} SciFact dev queries. "
         + args.note

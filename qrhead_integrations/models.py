@@ -170,6 +170,17 @@ _DTYPE_NAMES = {
 }
 
 
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX tiles, which oneDNN uses for bf16).
+
+    Why it matters: there a bf16 forward is 2-3x faster than float32 (``benchmarks/bench_rerank.py``); on a CPU
+    without it bf16 is emulated and slower than float32. Read from PyTorch's own CPU probe (``torch.cpu``); a
+    PyTorch build without the probe counts as no.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if callable(probe) else False
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """float32 on CPU (fast and exact there); bfloat16 on CUDA when supported, else float16; float16 on MPS."""
     if isinstance(dtype, torch.dtype):
