@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--heads", default=None)
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 (default: the machine's, resolve_dtype)")
     parser.add_argument("--start", type=int, default=100)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--fraction", type=float, default=0.25)
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = read_multihop_jsonl(args.data, limit=args.limit, start=args.start)
-    scorer = QRHeadScorer.from_pretrained(args.model, heads=args.heads)
+    scorer = QRHeadScorer.from_pretrained(args.model, heads=args.heads, dtype=args.dtype)
     grid = [float(w) for w in args.lexical_grid.split(",") if w.strip()]
     systems = ("default", "qrhead", *(f"qrhead+bm25@{w}" for w in grid), "bm25", "truncation")
     both = dict.fromkeys(systems, 0)
@@ -114,6 +115,7 @@ def main() -> None:
             "default_lexical": DEFAULT_COMPRESSOR_LEXICAL,
             "model": args.model,
             "heads": str(scorer.heads),
+            "dtype": str(next(scorer.model.parameters()).dtype).removeprefix("torch."),
             "questions": n,
             "split": f"HotpotQA dev200 rows {args.start}..{args.start + n - 1}",
             "budget_fraction": args.fraction,

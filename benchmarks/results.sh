@@ -5,6 +5,8 @@
 #   bash benchmarks/results.sh                 # both bundled models, all tables
 #   MODELS=smollm2 bash benchmarks/results.sh  # one model (smollm2, qwen, or large: the 1.5B, default runs only)
 #   RUNS=default bash benchmarks/results.sh    # only the `default` runs (what the adapters do, issue #13)
+#   DTYPE=bfloat16 RUNS=default bash benchmarks/results.sh  # the default runs in bf16 (reports named *_bf16),
+#                                              # the default dtype on CPUs with AMX bf16 (models.resolve_dtype)
 #
 # Resumable: a run whose report already exists is skipped (delete the report to run it again). Each report's
 # info.command holds the exact command with every option spelled out; reports land in reports/.
@@ -15,6 +17,9 @@ QRHEAD=${QRHEAD:-.venv/bin/qrhead}
 DATA=${DATA:-../shared/data}
 MODELS=${MODELS:-smollm2 qwen}
 RUNS=${RUNS:-all}
+# float32 unless asked: the figures stay comparable across machines (the automatic dtype depends on the CPU).
+DTYPE=${DTYPE:-float32}
+TAG=$([ "$DTYPE" = float32 ] && echo "" || echo "_bf16")
 
 declare -A MODEL_ID=([smollm2]=smollm2-135m-instruct [qwen]=qwen2.5-coder-0.5b-instruct [large]=qwen2.5-coder-1.5b-instruct)
 
@@ -26,23 +31,27 @@ run() {  # run NAME ARGS...: one eval, its JSON report, bar chart and Markdown t
     return
   fi
   echo "== $name: $*"
-  "$QRHEAD" eval "$@" --output "reports/$name.json" --plot "reports/$name.png" --markdown "reports/$name.md"
+  "$QRHEAD" eval "$@" --dtype "$DTYPE" --output "reports/$name.json" --plot "reports/$name.png" --markdown "reports/$name.md"
 }
 
 # The product's defaults on the evaluation rows: the `default` system (default heads, cut, order and fusion,
 # through QRHeadScorer.rank, as every adapter calls it) beside BM25, with no separate qrhead run.
 for short in $MODELS; do
   model=${MODEL_ID[$short]}
-  run "default_hotpotqa_$short" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
+  run "default_hotpotqa_$short$TAG" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 --limit 100 \
     --model "$model" --baselines bm25,default --no-qrhead
   # SciFact: the candidates are handed over in BM25's order (best first), as a chain would.
-  run "default_scifact_$short" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
+  run "default_scifact_$short$TAG" beir "$DATA/scifact" --split train --queries-from 100 --limit 50 --top-k 20 \
     --model "$model" --baselines bm25,default --no-qrhead --order retriever
-  run "default_hotpotqa_${short}_shuffled" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 \
+  run "default_hotpotqa_${short}_shuffled$TAG" multihop "$DATA/hotpotqa/hotpotqa_dev200.jsonl" --start 100 \
     --limit 100 --model "$model" --baselines bm25,default --no-qrhead --order shuffled
 done
 if [ "$RUNS" = default ]; then
   exit 0
+fi
+if [ "$DTYPE" != float32 ]; then
+  echo "the full tables run in float32 only (DTYPE=$DTYPE covers the default runs: RUNS=default)" >&2
+  exit 2
 fi
 
 for short in $MODELS; do

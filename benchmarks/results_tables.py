@@ -127,26 +127,29 @@ def _defaults_table() -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for model, name in MODELS.items():
-        for dataset, suffix, label, metric in DEFAULT_RUNS:
-            report_name = f"default_{dataset}_{model}{suffix}"
-            report = _load(report_name)
-            if report is None:
-                continue
-            default, bm25 = report["metrics"]["default"][metric], report["metrics"]["bm25"][metric]
-            seconds = report["info"]["seconds"].get("default", 0.0) / max(1, report["info"]["n_queries"])
-            lines.append(
-                f"| {name} | {label} | {metric} | {_bold(default, bm25)} | {_bold(bm25, default)} | "
-                f"{default - bm25:+.3f} | {seconds:.1f} | `reports/{report_name}.md` |"
-            )
-        compression = _load(f"compression_{model}")
-        if compression is not None and "default" in compression["metrics"]:
-            metrics = compression["metrics"]
-            default, bm25 = metrics["default"]["gold_kept"], metrics["bm25"]["gold_kept"]
-            lines.append(
-                f"| {name} | HotpotQA 100–199, compressed to 25% | gold passages kept | {_bold(default, bm25)} | "
-                f"{_bold(bm25, default)} | {default - bm25:+.3f} | "
-                f"{compression['info']['qrhead_seconds_per_question']:.1f} | `reports/compression_{model}.md` |"
-            )
+        # float32 runs, then the bf16 ones (the automatic dtype on CPUs with AMX bf16), where they exist.
+        for tag, shown in (("", name), ("_bf16", f"{name}, bf16")):
+            for dataset, suffix, label, metric in DEFAULT_RUNS:
+                report_name = f"default_{dataset}_{model}{suffix}{tag}"
+                report = _load(report_name)
+                if report is None:
+                    continue
+                default, bm25 = report["metrics"]["default"][metric], report["metrics"]["bm25"][metric]
+                seconds = report["info"]["seconds"].get("default", 0.0) / max(1, report["info"]["n_queries"])
+                lines.append(
+                    f"| {shown} | {label} | {metric} | {_bold(default, bm25)} | {_bold(bm25, default)} | "
+                    f"{default - bm25:+.3f} | {seconds:.1f} | `reports/{report_name}.md` |"
+                )
+            compression = _load(f"compression_{model}{tag}")
+            if compression is not None and "default" in compression["metrics"]:
+                metrics = compression["metrics"]
+                default, bm25 = metrics["default"]["gold_kept"], metrics["bm25"]["gold_kept"]
+                lines.append(
+                    f"| {shown} | HotpotQA 100–199, compressed to 25% | gold passages kept | {_bold(default, bm25)} | "
+                    f"{_bold(bm25, default)} | {default - bm25:+.3f} | "
+                    f"{compression['info']['qrhead_seconds_per_question']:.1f} | "
+                    f"`reports/compression_{model}{tag}.md` |"
+                )
     return lines
 
 

@@ -56,11 +56,15 @@ def _require_bundled(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def smollm2() -> Any:
-    """The real SmolLM2-135M-Instruct scorer (bundled, offline), loaded once per test session."""
+    """The real SmolLM2-135M-Instruct scorer (bundled, offline), loaded once per test session, in float32.
+
+    float32 whatever the machine's default dtype (bf16 on CPUs with AMX): the exactness tests compare it with
+    float32 eager attention, and the figures it is tested against were measured in float32.
+    """
     from qrhead_integrations import QRHeadScorer
 
     _require_bundled("smollm2-135m-instruct")
-    return QRHeadScorer.from_pretrained("smollm2-135m-instruct")
+    return QRHeadScorer.from_pretrained("smollm2-135m-instruct", dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qrhead_integrations import ModelLoadError, load_model
+from qrhead_integrations import ModelLoadError, load_model, models
 from qrhead_integrations.models import BUNDLED_MODELS, cache_dir, resolve_device, resolve_dtype
 
 
@@ -39,17 +39,25 @@ def test_cache_dir_lookup_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert cache_dir() == tmp_path / "xdg" / "qrhead-integrations"
 
 
-def test_device_and_dtype_resolution() -> None:
+@pytest.mark.parametrize("amx", [True, False])
+def test_device_and_dtype_resolution(monkeypatch: pytest.MonkeyPatch, amx: bool) -> None:
+    monkeypatch.setattr(models, "cpu_has_amx_bf16", lambda: amx)
     assert resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         assert resolve_device(None).type in ("cpu", "mps")
     cpu = torch.device("cpu")
-    assert resolve_dtype(None, cpu) == torch.float32
+    automatic = torch.bfloat16 if amx else torch.float32  # bf16 only where the CPU multiplies it natively
+    assert resolve_dtype(None, cpu) == automatic
+    assert resolve_dtype("auto", cpu) == automatic
     assert resolve_dtype("bf16", cpu) == torch.bfloat16
-    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("float32", cpu) == torch.float32
     assert resolve_dtype(torch.float16, cpu) == torch.float16
     with pytest.raises(ModelLoadError, match="unknown dtype"):
         resolve_dtype("int3", cpu)
+
+
+def test_amx_probe_answers_a_bool() -> None:
+    assert isinstance(models.cpu_has_amx_bf16(), bool)
 
 
 @pytest.mark.real_model

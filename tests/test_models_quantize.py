@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from qrhead_integrations import ModelLoadError, QRHeadScorer
+from qrhead_integrations import ModelLoadError, QRHeadScorer, models
 from qrhead_integrations.models import check_quantize, quantize_int8
 from qrhead_integrations.prompt import PromptBuilder, to_passages
 from tests.test_capture import HEADS, PASSAGES
@@ -61,13 +61,24 @@ def test_quantize_checks(saved_tiny_model: Path) -> None:
     assert loaded.device.type == "cpu" and len(loaded.score("moon?", PASSAGES)) == 4
 
 
+def test_quantize_takes_float32_whatever_the_cpu_default(
+    saved_tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with AMX the unspecified dtype is bf16; int8 kernels need float32, so quantize picks it."""
+    monkeypatch.setattr(models, "cpu_has_amx_bf16", lambda: True)
+    loaded = QRHeadScorer.from_pretrained(str(saved_tiny_model), heads=HEADS, quantize="int8")
+    assert loaded.model.get_input_embeddings().weight.dtype == torch.float32
+    with pytest.raises(ModelLoadError, match="float32"):
+        QRHeadScorer.from_pretrained(str(saved_tiny_model), heads=HEADS, quantize="int8", dtype="bfloat16")
+
+
 @pytest.mark.real_model
 def test_int8_smollm2_is_another_model_of_similar_quality(hotpotqa_rows: list[dict[str, Any]]) -> None:
     """Measured (rows 100-105): int8 moves SmolLM2's scores a lot — the largest change is 86% of a question's
     score spread and the top-2 set is the same in only 2 of 6 questions — while finding about as many gold
     passages (6 vs 7 of 12 in the top 2). Dynamic int8 quantises activations per tensor, which LLM activation
     outliers punish; so int8 is a speed option whose quality must be measured (docs/engine.md), not a drop-in."""
-    exact = QRHeadScorer.from_pretrained("smollm2-135m-instruct", max_passage_tokens=64, fusion=None)
+    exact = QRHeadScorer.from_pretrained("smollm2-135m-instruct", max_passage_tokens=64, fusion=None, dtype="float32")
     quantized = QRHeadScorer.from_pretrained(
         "smollm2-135m-instruct", max_passage_tokens=64, quantize="int8", fusion=None
     )

@@ -33,6 +33,14 @@ QuantizeOption = Annotated[
         help="int8: dynamic int8 Linear layers (CPU only; faster, rankings can change, see docs/engine.md).",
     ),
 ]
+DtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="float32, bfloat16, float16 (default: bfloat16 on CPUs with AMX bf16 and on GPUs, else float32; "
+        "float32 with --quantize).",
+    ),
+]
 
 RowsPerForward = Annotated[
     int | None,

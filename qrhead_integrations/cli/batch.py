@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ..errors import QRHeadError
 from ..models import DEFAULT_MODEL
-from ._common import QuantizeOption
+from ._common import DtypeOption, QuantizeOption
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,6 +37,7 @@ def batch(
         str | None, typer.Option("--heads", help="Heads: preset, 'all', 'layer:N', 'l-h,...' or a head-set JSON.")
     ] = None,
     quantize: QuantizeOption = None,
+    dtype: DtypeOption = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Actors, one model replica each.")] = 1,
     gpus_per_worker: Annotated[
         float, typer.Option("--gpus-per-worker", help="GPUs per worker (1 = one replica per GPU).")
@@ -85,7 +86,7 @@ def batch(
             num_cpus_per_worker=cpus,
             batch_size=batch_size,
             output=output,
-            scorer_kwargs={"quantize": quantize} if quantize else None,
+            scorer_kwargs={key: value for key, value in (("quantize", quantize), ("dtype", dtype)) if value} or None,
         )
         elapsed = time.perf_counter() - began
         rows, errors = _count(written, ERROR)

@@ -26,6 +26,7 @@ from ..models import DEFAULT_MODEL
 from ._common import (
     FLAG,
     DeviceOption,
+    DtypeOption,
     HeadsOption,
     ModelOption,
     QuantizeOption,
@@ -87,6 +88,7 @@ class RunOptions:
     markdown: Markdown = None
     device: DeviceOption = None
     quantize: QuantizeOption = None
+    dtype: DtypeOption = None
     rows_per_forward: RowsPerForward = None
 
 
@@ -204,7 +206,6 @@ class _Evaluation:
             "qrhead": run.qrhead,
             "quantize": run.quantize,
         }
-        command = _command(self.kind, self.data, options)
         try:
             for path, option in ((run.output, "--output"), (run.plot, "--plot"), (run.markdown, "--markdown")):
                 if path is not None:
@@ -216,9 +217,17 @@ class _Evaluation:
             console.print(f"Loading [bold]{self.model}[/bold]…")
             started = time.perf_counter()
             scorer = QRHeadScorer.from_pretrained(
-                self.model, heads=self.heads, max_passage_tokens=cap, device=run.device, quantize=run.quantize
+                self.model,
+                heads=self.heads,
+                max_passage_tokens=cap,
+                device=run.device,
+                quantize=run.quantize,
+                dtype=run.dtype,
             )
             load_seconds = time.perf_counter() - started
+            # The dtype that ran, spelled out: the default depends on the machine (resolve_dtype).
+            ran_dtype = str(next(scorer.model.parameters()).dtype).removeprefix("torch.")
+            command = _command(self.kind, self.data, {**options, "dtype": ran_dtype})
             console.print(
                 f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · loaded in "
                 f"{load_seconds:.1f} s · progress and ETA below"

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ..prompt import Passage
-from ._common import FLAG, DeviceOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 
 def read_passages(source: str) -> list[Passage]:
@@ -80,6 +80,7 @@ def rank(
     top_n: Annotated[int | None, typer.Option("--top-n", "-n", help="Show only the best N.")] = None,
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
+    dtype: DtypeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.", metavar=FLAG)] = False,
     fusion: Annotated[
         bool,
@@ -98,7 +99,7 @@ def rank(
         items = read_passages(passages)
         if not items:
             raise DataFormatError(f"{'<stdin>' if passages == '-' else passages}: no passages to rank")
-        scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize)
+        scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize, dtype=dtype)
         ranked = scorer.rank(query, items, top_n=top_n, **({} if fusion else {"fusion": None}))
     except (QRHeadError, OSError) as exc:
         raise fail(exc) from exc

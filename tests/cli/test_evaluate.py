@@ -37,6 +37,7 @@ def test_eval_beir_writes_report_plot_and_table(saved_tiny_model: Path, tmp_path
     assert info["max_passage_tokens"] == 256 and info["order"] == "retriever-reversed"
     assert info["heads"] == "1-0,2-3" and info["data"] == str(data)
     assert info["command"].startswith("qrhead eval beir ") and "--top-k 3" in info["command"]
+    assert "--dtype " in info["command"]  # the dtype that ran, spelled out (the default depends on the CPU)
     assert (out / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "r.md").read_text().startswith("| system | ndcg@10")
     assert "s/query" in result.output and "qrhead" in result.output
@@ -46,9 +47,11 @@ def test_eval_multihop_end_to_end(saved_tiny_model: Path, tmp_path: Path) -> Non
     data = write_multihop(tmp_path / "mh.jsonl")
     out = tmp_path / "mh.json"
     args = ["eval", "multihop", str(data), "--model", str(saved_tiny_model), *TINY, "--start", "1", "--limit", "2"]
-    result = cli.invoke(app, [*args, "--order", "shuffled", "--max-passage-tokens", "0", "--output", str(out)])
+    options = ["--order", "shuffled", "--max-passage-tokens", "0", "--dtype", "bfloat16", "--output", str(out)]
+    result = cli.invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
+    assert "--dtype bfloat16" in report["info"]["command"]
     assert sorted(report["per_query"]["qrhead"]) == ["m2", "m3"]
     assert report["info"]["order"] == "shuffled" and report["info"]["max_passage_tokens"] is None
     assert "recall@2" in report["metrics"]["fusion"] and "all_gold@2" in report["metrics"]["bm25"]

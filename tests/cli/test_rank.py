@@ -65,6 +65,15 @@ def test_rank_fuses_by_default_and_no_fusion_ranks_by_qrhead(saved_tiny_model: P
     assert {r["index"]: r["qrhead_score"] for r in fused} == pytest.approx(by_index)
 
 
+def test_rank_takes_a_dtype_and_rejects_an_unknown_one(saved_tiny_model: Path, tmp_path: Path) -> None:
+    passages = tmp_path / "p.txt"
+    passages.write_text("the moon\nthe sun\n")
+    args = ["rank", "-q", "moon?", "-p", str(passages), "-m", str(saved_tiny_model), "--heads", "1-0", "--json"]
+    assert runner.invoke(app, [*args, "--dtype", "float32"]).exit_code == 0
+    bad = runner.invoke(app, [*args, "--dtype", "int3"])
+    assert bad.exit_code == 2 and "unknown dtype" in bad.output
+
+
 def test_rank_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rank", "-q", "x", "-p", str(tmp_path / "missing.txt")])
     assert result.exit_code == 2 and "error" in result.output
