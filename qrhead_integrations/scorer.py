@@ -195,7 +195,8 @@ class QRHeadScorer:
                 ``"smollm2-135m-instruct"``), a local folder, a ``.gguf`` file, or a hub id.
             heads: head specification (see the class docstring).
             device: ``"cpu"``, ``"cuda"``, ``"mps"``... chosen automatically when ``None``.
-            dtype: ``torch.dtype`` or name; float32 on CPU, bf16/fp16 on GPUs by default.
+            dtype: ``torch.dtype`` or name; by default bf16 on CPUs with AMX bf16 (2.5x faster there, same dev
+                quality), else float32 on CPU; bf16/fp16 on GPUs (``models.resolve_dtype``).
             model_kwargs: passed through to ``AutoModelForCausalLM.from_pretrained``.
             tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
             cache_dir: where converted GGUF models are kept (default ``$QRHEAD_CACHE_DIR`` or ~/.cache).
