@@ -1,0 +1,179 @@
+"""Fusion by score rather than by rank, checked on dev data (issue #13, lever 2's second form).
+
+The product fuses by weighted reciprocal rank (``fusion.fuse_with_first_stage``). The alternative the issue names
+is normalised score interpolation: per query, each signal is z-scored over the candidates (QRHead's attention
+scores, BM25 over the candidates, and the input order as ``-rank``, since a chain hands over no first-stage
+scores) and mixed with the same weights, ``(1 - w - l) z(qrhead) + w z(-rank) + l z(bm25)``. Scores keep the
+*size* of a gap (a clear BM25 winner stays clear), which ranks throw away.
+
+Compared on the all-head caches of ``study_cache.py`` (no model runs here), each model's default heads, the same
+weight grid and the same rule as ``study_defaults.choose`` (pooled over models: best mean among the cells at or
+above both model-free baselines on both tasks for every model); then a two-fold cross-validation (5 random
+halvings per task): the rule chooses a cell on one half, the other half scores it — what each form would deliver
+on queries that did not choose it.
+
+    python benchmarks/study_fusion_form.py --model smollm2-135m-instruct --model qwen2.5-coder-0.5b-instruct \\
+        --json reports/fusion_form_study.json --markdown reports/fusion_form_study.md
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from _report import write_reports
+from study_cache import dev_examples, study_parser
+from study_defaults import (
+    PRODUCT_CACHE,
+    SHAPES,
+    TASKS,
+    DevScores,
+    figure,
+    first_stage_figure,
+    items,
+    lexical_figure,
+    load,
+    metric,
+)
+
+from qrhead_integrations.fusion import Fusion
+from qrhead_integrations.presets import get_preset
+
+CELLS = [
+    (w, lex)
+    for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    for lex in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    if 0 < w + lex <= 0.8
+]
+SPLITS = 5
+
+Data = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+
+def interpolated(data: list[DevScores], heads: list[int], name: str, weight: float, lexical: float) -> float:
+    """Mean ``name`` of z-score interpolation over ``data``."""
+    total = 0.0
+    for item in data:
+        qrhead = item.per_head[heads].mean(dim=0).numpy()
+        order = -np.arange(len(qrhead), dtype=float)
+        bm25 = np.asarray(item.lexical, dtype=float)
+        fused = (1 - weight - lexical) * _z(qrhead) + weight * _z(order) + lexical * _z(bm25)
+        total += metric(fused.tolist(), item.gold, name)
+    return total / len(data)
+
+
+def _figures(form: str, cell: tuple[float, float], data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
+    w, lex = cell
+
+    def one(queries: list[DevScores], subset: list[int], name: str) -> float:
+        if form == "rank (RRF, shipped)":
+            return figure(queries, subset, name, Fusion(weight=w, lexical=lex))
+        return interpolated(queries, subset, name, w, lex)
+
+    return {m: {t: one(data[m][t], heads[m], TASKS[t]) for t in TASKS} for m in data}
+
+
+def choose(form: str, data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
+    """The pooled rule of ``study_defaults.choose`` for one fusion form."""
+    scored = []
+    for cell in CELLS:
+        values = _figures(form, cell, data, heads)
+        ok = all(
+            values[m][t] >= max(first_stage_figure(data[m][t], TASKS[t]), lexical_figure(data[m][t], TASKS[t]))
+            for m in data
+            for t in TASKS
+        )
+        mean = float(np.mean([values[m][t] for m in data for t in TASKS]))
+        scored.append({"cell": f"{cell[0]}/{cell[1]}", "ok": ok, "mean": mean, "figures": values, "raw": cell})
+    qualified = [s for s in scored if s["ok"]]
+    best = max(qualified or scored, key=lambda s: s["mean"])
+    return {**best, "qualified": len(qualified)}
+
+
+def cross_validated(form: str, data: Data, heads: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+    """Mean figure of the rule's choice on the half of the queries that did not choose it."""
+    scores: dict[str, dict[str, list[float]]] = {m: {t: [] for t in TASKS} for m in data}
+    for seed in range(SPLITS):
+        rng = random.Random(seed)
+        halves: list[Data] = [{m: {} for m in data}, {m: {} for m in data}]
+        for m in data:
+            for t in TASKS:
+                order = list(range(len(data[m][t])))
+                rng.shuffle(order)
+                halves[0][m][t] = [data[m][t][i] for i in order[::2]]
+                halves[1][m][t] = [data[m][t][i] for i in order[1::2]]
+        for i in (0, 1):
+            cell = choose(form, halves[i], heads)["raw"]
+            values = _figures(form, cell, halves[1 - i], heads)
+            for m in data:
+                for t in TASKS:
+                    scores[m][t].append(values[m][t])
+    return {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in scores.items()}
+
+
+def main() -> None:
+    args = study_parser(__doc__).parse_args()
+    examples = {task: dev_examples(task) for task in TASKS}
+    data: Data = {}
+    heads: dict[str, list[int]] = {}
+    for model in args.model:
+        data[model] = {}
+        for task in TASKS:
+            found = load(model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir)
+            if found is None:
+                raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py first")
+            data[model][task] = items(examples[task], found, "select") + items(examples[task], found, "tune")
+        default = get_preset(model, "_default") or get_preset(model, "multihop")
+        if default is None:
+            raise SystemExit(f"no default heads for {model}")
+        heads[model] = [lay * SHAPES[model][1] + h for lay, h in default.heads]
+    forms = ("rank (RRF, shipped)", "score (z-score interpolation)")
+    report: dict[str, Any] = {
+        "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},
+        "chosen": {f: {k: v for k, v in choose(f, data, heads).items() if k != "raw"} for f in forms},
+        "cross_validated": {f: cross_validated(f, data, heads) for f in forms},
+    }
+    text = markdown(report)
+    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
+    print(text)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    models = list(report["counts"])
+    head = " | ".join(f"{m} SciFact | {m} HotpotQA" for m in models)
+    lines = [
+        "# Fusion by rank or by score (dev data)",
+        "",
+        "Dev queries per model: "
+        + "; ".join(f"{m}: {c['rerank']} SciFact, {c['multihop']} HotpotQA" for m, c in report["counts"].items())
+        + ". Figures: SciFact nDCG@10 over BM25's top 20 (best last), HotpotQA recall@2 (random layout).",
+        "",
+        "## The rule's choice on all dev queries",
+        "",
+        f"| form | chosen cell (first stage / lexical) | qualifying cells | {head} | mean |",
+        "|---|---|---|" + "---|" * (2 * len(models)) + "---|",
+    ]
+    for form, row in report["chosen"].items():
+        cells = " | ".join(f"{row['figures'][m]['rerank']:.3f} | {row['figures'][m]['multihop']:.3f}" for m in models)
+        lines.append(f"| {form} | {row['cell']} | {row['qualified']} | {cells} | {row['mean']:.4f} |")
+    lines += [
+        "",
+        f"## Two-fold cross-validation ({SPLITS} halvings): the choice of one half, scored on the other",
+        "",
+        f"| form | {head} |",
+        "|---|" + "---|" * (2 * len(models)),
+    ]
+    for form, per in report["cross_validated"].items():
+        cells = " | ".join(f"{per[m]['rerank']:.3f} | {per[m]['multihop']:.3f}" for m in models)
+        lines.append(f"| {form} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
