@@ -56,8 +56,11 @@ def test_device_and_dtype_resolution(monkeypatch: pytest.MonkeyPatch, amx: bool)
         resolve_dtype("int3", cpu)
 
 
-def test_amx_probe_answers_a_bool() -> None:
+def test_amx_probe_answers_a_bool_and_no_without_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(models.cpu_has_amx_bf16(), bool)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)  # a PyTorch build without it
+    assert models.cpu_has_amx_bf16() is False
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
 
 
 @pytest.mark.real_model
