@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 MODELS = {"smollm2": "SmolLM2-135M", "qwen": "Qwen2.5-Coder-0.5B"}
+# The defaults table also lists the 1.5B, in bf16 only: its float32 default runs are described in the text (the
+# HotpotQA one predates its own fusion, so it is not what `default` means now).
+DEFAULT_MODELS = {**MODELS, "large": "Qwen2.5-Coder-1.5B"}
 DATASETS = {
     "hotpotqa": ("HotpotQA dev rows 100–199", "recall@2", "recall@5", "file order"),
     "scifact": ("SciFact train queries 100–149, BM25 top 20 re-ranked", "ndcg@10", "mrr@10", "BM25 best last"),
@@ -126,9 +129,11 @@ def _defaults_table() -> list[str]:
         "| model | data | metric | default | BM25 | Δ | s/query (default) | report |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for model, name in MODELS.items():
+    for model, name in DEFAULT_MODELS.items():
         # float32 runs, then the bf16 ones (the automatic dtype on CPUs with AMX bf16), where they exist.
         for tag, shown in (("", name), ("_bf16", f"{name}, bf16")):
+            if model not in MODELS and not tag:
+                continue
             for dataset, suffix, label, metric in DEFAULT_RUNS:
                 report_name = f"default_{dataset}_{model}{suffix}{tag}"
                 report = _load(report_name)
