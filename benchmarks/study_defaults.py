@@ -68,6 +68,27 @@ def items(examples: list[DevExample], scores: dict[str, torch.Tensor], split: st
     ]
 
 
+def default_heads(model: str) -> list[int]:
+    """The model's default head set as flat indices into a cache's ``layers x heads`` rows."""
+    default = get_preset(model, "_default") or get_preset(model, "multihop")
+    if default is None:
+        raise SystemExit(f"no default heads for {model}")
+    return [lay * SHAPES[model][1] + h for lay, h in default.heads]
+
+
+def product_dev(
+    model: str, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
+) -> dict[str, list[DevScores]]:
+    """Both dev splits of each task, from the cache of the layout the product sees (``PRODUCT_CACHE``)."""
+    dev = {}
+    for task in TASKS:
+        found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir)
+        if found is None:
+            raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py first")
+        dev[task] = items(examples[task], found, "select") + items(examples[task], found, "tune")
+    return dev
+
+
 def metric(ranking_scores: list[float], gold: tuple[int, ...], name: str) -> float:
     return ranking_metric(ranking_scores, gold, name)
 
@@ -159,10 +180,7 @@ FUSION_GRID = [
 def fusion_grid(model: str, shape: tuple[int, int], dev: dict[str, list[ExampleHeadScores]]) -> dict[str, Any]:
     """Dev figures of every (first-stage weight, lexical share) with the model's default heads, plus the
     model-free fusion of the two (QRHead's share 0) for comparison."""
-    default = get_preset(model, "_default") or get_preset(model, "multihop")
-    if default is None:
-        raise SystemExit(f"no default heads for {model}")
-    heads = [lay * shape[1] + h for lay, h in default.heads]
+    heads = default_heads(model)
     cells: dict[str, dict[str, float]] = {}
     for w, lex in FUSION_GRID:
         fusion = Fusion(weight=w, lexical=lex) if (w or lex) else None
@@ -188,15 +206,7 @@ def main() -> None:
     examples = {task: dev_examples(task) for task in TASKS}
     per_model: dict[str, Any] = {}
     for model in args.model:
-        caches = {task: load(model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir) for task in TASKS}
-        missing = [task for task, found in caches.items() if found is None]
-        if missing:
-            raise SystemExit(f"missing caches for {model} {missing}: run benchmarks/study_cache.py first")
-        dev = {
-            t: items(examples[t], found, "select") + items(examples[t], found, "tune")
-            for t, found in caches.items()
-            if found is not None
-        }
+        dev = product_dev(model, args.tokens, args.cache_dir, examples)
         shape = SHAPES[model]
         per_model[model] = {
             "counts": {t: len(dev[t]) for t in TASKS},
@@ -216,8 +226,7 @@ def cut_table(
     Per order, only the queries every cached cut of that order holds, so the cuts of one order are compared on
     the same queries (both splits where every cut has them).
     """
-    default = get_preset(model, "_default") or get_preset(model, "multihop")
-    heads = [lay * shape[1] + h for lay, h in default.heads] if default is not None else []
+    heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, dict[str, float]] = {}
     loaded = {

@@ -25,20 +25,17 @@ import numpy as np
 from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
-    PRODUCT_CACHE,
-    SHAPES,
     TASKS,
     DevScores,
+    default_heads,
     figure,
     first_stage_figure,
-    items,
     lexical_figure,
-    load,
     metric,
+    product_dev,
 )
 
 from qrhead_integrations.fusion import Fusion
-from qrhead_integrations.presets import get_preset
 
 CELLS = [
     (w, lex)
@@ -120,19 +117,8 @@ def cross_validated(form: str, data: Data, heads: dict[str, list[int]]) -> dict[
 def main() -> None:
     args = study_parser(__doc__).parse_args()
     examples = {task: dev_examples(task) for task in TASKS}
-    data: Data = {}
-    heads: dict[str, list[int]] = {}
-    for model in args.model:
-        data[model] = {}
-        for task in TASKS:
-            found = load(model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir)
-            if found is None:
-                raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py first")
-            data[model][task] = items(examples[task], found, "select") + items(examples[task], found, "tune")
-        default = get_preset(model, "_default") or get_preset(model, "multihop")
-        if default is None:
-            raise SystemExit(f"no default heads for {model}")
-        heads[model] = [lay * SHAPES[model][1] + h for lay, h in default.heads]
+    data: Data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
+    heads = {model: default_heads(model) for model in args.model}
     forms = ("rank (RRF, shipped)", "score (z-score interpolation)")
     report: dict[str, Any] = {
         "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},

@@ -19,34 +19,23 @@ from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
-    PRODUCT_CACHE,
-    SHAPES,
     TASKS,
+    default_heads,
     figure,
     first_stage_figure,
-    items,
     lexical_figure,
-    load,
+    product_dev,
 )
 
 from qrhead_integrations.fusion import RRF_K, Fusion
-from qrhead_integrations.presets import get_preset
 
 KS = (0, 2, 5, 10, 20, RRF_K)
 
 
 def study(model: str, tokens: int, cache_dir: Path) -> dict[str, Any]:
     examples = {task: dev_examples(task) for task in TASKS}
-    dev = {}
-    for task in TASKS:
-        found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir)
-        if found is None:
-            raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py first")
-        dev[task] = items(examples[task], found, "select") + items(examples[task], found, "tune")
-    default = get_preset(model, "_default") or get_preset(model, "multihop")
-    if default is None:
-        raise SystemExit(f"no default heads for {model}")
-    heads = [lay * SHAPES[model][1] + h for lay, h in default.heads]
+    dev = product_dev(model, tokens, cache_dir, examples)
+    heads = default_heads(model)
     floor = {t: max(first_stage_figure(dev[t], TASKS[t]), lexical_figure(dev[t], TASKS[t])) for t in TASKS}
     per_k = {}
     for k in KS:

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from _report import write_reports
 from study_cache import ORDER_NAMES, DevExample, dev_examples, study_parser
-from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, load, metric
+from study_defaults import PRODUCT_CACHE, TASKS, default_heads, load, metric
 
 from qrhead_integrations.evaluation.runner import prompt_order
 from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
-from qrhead_integrations.presets import get_preset, model_fusion
+from qrhead_integrations.presets import model_fusion
 
 Row = tuple[DevExample, np.ndarray, np.ndarray]
 """One dev query: the example, its default-heads scores (candidate order), each candidate's prompt position."""
@@ -39,10 +39,7 @@ def rows_of(model: str, task: str, tokens: int, cache_dir: Path) -> list[Row]:
     scores = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir)
     if scores is None:
         return []
-    default = get_preset(model, "_default") or get_preset(model, "multihop")
-    if default is None:
-        raise SystemExit(f"no default heads for {model}")
-    heads = [lay * SHAPES[model][1] + h for lay, h in default.heads]
+    heads = default_heads(model)
     out: list[Row] = []
     for example in dev_examples(task):
         if example.key not in scores:
