@@ -25,6 +25,7 @@ import numpy as np
 from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
+    FUSION_GRID,
     TASKS,
     DevScores,
     default_heads,
@@ -37,12 +38,7 @@ from study_defaults import (
 
 from qrhead_integrations.fusion import Fusion
 
-CELLS = [
-    (w, lex)
-    for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-    for lex in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-    if 0 < w + lex <= 0.8
-]
+CELLS = [(w, lex) for w, lex in FUSION_GRID if w or lex]  # the defaults study's grid, without "QRHead alone"
 SPLITS = 5
 
 Data = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
