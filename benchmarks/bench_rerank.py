@@ -1,7 +1,7 @@
 """Re-ranking speed on the CPU (issue #14): float32 vs bf16 vs int8 weights vs the shallow ``fast`` heads, in one run.
 
 Per bundled model, configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (``dtype="float32"``, the default
-heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX or AVX512-BF16 runs bf16 matrix products natively),
+heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX runs bf16 matrix products in hardware),
 ``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
 ``benchmarks/study_depth.py``), ``bf16+fast`` and ``int8+fast`` (``--config`` picks some; ``fp32`` always runs,
 as the reference). For each:

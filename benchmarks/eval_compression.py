@@ -115,7 +115,7 @@ def main() -> None:
             "default_lexical": DEFAULT_COMPRESSOR_LEXICAL,
             "model": args.model,
             "heads": str(scorer.heads),
-            "dtype": str(next(scorer.model.parameters()).dtype).removeprefix("torch."),
+            "dtype": str(scorer.dtype).removeprefix("torch."),
             "questions": n,
             "split": f"HotpotQA dev200 rows {args.start}..{args.start + n - 1}",
             "budget_fraction": args.fraction,

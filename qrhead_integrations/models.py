@@ -181,12 +181,13 @@ def cpu_has_amx_bf16() -> bool:
     return bool(probe()) if callable(probe) else False
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, *, int8: bool = False) -> torch.dtype:
     """The dtype asked for; for ``None``/``"auto"`` the fastest one that keeps quality, per device.
 
-    CPU: bfloat16 where the CPU has AMX bf16 (:func:`cpu_has_amx_bf16`; measured there 2.6x faster than float32
-    on the default model with dev quality within 0.01, ``reports/bench_rerank_bf16.md``), else float32 (bf16 is
-    emulated, slower). CUDA: bfloat16 when supported, else float16. MPS: float16.
+    CPU: bfloat16 where the CPU has AMX bf16 (:func:`cpu_has_amx_bf16`; measured there 2.47x faster than float32
+    on the default model with the same dev quality, ``reports/bench_rerank_bf16.md``), else float32 (bf16 is
+    emulated, slower). CUDA: bfloat16 when supported, else float16. MPS: float16. With ``int8`` (int8 weights,
+    whose kernels take float32 activations) the automatic choice is float32 on every device.
     """
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -198,6 +199,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return _DTYPE_NAMES[key]
         else:
             raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPE_NAMES)} or 'auto'")
+    if int8:
+        return torch.float32
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":
@@ -338,9 +341,7 @@ def load_model(
 
     spec = os.fspath(model)
     resolved_device = resolve_device(device)
-    # int8 kernels take float32 activations: an unspecified dtype means float32 there, not the device's best.
-    auto = dtype is None or (isinstance(dtype, str) and dtype.lower() == "auto")
-    resolved_dtype = torch.float32 if quantize is not None and auto else resolve_dtype(dtype, resolved_device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device, int8=quantize is not None)
     if quantize is not None:
         check_quantize(quantize, resolved_device, resolved_dtype)
     model_id = spec

@@ -195,7 +195,7 @@ class QRHeadScorer:
                 ``"smollm2-135m-instruct"``), a local folder, a ``.gguf`` file, or a hub id.
             heads: head specification (see the class docstring).
             device: ``"cpu"``, ``"cuda"``, ``"mps"``... chosen automatically when ``None``.
-            dtype: ``torch.dtype`` or name; by default bf16 on CPUs with AMX bf16 (2.5x faster there, same dev
+            dtype: ``torch.dtype`` or name; by default bf16 on CPUs with AMX bf16 (2.47x faster there, same dev
                 quality), else float32 on CPU; bf16/fp16 on GPUs (``models.resolve_dtype``).
             model_kwargs: passed through to ``AutoModelForCausalLM.from_pretrained``.
             tokenizer_kwargs: passed through to ``AutoTokenizer.from_pretrained``.
@@ -247,6 +247,12 @@ class QRHeadScorer:
     def device(self) -> torch.device:
         """Where the model's weights are (and so where its forward runs)."""
         found: torch.device = next(self.model.parameters()).device
+        return found
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's (first) weights: what ``dtype`` resolved to when it was loaded."""
+        found: torch.dtype = next(self.model.parameters()).dtype
         return found
 
     @property

@@ -49,6 +49,8 @@ def test_device_and_dtype_resolution(monkeypatch: pytest.MonkeyPatch, amx: bool)
     automatic = torch.bfloat16 if amx else torch.float32  # bf16 only where the CPU multiplies it natively
     assert resolve_dtype(None, cpu) == automatic
     assert resolve_dtype("auto", cpu) == automatic
+    assert resolve_dtype(None, cpu, int8=True) == torch.float32  # int8 kernels take float32 activations
+    assert resolve_dtype("bf16", cpu, int8=True) == torch.bfloat16  # asked for: check_quantize rejects it later
     assert resolve_dtype("bf16", cpu) == torch.bfloat16
     assert resolve_dtype("float32", cpu) == torch.float32
     assert resolve_dtype(torch.float16, cpu) == torch.float16

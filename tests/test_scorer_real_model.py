@@ -107,7 +107,7 @@ def test_bf16_scores_track_float32(smollm2: QRHeadScorer, hotpotqa_rows: list[di
     """
     bf16 = QRHeadScorer.from_pretrained("smollm2-135m-instruct", dtype="bfloat16", max_passage_tokens=64, fusion=None)
     exact = smollm2.with_config(max_passage_tokens=64, fusion=None)
-    assert bf16.model.dtype == torch.bfloat16 and exact.model.dtype == torch.float32
+    assert bf16.dtype == torch.bfloat16 and exact.dtype == torch.float32
     for row in hotpotqa_rows[100:106]:
         ours = torch.tensor(bf16.score(row["question"], _passages(row)))
         reference = torch.tensor(exact.score(row["question"], _passages(row)))

@@ -226,8 +226,7 @@ class _Evaluation:
             )
             load_seconds = time.perf_counter() - started
             # The dtype that ran, spelled out: the default depends on the machine (resolve_dtype).
-            ran_dtype = str(next(scorer.model.parameters()).dtype).removeprefix("torch.")
-            command = _command(self.kind, self.data, {**options, "dtype": ran_dtype})
+            command = _command(self.kind, self.data, {**options, "dtype": str(scorer.dtype).removeprefix("torch.")})
             console.print(
                 f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · loaded in "
                 f"{load_seconds:.1f} s · progress and ETA below"
