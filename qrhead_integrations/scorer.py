@@ -372,7 +372,7 @@ class QRHeadScorer:
         """The ranking of one row from its QRHead scores: fused as ``chosen`` says, best first, ties by index."""
         if not items:
             return []
-        lexical = bm25_rank(query, items) if chosen is not None and chosen.lexical else None
+        lexical = bm25_rank(query, items) if chosen is not None and chosen.needs_lexical else None
         ranking = qrhead if chosen is None else fuse_with_first_stage(qrhead, chosen, first_stage_scores, lexical)
         order = rank_order(ranking)
         if top_n is not None:

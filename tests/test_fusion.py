@@ -136,7 +136,83 @@ def test_the_default_fusion_is_the_models_own(tiny_scorer: Any, monkeypatch: pyt
         r.index for r in own.rank("moon", passages, fusion=Fusion(weight=0.1, lexical=0.4))
     ]
     assert own.with_config(fusion=None).config.fusion is None  # an explicit choice wins
+    entries["_fusion"] = {"weight": 0.3, "lexical": 0.4, "agreement": 0.2}
+    gated = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion
+    assert gated == Fusion(weight=0.3, lexical=0.4, agreement=0.2)
     entries["_fusion"] = None
     assert QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion is None
     with pytest.raises(ValueError):
         QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0", fusion="other")
+
+
+def test_kendall_tau_matches_its_definition() -> None:
+    """tau-b by brute force over pairs (ties counted as tau-b does), and ``None`` where it is undefined."""
+    from qrhead_integrations.fusion import kendall_tau
+
+    def brute(x: list[float], y: list[float]) -> float:
+        pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x))]
+        sign = [((x[i] > x[j]) - (x[i] < x[j])) * ((y[i] > y[j]) - (y[i] < y[j])) for i, j in pairs]
+        untied_x = sum(x[i] != x[j] for i, j in pairs)
+        untied_y = sum(y[i] != y[j] for i, j in pairs)
+        return sum(sign) / math.sqrt(untied_x * untied_y)
+
+    x, y = [3.0, 1.0, 2.0, 2.0, 0.0, 5.0], [1.0, 0.0, 0.0, 2.0, 1.0, 4.0]
+    assert kendall_tau(x, y) == pytest.approx(brute(x, y))
+    assert kendall_tau([1.0, 2.0, 3.0], [3.0, 4.0, 9.0]) == pytest.approx(1.0)
+    assert kendall_tau([1.0, 2.0, 3.0], [9.0, 4.0, 3.0]) == pytest.approx(-1.0)
+    assert kendall_tau([1.0], [2.0]) is None
+    assert kendall_tau([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) is None  # BM25 ties them all: nothing to test
+    with pytest.raises(InvalidInputError, match="cannot be compared"):
+        kendall_tau([1.0, 2.0], [1.0])
+
+
+def test_agreement_scales_the_first_stage_weight() -> None:
+    """An order that agrees with BM25 keeps its weight, one that disagrees loses it (to QRHead), in between it
+    shrinks linearly; undefined agreement keeps the weight."""
+    from qrhead_integrations.fusion import first_stage_trust
+
+    gated = Fusion(weight=0.4, lexical=0.2, agreement=0.5)
+    order = [0.0, -1.0, -2.0, -3.0]
+    assert first_stage_trust(gated, order, [4.0, 3.0, 2.0, 1.0]) == 1.0  # tau 1
+    assert first_stage_trust(gated, order, [1.0, 2.0, 3.0, 4.0]) == 0.0  # tau -1
+    assert first_stage_trust(gated, order, [4.0, 2.0, 3.0, 1.0]) == 1.0  # tau 2/3 >= 0.5
+    assert first_stage_trust(gated, order, [3.0, 4.0, 1.0, 2.0]) == pytest.approx((2 / 6) / 0.5)  # tau 1/3
+    assert first_stage_trust(gated, order, [0.0, 0.0, 0.0, 0.0]) == 1.0  # undefined
+    assert first_stage_trust(Fusion(weight=0.4, agreement=0.0), order, [3.0, 4.0, 1.0, 2.0]) == 1.0  # tau > 0
+    assert first_stage_trust(Fusion(weight=0.4, agreement=0.0), order, [2.0, 1.0, 4.0, 3.0]) == 0.0  # tau < 0
+    assert first_stage_trust(Fusion(weight=0.4), order, [1.0, 2.0, 3.0, 4.0]) == 1.0  # no agreement: fixed
+    with pytest.raises(InvalidInputError, match="lexical scores"):
+        first_stage_trust(gated, order, None)
+
+    # In the fused scores: an order BM25 contradicts counts for nothing, so the fusion is QRHead + BM25 alone.
+    qrhead, lexical = [0.2, 0.1, 0.9, 0.5], [1.0, 2.0, 3.0, 4.0]
+    assert fuse_with_first_stage(qrhead, gated, None, lexical) == pytest.approx(
+        fuse_with_first_stage(qrhead, Fusion(weight=0.0, lexical=0.2), None, lexical)
+    )
+    # With first-stage scores, their ranking is what is tested: here they agree with BM25, so the weight stays.
+    assert fuse_with_first_stage(qrhead, gated, [1.0, 2.0, 3.0, 5.0], lexical) == pytest.approx(
+        fuse_with_first_stage(qrhead, Fusion(weight=0.4, lexical=0.2), [1.0, 2.0, 3.0, 5.0], lexical)
+    )
+
+
+@pytest.mark.parametrize("agreement", [-0.1, 1.5, math.nan, "0.3", True])
+def test_bad_agreements_are_rejected(agreement: object) -> None:
+    with pytest.raises(InvalidInputError, match="agreement"):
+        Fusion(weight=0.2, agreement=agreement)  # type: ignore[arg-type]
+
+
+def test_rank_computes_bm25_for_an_agreement_without_a_lexical_share(tiny_scorer: QRHeadScorer) -> None:
+    from qrhead_integrations.lexical import bm25_rank
+
+    query = "Which river flows through the capital of France?"
+    passages = ["The fox is quick.", "Paris is the capital of France.", "The Seine river flows through Paris."]
+    gated = Fusion(weight=0.5, agreement=0.3)
+    assert (
+        gated.needs_lexical
+        and not Fusion(weight=0.5).needs_lexical
+        and not Fusion(weight=0.0, agreement=0.3).needs_lexical
+    )
+    expected = fuse_with_first_stage(tiny_scorer.score(query, passages), gated, None, bm25_rank(query, passages))
+    assert [r.score for r in tiny_scorer.rank(query, passages, fusion=gated)] == pytest.approx(
+        sorted(expected, reverse=True)
+    )

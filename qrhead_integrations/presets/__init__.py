@@ -82,11 +82,13 @@ def default_preset(model_id: str | None) -> HeadSet | None:
 def model_fusion(model_id: str | None) -> Fusion | None:
     """The fusion a model's rankings use by default, chosen on that model's dev data.
 
-    That is its presets' ``"_fusion"`` entry (a ``{"weight", "lexical"}`` mapping, or ``null`` for QRHead
-    alone); else :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
+    That is its presets' ``"_fusion"`` entry (a ``{"weight", "lexical"}`` mapping, with an optional
+    ``"agreement"``, or ``null`` for QRHead alone); else :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
     """
     sets = _lookup(model_id)
     if sets is None or "_fusion" not in sets:
         return DEFAULT_FUSION
     entry = sets["_fusion"]
-    return None if entry is None else Fusion(weight=entry["weight"], lexical=entry["lexical"])
+    if entry is None:
+        return None
+    return Fusion(weight=entry["weight"], lexical=entry["lexical"], agreement=entry.get("agreement"))
