@@ -12,6 +12,11 @@ document in BM25's top 20), disjoint from the evaluation rows of docs/results.md
 
     python benchmarks/heads_from_cache.py --model qwen2.5-coder-1.5b-instruct --task multihop \\
         --write-preset qrhead_integrations/presets/bundled.json
+
+``--compare`` then scores the detected set beside the model's current default set on the dev data the
+detection did not read (the task's ``tune`` split, and both splits of the other task), alone and at the
+model's default fusion (what the product returns): a set is worth shipping only if it holds up there.
+``--name`` stores it under another preset name than the task's (keeping an older set's name reproducible).
 """
 
 from __future__ import annotations
@@ -23,9 +28,20 @@ import os
 from pathlib import Path
 
 from study_cache import CACHE, dev_examples
-from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, items, load
+from study_defaults import (
+    PRODUCT_CACHE,
+    SHAPES,
+    TASKS,
+    default_heads,
+    figure,
+    first_stage_figure,
+    items,
+    lexical_figure,
+    load,
+)
 
 from qrhead_integrations.detect import select_heads
+from qrhead_integrations.presets import model_fusion
 
 DATA = {
     "multihop": "HotpotQA dev rows 0-59 (study select split; candidates in a seeded random layout)",
@@ -42,6 +58,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--write-preset", type=Path, help="presets JSON to add the set to (as the task's name)")
     parser.add_argument("--default", action="store_true", help="also make it the model's default set")
+    parser.add_argument("--name", help="preset name to store the set under (default: the task's name)")
+    parser.add_argument("--compare", action="store_true", help="score it beside the default set on unseen dev data")
     args = parser.parse_args()
 
     order = PRODUCT_CACHE[args.task]
@@ -64,17 +82,43 @@ def main() -> None:
     heads = detection.heads
     print(f"{args.model} {args.task}: {len(heads)} heads {heads}")
     print(f"held-out {TASKS[args.task]} on {detection.held_out}: {detection.validation}")
+    if args.compare:
+        compare(args, [lay * SHAPES[args.model][1] + h for lay, h in heads.heads])
     if args.write_preset is not None:
         catalogue = json.loads(args.write_preset.read_text(encoding="utf-8"))
         entry = catalogue["models"].setdefault(args.model, {})
         kept = {k: v for k, v in heads.provenance.items() if k != "model"}
-        entry[args.task] = {"heads": str(heads), "provenance": kept}
+        name = args.name or args.task
+        entry[name] = {"heads": str(heads), "provenance": kept}
         if args.default or "_default" not in entry:
-            entry["_default"] = args.task
+            entry["_default"] = name
         tmp = args.write_preset.with_suffix(".tmp")
         tmp.write_text(json.dumps(catalogue, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, args.write_preset)
         print(f"written to {args.write_preset}")
+
+
+def compare(args: argparse.Namespace, detected: list[int]) -> None:
+    """The detected set and the model's current default set on the dev data the detection did not read."""
+    current = default_heads(args.model)
+    fusion = model_fusion(args.model)
+    print(f"on unseen dev data, alone / at the default fusion {fusion!r}:")
+    for task in TASKS:
+        found = load(args.model, task, PRODUCT_CACHE[task], args.tokens, args.cache_dir)
+        if found is None:
+            continue
+        examples = dev_examples(task)
+        splits = ("tune",) if task == args.task else ("select", "tune")
+        data = [x for split in splits for x in items(examples, found, split)]
+        if not data:
+            print(f"  {task}: no cached {'/'.join(splits)} examples")
+            continue
+        metric = TASKS[task]
+        line = f"  {task} ({'/'.join(splits)}, {len(data)} examples; first stage {first_stage_figure(data, metric):.3f}"
+        line += f", BM25 {lexical_figure(data, metric):.3f}):"
+        for label, heads in (("detected", detected), ("current default", current)):
+            line += f" {label} {figure(data, heads, metric):.3f} / {figure(data, heads, metric, fusion):.3f};"
+        print(line)
 
 
 if __name__ == "__main__":

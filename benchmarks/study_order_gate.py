@@ -15,6 +15,10 @@ agreement in the grid.
 
     python benchmarks/study_order_gate.py --model smollm2-135m-instruct --model qwen2.5-coder-0.5b-instruct \\
         --json reports/order_gate_study.json --markdown reports/order_gate_study.md
+
+With ``--unseen-only MODEL``, that model's SciFact figures come from the ``tune`` split alone: for a model whose
+default heads were detected on the ``select`` split (Qwen 0.5B's ``rerank-best-last``), so the fusion is chosen on
+queries its heads never read.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
+    PRODUCT_CACHE,
     TASKS,
     DevScores,
     default_heads,
     figure,
     first_stage_figure,
+    items,
     lexical_figure,
+    load,
     product_dev,
 )
 
@@ -113,9 +120,20 @@ def agreement_spread(data: Data) -> dict[str, dict[str, list[float]]]:
 
 
 def main() -> None:
-    args = study_parser(__doc__).parse_args()
+    parser = study_parser(__doc__)
+    parser.add_argument(
+        "--unseen-only",
+        action="append",
+        default=[],
+        help="a model whose default heads were detected on its SciFact `select` split: score its SciFact on the "
+        "`tune` split alone (repeatable)",
+    )
+    args = parser.parse_args()
     examples = {task: dev_examples(task) for task in TASKS}
     data: Data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
+    for model in args.unseen_only:
+        scores = load(model, "rerank", PRODUCT_CACHE["rerank"], args.tokens, args.cache_dir)
+        data[model]["rerank"] = items(examples["rerank"], scores or {}, "tune")
     heads = {model: default_heads(model) for model in args.model}
     grids = {form: [c for c in CELLS if gated or c[2] is None] for form, gated in FORMS.items()}
     report: dict[str, Any] = {

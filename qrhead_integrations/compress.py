@@ -96,8 +96,8 @@ class CompressionDefaults:
     keep_neighbors: int = 0
     min_score: float | None = None
     separator: str = "\n\n"
-    lexical: float | None = 0.3
-    """Chosen on HotpotQA dev rows 0-99 ("Defaults and why" in docs/results.md)."""
+    lexical: float | None = 0.5
+    """Chosen on HotpotQA dev rows 0-99 with each model's default heads ("Defaults and why" in docs/results.md)."""
 
 
 COMPRESSION_DEFAULTS = CompressionDefaults()

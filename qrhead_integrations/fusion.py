@@ -17,7 +17,7 @@ shuffled carries no evidence, and fusing it costs quality (HotpotQA's file order
 ``Fusion(agreement=a)`` the first stage's weight is scaled, per query, by how much its order agrees with BM25
 over the candidates (Kendall's tau-b, ``tau``): in full when ``tau >= a``, linearly less down to nothing at
 ``tau <= 0``; the weight it loses goes to QRHead. A retriever's ranking agrees with the candidates' own words
-(SciFact dev, BM25 first stage: median tau 0.44); an arbitrary order does not (HotpotQA file order: median
+(SciFact dev, BM25 first stage: median tau 0.42); an arbitrary order does not (HotpotQA file order: median
 -0.02). Where the agreement is undefined (fewer than two candidates, or BM25 ties them all: no lexical evidence
 to test the order against) the order keeps its full weight.
 """
@@ -60,7 +60,7 @@ class Fusion:
     agreement: float | None = None
 
     def __post_init__(self) -> None:
-        """Check the weights (each in ``[0, 1]``, together at most 1) and ``k``."""
+        """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
         for name in ("weight", "lexical"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -83,11 +83,12 @@ class Fusion:
         return bool(self.lexical) or (self.agreement is not None and bool(self.weight))
 
 
-DEFAULT_FUSION: Fusion | None = Fusion(weight=0.3, lexical=0.4, agreement=0.2)
+DEFAULT_FUSION: Fusion | None = Fusion(weight=0.1, lexical=0.5)
 """The default fusion of a model without its own (``None`` would mean QRHead alone). Chosen on dev data disjoint
-from the published evaluation rows (``benchmarks/study_order_gate.py``; "Defaults and why" in docs/results.md):
-with the agreement, 21 cells of the grid clear both model-free baselines on both tasks for both small models,
-against one with a fixed weight."""
+from the published evaluation rows, with each small model's default heads, on queries those heads were not
+detected on (``benchmarks/study_order_gate.py --unseen-only qwen2.5-coder-0.5b-instruct``; "Defaults and why" in
+docs/results.md): the best mean of the cells at or above both model-free baselines on both tasks for both models.
+Scaling the weight by its agreement with BM25 (``agreement``) qualified more cells but did not raise the best one."""
 
 MODEL_DEFAULT: Final = "default"
 """The ``fusion`` value meaning "the model's dev-chosen fusion": a bundled model's head presets may carry their
@@ -98,7 +99,8 @@ configured fusion" (which is the model's unless the scorer was built with anothe
 FUSION_HELP = (
     "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the candidates (weighted "
     "reciprocal-rank fusion): 'default' (the scorer's setting: the model's dev-chosen fusion unless the scorer was "
-    "built with another), a Fusion(weight=..., lexical=...), a number (the input order's weight alone) or None "
+    "built with another), a Fusion(weight=..., lexical=..., agreement=...) (agreement: the input order counts in "
+    "full only where it agrees with BM25 over the candidates), a number (the input order's weight alone) or None "
     "(QRHead alone). The defaults were chosen on dev data (docs/results.md)."
 )
 """The adapters' field description of ``fusion`` (one text for every framework)."""

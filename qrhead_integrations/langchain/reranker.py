@@ -32,11 +32,10 @@ class QRHeadReranker(DocumentStep):
     (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`, and
     "Defaults and why" in docs/results.md for the dev measurement behind the default: a small model's
     attention alone ranked SciFact below BM25, the fusion above it). ``fusion="default"`` (the default) uses
-    the scorer's setting, which is the model's own dev-chosen fusion (``Fusion(weight=0.3, lexical=0.4,
-    agreement=0.2)`` for a model without one: the input order's weight counts in full only for queries where that
-    order agrees with BM25 over the documents, i.e. looks like a retriever's ranking, and less, down to nothing,
-    where it does not); ``fusion=None`` ranks by attention alone; ``fusion=Fusion(weight=0, lexical=0.4)``
-    ignores the input order always.
+    the scorer's setting, which is the model's own dev-chosen fusion (``Fusion(weight=0.1, lexical=0.5)`` for a
+    model without one: QRHead 0.4, the input order 0.1, BM25 over the documents 0.5); ``fusion=None`` ranks by
+    attention alone; ``fusion=Fusion(weight=0, lexical=0.5)`` ignores the input order; ``Fusion(...,
+    agreement=0.2)`` counts it only where it agrees with BM25 over the documents (looks like a ranking).
 
     All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not

@@ -52,10 +52,10 @@ class QRHeadRerank(QRHeadPostprocessor):
         quantize: ``"int8"`` for dynamic int8 Linear layers (CPU only; faster, rankings can change).
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
-        fusion: ``"default"`` (the scorer's setting: the model's own dev-chosen fusion, ``Fusion(weight=0.3,
-            lexical=0.4, agreement=0.2)`` for a model without one: the retriever's weight counts in full only
-            where its ranking agrees with BM25 over the nodes), a :class:`~qrhead_integrations.Fusion` (the
-            retriever's and BM25's weights), a number (the retriever's weight alone) or ``None`` (QRHead alone).
+        fusion: ``"default"`` (the scorer's setting: the model's own dev-chosen fusion, ``Fusion(weight=0.1,
+            lexical=0.5)`` for a model without one), a :class:`~qrhead_integrations.Fusion` (the retriever's and
+            BM25's weights; ``agreement=`` counts the retriever's order only where it agrees with BM25 over the
+            nodes), a number (the retriever's weight alone) or ``None`` (QRHead alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
             exclusive with ``model``/``heads``/``device``/``quantize``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,
