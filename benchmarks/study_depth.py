@@ -7,7 +7,9 @@ layers costs about L/num_layers of a full forward. This script draws the curve p
   exactly as ``qrhead detect --top-k auto --max-layer L`` would (:func:`select_heads`) on the HotpotQA ``select``
   split (rows 0-59, the product's random layout), then measured on data it was not chosen on: HotpotQA rows
   60-99 (recall@2) and every cached SciFact dev query (nDCG@10 over BM25's top 20, laid out best-last), each
-  as QRHead alone and at the default fusion (what the adapters return);
+  as QRHead alone and at the default fusion (what the adapters return). A model whose default set was detected
+  on SciFact (its provenance ``task`` is ``rerank``: Qwen 0.5B's ``rerank-best-last``) gets its budgeted sets
+  detected the same way, on the SciFact ``select`` split, and measured on SciFact ``tune`` and all HotpotQA rows;
 * **seconds per query** by running the scorer with that set on the re-ranking workload (SciFact dev queries,
   BM25's top 20, the default 128-token cut), every depth once per round, rounds interleaved, median reported.
 
@@ -86,22 +88,32 @@ def study(
     caches = {task: load(model, task, PRODUCT_CACHE[task], tokens, cache_dir) for task in TASKS}
     if any(found is None for found in caches.values()):
         raise SystemExit(f"missing caches for {model}: run benchmarks/study_cache.py first")
-    select = items(examples["multihop"], caches["multihop"], "select")  # type: ignore[arg-type]
-    dev = {
-        "multihop": items(examples["multihop"], caches["multihop"], "tune"),  # type: ignore[arg-type]
-        "rerank": items(examples["rerank"], caches["rerank"], "select")  # type: ignore[arg-type]
-        + items(examples["rerank"], caches["rerank"], "tune"),  # type: ignore[arg-type]
-    }
-    if not dev["multihop"]:
-        raise SystemExit(f"{model}: no HotpotQA tune rows cached (study_cache.py --task multihop --split tune)")
     default = default_preset(model)
     if default is None:
         raise SystemExit(f"no default heads for {model}")
+    # Budgeted sets are detected like the default set: on the task and split it was detected on, and measured
+    # on the dev data neither read (a default detected on SciFact is measured on SciFact `tune` and all HotpotQA).
+    task = "rerank" if default.provenance.get("task") == "rerank" else "multihop"
+    other = "multihop" if task == "rerank" else "rerank"
+    select = items(examples[task], caches[task], "select")  # type: ignore[arg-type]
+    dev = {
+        task: items(examples[task], caches[task], "tune"),  # type: ignore[arg-type]
+        other: items(examples[other], caches[other], "select")  # type: ignore[arg-type]
+        + items(examples[other], caches[other], "tune"),  # type: ignore[arg-type]
+    }
+    if not dev[task]:
+        raise SystemExit(f"{model}: no {task} tune split cached (study_cache.py --task {task} --split tune)")
+    data_text = (
+        f"HotpotQA dev rows 0-59 (study select split; {len(select)} examples), random layout"
+        if task == "multihop"
+        else f"SciFact train query positions 0-99 with a judged document in BM25's top 20 (study select split; "
+        f"{len(select)} examples), BM25 top 20 laid out best-last"
+    )
     sets: dict[str, HeadSet] = {"default": default}
     for depth in depths(n_layers):
         provenance = {
-            "task": "multihop",
-            "data": f"HotpotQA dev rows 0-59 (study select split; {len(select)} examples), random layout",
+            "task": task,
+            "data": data_text,
             "max_passage_tokens": tokens,
             "calibrated": True,
             "date": datetime.date.today().isoformat(),
@@ -112,7 +124,7 @@ def study(
             select,
             top_k="auto",
             shape=(n_layers, n_heads),
-            metric="recall@2",
+            metric=TASKS[task],
             provenance=provenance,
             max_layer=depth,
         ).heads
@@ -131,6 +143,7 @@ def study(
             break
     return {
         "shape": [n_layers, n_heads],
+        "detected_on": task,
         "counts": {"select": len(select), **{t: len(v) for t, v in dev.items()}},
         "rows": rows,
         "sets": {name: str(heads) for name, heads in sets.items()},
@@ -152,6 +165,13 @@ def markdown(report: dict[str, Any]) -> str:
     )
     for model, data in report["models"].items():
         lines += ["", f"## {model} ({data['shape'][0]} layers)", ""]
+        if data.get("detected_on") == "rerank":
+            lines += [
+                "Its default set was detected on SciFact, so these sets are too: on the SciFact `select` split "
+                f"(best-last, {data['counts']['select']} queries), measured on the SciFact `tune` split "
+                f"({data['counts']['rerank']}) and all HotpotQA dev rows ({data['counts']['multihop']}).",
+                "",
+            ]
         lines.append(
             "| set | deepest layer | heads | s/query | HotpotQA alone | HotpotQA fused | SciFact alone | "
             "SciFact fused |"
