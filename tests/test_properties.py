@@ -259,3 +259,26 @@ def test_bad_adapter_options_raise_the_package_error(tiny_scorer: Any) -> None:
         with pytest.raises(InvalidInputError, match=field) as raised:
             component(**options)
         assert component.__name__ in str(raised.value)
+
+
+_SCORES = st.lists(st.integers(min_value=0, max_value=4).map(float), min_size=2, max_size=25)
+
+
+@given(data=st.data(), x=_SCORES)
+def test_kendall_tau_is_a_bounded_symmetric_correlation(data: st.DataObject, x: list[float]) -> None:
+    """tau-b lies in [-1, 1], is symmetric, flips sign with one list reversed in value, and is 1 on itself;
+    the first-stage trust it drives stays in [0, 1]."""
+    from qrhead_integrations.fusion import Fusion, first_stage_trust, kendall_tau
+
+    y = data.draw(st.lists(st.integers(min_value=0, max_value=4).map(float), min_size=len(x), max_size=len(x)))
+    tau = kendall_tau(x, y)
+    assert tau == kendall_tau(y, x)
+    if tau is None:
+        assert len(set(x)) == 1 or len(set(y)) == 1
+    else:
+        assert -1.0 - 1e-12 <= tau <= 1.0 + 1e-12
+        assert kendall_tau(x, [-v for v in y]) == pytest.approx(-tau)
+    if len(set(x)) > 1:
+        assert kendall_tau(x, x) == pytest.approx(1.0)
+    for agreement in (0.0, 0.2, 1.0):
+        assert 0.0 <= first_stage_trust(Fusion(weight=0.3, agreement=agreement), x, y) <= 1.0
