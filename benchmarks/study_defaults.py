@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,62 @@ def first_stage_figure(data: list[ExampleHeadScores], name: str) -> float:
 
 def lexical_figure(data: list[DevScores], name: str) -> float:
     return sum(metric(list(item.lexical), item.gold, name) for item in data) / len(data)
+
+
+Figures = dict[str, dict[str, float]]  # model -> task -> dev figure
+PooledData = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
+
+
+def pooled_choice(
+    candidates: list[Any], figures: Callable[[Any, PooledData], Figures], name: Callable[[Any], str], data: PooledData
+) -> dict[str, Any]:
+    """The pooled rule of :func:`choose` over any candidates (fusion cells, fusion forms...): the best mean over
+    models and tasks among the candidates at or above, for every model and task, the stronger model-free baseline
+    (first stage or BM25 over the candidates); if none qualifies, the best mean. ``raw`` is the chosen candidate."""
+    scored = []
+    for candidate in candidates:
+        values = figures(candidate, data)
+        ok = all(
+            values[m][t] >= max(first_stage_figure(data[m][t], TASKS[t]), lexical_figure(data[m][t], TASKS[t]))
+            for m in data
+            for t in TASKS
+        )
+        mean = float(np.mean([values[m][t] for m in data for t in TASKS]))
+        scored.append({"cell": name(candidate), "ok": ok, "mean": mean, "figures": values, "raw": candidate})
+    qualified = [s for s in scored if s["ok"]]
+    best = max(qualified or scored, key=lambda s: s["mean"])
+    return {**best, "qualified": len(qualified)}
+
+
+def cross_validated_choice(
+    candidates: list[Any],
+    figures: Callable[[Any, PooledData], Figures],
+    name: Callable[[Any], str],
+    data: PooledData,
+    splits: int,
+) -> dict[str, Any]:
+    """Two-fold cross-validation of :func:`pooled_choice` over ``splits`` random halvings of each task's queries:
+    the mean figure of each half's choice on the other half (``figures``), and the choices (``picks``)."""
+    scores: dict[str, dict[str, list[float]]] = {m: {t: [] for t in TASKS} for m in data}
+    picks: list[str] = []
+    for seed in range(splits):
+        rng = random.Random(seed)
+        halves: list[PooledData] = [{m: {} for m in data}, {m: {} for m in data}]
+        for m in data:
+            for t in TASKS:
+                order = list(range(len(data[m][t])))
+                rng.shuffle(order)
+                halves[0][m][t] = [data[m][t][i] for i in order[::2]]
+                halves[1][m][t] = [data[m][t][i] for i in order[1::2]]
+        for i in (0, 1):
+            chosen = pooled_choice(candidates, figures, name, halves[i])["raw"]
+            picks.append(name(chosen))
+            values = figures(chosen, halves[1 - i])
+            for m in data:
+                for t in TASKS:
+                    scores[m][t].append(values[m][t])
+    means = {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in scores.items()}
+    return {"figures": means, "picks": picks}
 
 
 def fitted_sets(

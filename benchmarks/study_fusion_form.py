@@ -18,7 +18,6 @@ on queries that did not choose it.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import numpy as np
@@ -28,11 +27,11 @@ from study_defaults import (
     FUSION_GRID,
     TASKS,
     DevScores,
+    cross_validated_choice,
     default_heads,
     figure,
-    first_stage_figure,
-    lexical_figure,
     metric,
+    pooled_choice,
     product_dev,
 )
 
@@ -61,6 +60,10 @@ def interpolated(data: list[DevScores], heads: list[int], name: str, weight: flo
     return total / len(data)
 
 
+def _name(cell: tuple[float, float]) -> str:
+    return f"{cell[0]}/{cell[1]}"
+
+
 def _figures(form: str, cell: tuple[float, float], data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
     w, lex = cell
 
@@ -72,54 +75,25 @@ def _figures(form: str, cell: tuple[float, float], data: Data, heads: dict[str, 
     return {m: {t: one(data[m][t], heads[m], TASKS[t]) for t in TASKS} for m in data}
 
 
-def choose(form: str, data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
-    """The pooled rule of ``study_defaults.choose`` for one fusion form."""
-    scored = []
-    for cell in CELLS:
-        values = _figures(form, cell, data, heads)
-        ok = all(
-            values[m][t] >= max(first_stage_figure(data[m][t], TASKS[t]), lexical_figure(data[m][t], TASKS[t]))
-            for m in data
-            for t in TASKS
-        )
-        mean = float(np.mean([values[m][t] for m in data for t in TASKS]))
-        scored.append({"cell": f"{cell[0]}/{cell[1]}", "ok": ok, "mean": mean, "figures": values, "raw": cell})
-    qualified = [s for s in scored if s["ok"]]
-    best = max(qualified or scored, key=lambda s: s["mean"])
-    return {**best, "qualified": len(qualified)}
-
-
-def cross_validated(form: str, data: Data, heads: dict[str, list[int]]) -> dict[str, dict[str, float]]:
-    """Mean figure of the rule's choice on the half of the queries that did not choose it."""
-    scores: dict[str, dict[str, list[float]]] = {m: {t: [] for t in TASKS} for m in data}
-    for seed in range(SPLITS):
-        rng = random.Random(seed)
-        halves: list[Data] = [{m: {} for m in data}, {m: {} for m in data}]
-        for m in data:
-            for t in TASKS:
-                order = list(range(len(data[m][t])))
-                rng.shuffle(order)
-                halves[0][m][t] = [data[m][t][i] for i in order[::2]]
-                halves[1][m][t] = [data[m][t][i] for i in order[1::2]]
-        for i in (0, 1):
-            cell = choose(form, halves[i], heads)["raw"]
-            values = _figures(form, cell, halves[1 - i], heads)
-            for m in data:
-                for t in TASKS:
-                    scores[m][t].append(values[m][t])
-    return {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in scores.items()}
-
-
 def main() -> None:
     args = study_parser(__doc__).parse_args()
     examples = {task: dev_examples(task) for task in TASKS}
     data: Data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
     heads = {model: default_heads(model) for model in args.model}
     forms = ("rank (RRF, shipped)", "score (z-score interpolation)")
+
+    def chosen(form: str) -> dict[str, Any]:
+        found = pooled_choice(CELLS, lambda cell, part: _figures(form, cell, part, heads), _name, data)
+        return {k: v for k, v in found.items() if k != "raw"}
+
+    def validated(form: str) -> Any:
+        figures = lambda cell, part: _figures(form, cell, part, heads)  # noqa: E731
+        return cross_validated_choice(CELLS, figures, _name, data, SPLITS)["figures"]
+
     report: dict[str, Any] = {
         "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},
-        "chosen": {f: {k: v for k, v in choose(f, data, heads).items() if k != "raw"} for f in forms},
-        "cross_validated": {f: cross_validated(f, data, heads) for f in forms},
+        "chosen": {f: chosen(f) for f in forms},
+        "cross_validated": {f: validated(f) for f in forms},
     }
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)

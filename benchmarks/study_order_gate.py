@@ -23,7 +23,6 @@ queries its heads never read.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import numpy as np
@@ -34,12 +33,14 @@ from study_defaults import (
     PRODUCT_CACHE,
     TASKS,
     DevScores,
+    cross_validated_choice,
     default_heads,
     figure,
     first_stage_figure,
     items,
     lexical_figure,
     load,
+    pooled_choice,
     product_dev,
 )
 
@@ -62,49 +63,8 @@ def _figures(cell: Cell, data: Data, heads: dict[str, list[int]]) -> dict[str, d
     return {m: {t: figure(data[m][t], heads[m], TASKS[t], _fusion(cell)) for t in TASKS} for m in data}
 
 
-def choose(cells: list[Cell], data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
-    """The pooled rule of ``study_defaults.choose`` over ``cells``."""
-    scored = []
-    for cell in cells:
-        values = _figures(cell, data, heads)
-        ok = all(
-            values[m][t] >= max(first_stage_figure(data[m][t], TASKS[t]), lexical_figure(data[m][t], TASKS[t]))
-            for m in data
-            for t in TASKS
-        )
-        mean = float(np.mean([values[m][t] for m in data for t in TASKS]))
-        scored.append({"cell": _name(cell), "ok": ok, "mean": mean, "figures": values, "raw": cell})
-    qualified = [s for s in scored if s["ok"]]
-    best = max(qualified or scored, key=lambda s: s["mean"])
-    return {**best, "qualified": len(qualified)}
-
-
 def _name(cell: Cell) -> str:
     return f"{cell[0]}/{cell[1]}" + ("" if cell[2] is None else f", agreement {cell[2]}")
-
-
-def cross_validated(cells: list[Cell], data: Data, heads: dict[str, list[int]]) -> dict[str, Any]:
-    """Mean figure of the rule's choice on the half of the queries that did not choose it, and the choices."""
-    scores: dict[str, dict[str, list[float]]] = {m: {t: [] for t in TASKS} for m in data}
-    picks: list[str] = []
-    for seed in range(SPLITS):
-        rng = random.Random(seed)
-        halves: list[Data] = [{m: {} for m in data}, {m: {} for m in data}]
-        for m in data:
-            for t in TASKS:
-                order = list(range(len(data[m][t])))
-                rng.shuffle(order)
-                halves[0][m][t] = [data[m][t][i] for i in order[::2]]
-                halves[1][m][t] = [data[m][t][i] for i in order[1::2]]
-        for i in (0, 1):
-            cell = choose(cells, halves[i], heads)["raw"]
-            picks.append(_name(cell))
-            values = _figures(cell, halves[1 - i], heads)
-            for m in data:
-                for t in TASKS:
-                    scores[m][t].append(values[m][t])
-    means = {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in scores.items()}
-    return {"figures": means, "picks": picks}
 
 
 def agreement_spread(data: Data) -> dict[str, dict[str, list[float]]]:
@@ -136,6 +96,10 @@ def main() -> None:
         data[model]["rerank"] = items(examples["rerank"], scores or {}, "tune")
     heads = {model: default_heads(model) for model in args.model}
     grids = {form: [c for c in CELLS if gated or c[2] is None] for form, gated in FORMS.items()}
+
+    def figures(cell: Cell, part: Data) -> dict[str, dict[str, float]]:
+        return _figures(cell, part, heads)
+
     report: dict[str, Any] = {
         "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},
         "baselines": {
@@ -146,8 +110,10 @@ def main() -> None:
             for m, d in data.items()
         },
         "agreement": agreement_spread(data),
-        "chosen": {f: {k: v for k, v in choose(g, data, heads).items() if k != "raw"} for f, g in grids.items()},
-        "cross_validated": {f: cross_validated(g, data, heads) for f, g in grids.items()},
+        "chosen": {
+            f: {k: v for k, v in pooled_choice(g, figures, _name, data).items() if k != "raw"} for f, g in grids.items()
+        },
+        "cross_validated": {f: cross_validated_choice(g, figures, _name, data, SPLITS) for f, g in grids.items()},
     }
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)

@@ -61,7 +61,7 @@ class Fusion:
 
     def __post_init__(self) -> None:
         """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
-        for name in ("weight", "lexical"):
+        for name in ("weight", "lexical") if self.agreement is None else ("weight", "lexical", "agreement"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidInputError(f"fusion {name} must be a number in [0, 1], got {value!r}")
@@ -71,11 +71,6 @@ class Fusion:
             raise InvalidInputError(f"fusion weight + lexical must be <= 1, got {self.weight} + {self.lexical}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             raise InvalidInputError(f"fusion k must be an int >= 0, got {self.k!r}")
-        agreement = self.agreement
-        if agreement is not None and (
-            isinstance(agreement, bool) or not isinstance(agreement, int | float) or not 0.0 <= agreement <= 1.0
-        ):
-            raise InvalidInputError(f"fusion agreement must be None or a number in [0, 1], got {agreement!r}")
 
     @property
     def needs_lexical(self) -> bool:
