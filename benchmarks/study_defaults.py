@@ -90,6 +90,31 @@ def product_dev(
     return dev
 
 
+def add_unseen_only(parser: argparse.ArgumentParser) -> None:
+    """The ``--unseen-only MODEL`` option of the fusion studies (see :func:`unseen_only`)."""
+    parser.add_argument(
+        "--unseen-only",
+        action="append",
+        default=[],
+        help="a model whose default heads were detected on its SciFact `select` split: score its SciFact on the "
+        "`tune` split alone (repeatable)",
+    )
+
+
+def unseen_only(
+    data: dict[str, dict[str, list[DevScores]]],
+    models: list[str],
+    tokens: int,
+    cache_dir: Path,
+    examples: dict[str, list[DevExample]],
+) -> None:
+    """Keep only the SciFact ``tune`` queries of ``models`` in ``data``: those whose default heads were detected on
+    the ``select`` split (Qwen 0.5B's ``rerank-best-last``), so a setting is chosen on queries its heads never read."""
+    for model in models:
+        scores = load(model, "rerank", PRODUCT_CACHE["rerank"], tokens, cache_dir)
+        data[model]["rerank"] = items(examples["rerank"], scores or {}, "tune")
+
+
 def metric(ranking_scores: list[float], gold: tuple[int, ...], name: str) -> float:
     return ranking_metric(ranking_scores, gold, name)
 

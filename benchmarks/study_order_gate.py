@@ -30,18 +30,17 @@ from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
-    PRODUCT_CACHE,
     TASKS,
     DevScores,
+    add_unseen_only,
     cross_validated_choice,
     default_heads,
     figure,
     first_stage_figure,
-    items,
     lexical_figure,
-    load,
     pooled_choice,
     product_dev,
+    unseen_only,
 )
 
 from qrhead_integrations.fusion import Fusion, kendall_tau
@@ -81,19 +80,11 @@ def agreement_spread(data: Data) -> dict[str, dict[str, list[float]]]:
 
 def main() -> None:
     parser = study_parser(__doc__)
-    parser.add_argument(
-        "--unseen-only",
-        action="append",
-        default=[],
-        help="a model whose default heads were detected on its SciFact `select` split: score its SciFact on the "
-        "`tune` split alone (repeatable)",
-    )
+    add_unseen_only(parser)
     args = parser.parse_args()
     examples = {task: dev_examples(task) for task in TASKS}
     data: Data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
-    for model in args.unseen_only:
-        scores = load(model, "rerank", PRODUCT_CACHE["rerank"], args.tokens, args.cache_dir)
-        data[model]["rerank"] = items(examples["rerank"], scores or {}, "tune")
+    unseen_only(data, args.unseen_only, args.tokens, args.cache_dir, examples)
     heads = {model: default_heads(model) for model in args.model}
     grids = {form: [c for c in CELLS if gated or c[2] is None] for form, gated in FORMS.items()}
 

@@ -1,4 +1,4 @@
-"""Fusion of QRHead's ranking with the first stage's: weighted reciprocal-rank fusion (RRF).
+"""Fusion of QRHead's ranking with the first stage's: weighted reciprocal-rank fusion (RRF) or z-score interpolation.
 
 A re-ranker is handed candidates that a first stage (BM25, a vector store, a hybrid retriever) has already
 ranked, and that order is evidence: on the dev data of docs/results.md a small model's attention alone ranked
@@ -11,6 +11,12 @@ with 1-based ranks, ``w`` the first stage's weight and ``k = 60`` (Cormack, Clar
 factor ``k + 1`` puts a passage first in both rankings at 1.0, so fused scores lie in (0, 1]. When no
 first-stage scores are given, the input order is the first stage's ranking (LangChain and LlamaIndex hand
 candidates over best first).
+
+**By score** (``Fusion(form="scores")``): each signal is z-scored over the query's candidates and the z-scores
+are mixed with the same weights, ``(1 − w − l)·z(qrhead) + w·z(first stage) + l·z(bm25)``, the input order
+entering as ``−position``. Ranks throw away the *size* of a gap — a passage far ahead in attention or in BM25
+counts as much as one a hair ahead — scores keep it. A signal that ties every candidate contributes nothing.
+Fused scores are then unbounded (a z-score mix), not in (0, 1].
 
 **When the input order is not a ranking.** A list handed over in a document's own chunk order, a file's order or
 shuffled carries no evidence, and fusing it costs quality (HotpotQA's file order: docs/results.md). With
@@ -36,6 +42,10 @@ from .errors import InvalidInputError
 RRF_K = 60
 """The usual RRF constant: it damps the weight of the very first ranks."""
 
+FusionForm = Literal["ranks", "scores"]
+FUSION_FORMS: Final[tuple[FusionForm, ...]] = ("ranks", "scores")
+"""How the signals are combined: weighted reciprocal ranks, or a weighted sum of per-query z-scores."""
+
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -52,12 +62,15 @@ class Fusion:
         agreement: the Kendall tau between the first stage's order and BM25 over the candidates at which the
             first stage's weight counts in full (in ``(0, 1]``; ``0``: in full whenever tau > 0); below it the
             weight shrinks linearly to nothing at tau <= 0 (module docstring). ``None``: always in full.
+        form: ``"ranks"`` (weighted RRF) or ``"scores"`` (weighted sum of per-query z-scores; ``k`` unused):
+            see the module docstring.
     """
 
     weight: float = 0.5
     lexical: float = 0.0
     k: int = RRF_K
     agreement: float | None = None
+    form: FusionForm = "ranks"
 
     def __post_init__(self) -> None:
         """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
@@ -71,6 +84,8 @@ class Fusion:
             raise InvalidInputError(f"fusion weight + lexical must be <= 1, got {self.weight} + {self.lexical}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             raise InvalidInputError(f"fusion k must be an int >= 0, got {self.k!r}")
+        if self.form not in FUSION_FORMS:
+            raise InvalidInputError(f"fusion form must be 'ranks' or 'scores', got {self.form!r}")
 
     @property
     def needs_lexical(self) -> bool:
@@ -78,12 +93,14 @@ class Fusion:
         return bool(self.lexical) or (self.agreement is not None and bool(self.weight))
 
 
-DEFAULT_FUSION: Fusion | None = Fusion(weight=0.1, lexical=0.5)
+DEFAULT_FUSION: Fusion | None = Fusion(weight=0.1, lexical=0.5, form="scores")
 """The default fusion of a model without its own (``None`` would mean QRHead alone). Chosen on dev data disjoint
 from the published evaluation rows, with each small model's default heads, on queries those heads were not
-detected on (``benchmarks/study_order_gate.py --unseen-only qwen2.5-coder-0.5b-instruct``; "Defaults and why" in
-docs/results.md): the best mean of the cells at or above both model-free baselines on both tasks for both models.
-Scaling the weight by its agreement with BM25 (``agreement``) qualified more cells but did not raise the best one."""
+detected on ("Defaults and why" in docs/results.md): the best mean of the cells at or above both model-free
+baselines on both tasks for both models. The weights by ``benchmarks/study_order_gate.py --unseen-only
+qwen2.5-coder-0.5b-instruct`` (scaling the weight by its agreement with BM25 qualified more cells but did not
+raise the best one); the form by ``benchmarks/study_fusion_form.py`` with the same option: z-scores chose the same
+weights and, cross-validated, were at or above ranks on both tasks for both models."""
 
 MODEL_DEFAULT: Final = "default"
 """The ``fusion`` value meaning "the model's dev-chosen fusion": a bundled model's head presets may carry their
@@ -93,10 +110,11 @@ configured fusion" (which is the model's unless the scorer was built with anothe
 
 FUSION_HELP = (
     "How QRHead's ranking is fused with the input (retriever) order and with BM25 over the candidates (weighted "
-    "reciprocal-rank fusion): 'default' (the scorer's setting: the model's dev-chosen fusion unless the scorer was "
-    "built with another), a Fusion(weight=..., lexical=..., agreement=...) (agreement: the input order counts in "
-    "full only where it agrees with BM25 over the candidates), a number (the input order's weight alone) or None "
-    "(QRHead alone). The defaults were chosen on dev data (docs/results.md)."
+    "z-scores or weighted reciprocal ranks): 'default' (the scorer's setting: the model's dev-chosen fusion unless "
+    "the scorer was built with another), a Fusion(weight=..., lexical=..., agreement=..., form=...) (agreement: the "
+    "input order counts in full only where it agrees with BM25 over the candidates; form: 'scores' or 'ranks'), a "
+    "number (the input order's weight alone) or None (QRHead alone). The defaults were chosen on dev data "
+    "(docs/results.md)."
 )
 """The adapters' field description of ``fusion`` (one text for every framework)."""
 
@@ -246,12 +264,47 @@ def fuse_with_first_stage(
     first = list(range(n)) if first_stage_scores is None else rank_order(first_stage_scores)
     positions = [-float(i) for i in range(n)] if first_stage_scores is None else list(first_stage_scores)
     weight = fusion.weight * first_stage_trust(fusion, positions, lexical_scores)
+    if fusion.lexical and lexical_scores is None:
+        raise InvalidInputError("fusion.lexical > 0 needs the candidates' lexical scores")
+    if fusion.form == "scores":
+        return _interpolated(qrhead_scores, positions, lexical_scores, weight, float(fusion.lexical))
     rankings, weights = [rank_order(qrhead_scores), first], [1.0 - weight - fusion.lexical, weight]
-    if fusion.lexical:
-        if lexical_scores is None:
-            raise InvalidInputError("fusion.lexical > 0 needs the candidates' lexical scores")
+    if fusion.lexical and lexical_scores is not None:
         rankings.append(rank_order(lexical_scores))
         weights.append(float(fusion.lexical))
     fused = reciprocal_rank_fusion(rankings, k=fusion.k, weights=weights)
     scale = fusion.k + 1
     return [-math.inf if qrhead_scores[i] == -math.inf else fused[i] * scale for i in range(n)]
+
+
+def z_scores(values: Sequence[float]) -> np.ndarray:
+    """Per-query z-scores of ``values`` over their finite entries (non-finite ones and a zero spread give 0).
+
+    Raises:
+        InvalidInputError: a value is NaN.
+    """
+    array = np.asarray(values, dtype=float)
+    if np.isnan(array).any():
+        raise InvalidInputError("a score is NaN")
+    finite = np.isfinite(array)
+    out = np.zeros_like(array)
+    if finite.sum() > 1:
+        kept = array[finite]
+        spread = kept.std()
+        if spread > 0:
+            out[finite] = (kept - kept.mean()) / spread
+    return out
+
+
+def _interpolated(
+    qrhead_scores: Sequence[float],
+    first_stage: Sequence[float],
+    lexical_scores: Sequence[float] | None,
+    weight: float,
+    lexical: float,
+) -> list[float]:
+    """The ``"scores"`` form: ``(1 - w - l) z(qrhead) + w z(first stage) + l z(bm25)``, ``-inf`` kept."""
+    fused = (1.0 - weight - lexical) * z_scores(qrhead_scores) + weight * z_scores(first_stage)
+    if lexical and lexical_scores is not None:
+        fused = fused + lexical * z_scores(lexical_scores)
+    return [-math.inf if qrhead_scores[i] == -math.inf else float(fused[i]) for i in range(len(qrhead_scores))]

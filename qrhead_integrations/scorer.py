@@ -118,8 +118,8 @@ class RankedPassage:
 
     Attributes:
         index: the passage's position in the input.
-        score: what the ranking is sorted by: the fused score when fusion is on (in ``(0, 1]``), else the
-            QRHead score.
+        score: what the ranking is sorted by: the fused score when fusion is on (a z-score mix, centred near 0,
+            for ``form="scores"``, the default; in ``(0, 1]`` for ``form="ranks"``), else the QRHead score.
         passage: the passage itself.
         qrhead_score: the calibrated QRHead score (attention), whether or not fusion is on.
     """

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qrhead_integrations import InvalidInputError, QRHeadScorer
-from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage, z_scores
 
 PASSAGES = [
     "The moon orbits the earth. The sun is a star.",
@@ -50,6 +50,54 @@ def test_a_strong_first_stage_moves_a_close_second() -> None:
 def test_empty_passages_stay_last() -> None:
     fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9))
     assert fused[0] == -math.inf and _order(fused)[-1] == 0
+
+
+def _z(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [(v - mean) / spread for v in values]
+
+
+def test_score_form_mixes_z_scores_with_the_weights() -> None:
+    qrhead, bm25 = [0.9, 0.1, 0.5, 0.3], [1.0, 4.0, 0.0, 2.0]
+    fused = fuse_with_first_stage(qrhead, Fusion(weight=0.2, lexical=0.3, form="scores"), lexical_scores=bm25)
+    zq, zo, zl = _z(qrhead), _z([0.0, -1.0, -2.0, -3.0]), _z(bm25)
+    assert fused == pytest.approx([0.5 * zq[i] + 0.2 * zo[i] + 0.3 * zl[i] for i in range(4)])
+    given = fuse_with_first_stage(qrhead, Fusion(weight=0.5, form="scores"), [3.0, 9.0, 1.0, 0.0])
+    zf = _z([3.0, 9.0, 1.0, 0.0])
+    assert given == pytest.approx([0.5 * zq[i] + 0.5 * zf[i] for i in range(4)])  # first-stage scores, not ranks
+
+
+def test_score_form_keeps_the_size_of_a_gap() -> None:
+    """Ranks see passage 0 one place ahead in QRHead and one behind in BM25 whatever the margins; scores do not:
+    a far QRHead lead survives a hair-thin BM25 deficit, and the reverse."""
+    bm25 = [1.0, 1.01, 0.0, 0.0]
+    far_ahead = [10.0, 1.0, 0.9, 0.8]
+    ranks = fuse_with_first_stage(far_ahead, Fusion(weight=0.0, lexical=0.5), lexical_scores=bm25)
+    scores = fuse_with_first_stage(far_ahead, Fusion(weight=0.0, lexical=0.5, form="scores"), lexical_scores=bm25)
+    assert ranks[0] == pytest.approx(ranks[1])  # a tie: first in one ranking, second in the other
+    assert _order(scores)[0] == 0
+    hair_ahead = [1.001, 1.0, 0.0, 0.0]
+    bm25_far = [0.0, 10.0, 0.0, 0.0]
+    scores = fuse_with_first_stage(hair_ahead, Fusion(weight=0.0, lexical=0.5, form="scores"), lexical_scores=bm25_far)
+    assert _order(scores)[0] == 1
+
+
+def test_score_form_keeps_empty_passages_last_and_ignores_flat_signals() -> None:
+    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9, form="scores"))
+    assert fused[0] == -math.inf and _order(fused) == [1, 2, 0]
+    flat = fuse_with_first_stage(
+        [0.3, 0.1, 0.2], Fusion(weight=0.0, lexical=0.5, form="scores"), lexical_scores=[2.0] * 3
+    )
+    assert _order(flat) == [0, 2, 1]  # BM25 ties every candidate: it adds nothing
+    assert z_scores([5.0]).tolist() == [0.0]
+    with pytest.raises(InvalidInputError, match="NaN"):
+        fuse_with_first_stage([0.1, math.nan], Fusion(form="scores"))
+
+
+def test_bad_forms_are_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="form"):
+        Fusion(form="rrf")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("weight", [-0.1, 1.5, math.nan, "0.3", True])
@@ -139,6 +187,9 @@ def test_the_default_fusion_is_the_models_own(tiny_scorer: Any, monkeypatch: pyt
     entries["_fusion"] = {"weight": 0.3, "lexical": 0.4, "agreement": 0.2}
     gated = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion
     assert gated == Fusion(weight=0.3, lexical=0.4, agreement=0.2)
+    entries["_fusion"] = {"weight": 0.1, "lexical": 0.5, "form": "scores"}
+    scored = QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion
+    assert scored == Fusion(weight=0.1, lexical=0.5, form="scores")
     entries["_fusion"] = None
     assert QRHeadScorer(tiny_scorer.model, tiny_scorer.tokenizer, heads="1-0").config.fusion is None
     with pytest.raises(ValueError):

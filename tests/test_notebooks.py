@@ -122,9 +122,7 @@ def test_notebook_is_saved_clean(name: str) -> None:
 
 @pytest.mark.real_model
 @pytest.mark.notebook
-def test_langchain_quickstart(
-    langchain_notebook: nbformat.NotebookNode, hotpotqa_rows: list[dict[str, Any]]
-) -> None:
+def test_langchain_quickstart(langchain_notebook: nbformat.NotebookNode, hotpotqa_rows: list[dict[str, Any]]) -> None:
     row = hotpotqa_rows[LANGCHAIN_ROW]
     gold = gold_titles(row)
     assert row["question"] in printed(langchain_notebook, "question")

@@ -282,3 +282,34 @@ def test_kendall_tau_is_a_bounded_symmetric_correlation(data: st.DataObject, x: 
         assert kendall_tau(x, x) == pytest.approx(1.0)
     for agreement in (0.0, 0.2, 1.0):
         assert 0.0 <= first_stage_trust(Fusion(weight=0.3, agreement=agreement), x, y) <= 1.0
+
+
+_REALS = st.integers(min_value=-1000, max_value=1000).map(lambda v: v / 10)  # no subnormal spreads
+
+
+@given(
+    data=st.data(),
+    qrhead=st.lists(_REALS, min_size=2, max_size=20),
+    scale=st.floats(min_value=0.01, max_value=100.0),
+    shift=_REALS,
+)
+def test_score_fusion_ignores_each_signals_scale(
+    data: st.DataObject, qrhead: list[float], scale: float, shift: float
+) -> None:
+    """The ``scores`` form z-scores each signal per query, so a positive affine change of any one signal (attention
+    in another dtype, BM25 with other parameters, a retriever's cosine vs dot product) leaves the fusion unchanged."""
+    from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+
+    n = len(qrhead)
+    bm25 = data.draw(st.lists(_REALS, min_size=n, max_size=n))
+    first = data.draw(st.lists(_REALS, min_size=n, max_size=n))
+    fusion = Fusion(weight=0.2, lexical=0.3, form="scores")
+    base = fuse_with_first_stage(qrhead, fusion, first, bm25)
+    moved = fuse_with_first_stage(
+        [scale * v + shift for v in qrhead],
+        fusion,
+        [scale * v - shift for v in first],
+        [scale * v + shift for v in bm25],
+    )
+    assert all(math.isfinite(v) for v in base)
+    assert moved == pytest.approx(base, abs=1e-6)

@@ -29,13 +29,14 @@ class QRHeadReranker(DocumentStep):
 
     By default QRHead is **not the only judge**: LangChain hands a compressor its retriever's documents best
     first, and QRHead's ranking is fused with that order and with a BM25 ranking of the documents themselves
-    (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`, and
-    "Defaults and why" in docs/results.md for the dev measurement behind the default: a small model's
-    attention alone ranked SciFact below BM25, the fusion above it). ``fusion="default"`` (the default) uses
-    the scorer's setting, which is the model's own dev-chosen fusion (``Fusion(weight=0.1, lexical=0.5)`` for a
-    model without one: QRHead 0.4, the input order 0.1, BM25 over the documents 0.5); ``fusion=None`` ranks by
-    attention alone; ``fusion=Fusion(weight=0, lexical=0.5)`` ignores the input order; ``Fusion(...,
-    agreement=0.2)`` counts it only where it agrees with BM25 over the documents (looks like a ranking).
+    (a weighted sum of per-query z-scores, or weighted reciprocal ranks; weights in ``fusion``; see
+    :mod:`qrhead_integrations.fusion`, and "Defaults and why" in docs/results.md for the dev measurement behind
+    the default: a small model's attention alone ranked SciFact below BM25, the fusion above it).
+    ``fusion="default"`` (the default) uses the scorer's setting, which is the model's own dev-chosen fusion
+    (``Fusion(weight=0.1, lexical=0.5, form="scores")`` for a model without one: QRHead's z-scores 0.4, the input
+    order 0.1, BM25 over the documents 0.5); ``fusion=None`` ranks by attention alone; ``fusion=Fusion(weight=0,
+    lexical=0.5, form="scores")`` ignores the input order; ``Fusion(..., agreement=0.2)`` counts it only where it
+    agrees with BM25 over the documents (looks like a ranking).
 
     All documents are read in **one** prompt, so their QRHead scores are relative to each other: a document's
     score depends on which other documents it was ranked with. Scores are comparable within one call, not
@@ -43,8 +44,9 @@ class QRHeadReranker(DocumentStep):
     attention than a content-free query pays it" from "less"), whether or not fusion is on.
 
     Each returned document is a **copy** of the input (same class, ``id`` and ``page_content``, all metadata
-    kept) whose metadata gains the ranking score under ``relevance_score_key`` (the fused score in ``(0, 1]``
-    with fusion on, else the QRHead score) and the QRHead score under ``qrhead_score``; the caller's documents
+    kept) whose metadata gains the ranking score under ``relevance_score_key`` (the fused score with fusion
+    on — a z-score mix centred near 0 for the default ``form="scores"``, in ``(0, 1]`` for ``form="ranks"`` —
+    else the QRHead score) and the QRHead score under ``qrhead_score``; the caller's documents
     are never modified. Duplicate documents (same content) are each scored and kept: they compete for the attention the
     model pays that text, so deduplicate upstream (e.g. ``EmbeddingsRedundantFilter``) if your base retriever
     returns duplicates.

@@ -37,9 +37,11 @@ class QRHeadRerank(QRHeadPostprocessor):
     All candidate nodes are read together in one prompt (listwise, like the QRHead paper), so one model call
     scores them all. By default QRHead is not the only judge: its ranking is fused with the retriever's (by the
     nodes' scores when every node has one, else by their order) and with a BM25 ranking of the nodes' text
-    (weighted reciprocal-rank fusion, weights in ``fusion``; see :mod:`qrhead_integrations.fusion`; the default
-    was chosen on dev data, "Defaults and why" in docs/results.md). The returned nodes' scores are the fused
-    scores, in ``(0, 1]``; ``fusion=None`` ranks by QRHead alone and returns its calibrated attention scores.
+    (a weighted sum of per-query z-scores, or weighted reciprocal ranks; weights in ``fusion``; see
+    :mod:`qrhead_integrations.fusion`; the default was chosen on dev data, "Defaults and why" in
+    docs/results.md). The returned nodes' scores are the fused scores (a z-score mix centred near 0 for the
+    default ``form="scores"``, in ``(0, 1]`` for ``form="ranks"``); ``fusion=None`` ranks by QRHead alone and
+    returns its calibrated attention scores.
     Nodes with no text score ``-inf`` and rank last. Ties keep the retriever's order.
 
     Args:
@@ -53,9 +55,10 @@ class QRHeadRerank(QRHeadPostprocessor):
         keep_retrieval_score: keep each node's retriever score in the returned node's metadata under
             ``"retrieval_score"`` (the node is copied; the caller's node is left untouched).
         fusion: ``"default"`` (the scorer's setting: the model's own dev-chosen fusion, ``Fusion(weight=0.1,
-            lexical=0.5)`` for a model without one), a :class:`~qrhead_integrations.Fusion` (the retriever's and
-            BM25's weights; ``agreement=`` counts the retriever's order only where it agrees with BM25 over the
-            nodes), a number (the retriever's weight alone) or ``None`` (QRHead alone).
+            lexical=0.5, form="scores")`` for a model without one), a :class:`~qrhead_integrations.Fusion` (the
+            retriever's and BM25's weights; ``form=`` z-scores or ranks; ``agreement=`` counts the retriever's
+            order only where it agrees with BM25 over the nodes), a number (the retriever's weight alone) or
+            ``None`` (QRHead alone).
         scorer: an existing :class:`~qrhead_integrations.QRHeadScorer` to share (no model is loaded). Mutually
             exclusive with ``model``/``heads``/``device``/``quantize``/``scorer_kwargs``.
         scorer_kwargs: further keyword arguments for ``QRHeadScorer.from_pretrained`` (``dtype``,

@@ -83,7 +83,8 @@ def model_fusion(model_id: str | None) -> Fusion | None:
     """The fusion a model's rankings use by default, chosen on that model's dev data.
 
     That is its presets' ``"_fusion"`` entry (a ``{"weight", "lexical"}`` mapping, with an optional
-    ``"agreement"``, or ``null`` for QRHead alone); else :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
+    ``"agreement"`` and ``"form"`` (``"ranks"`` if absent), or ``null`` for QRHead alone); else
+    :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
     """
     sets = _lookup(model_id)
     if sets is None or "_fusion" not in sets:
@@ -91,4 +92,9 @@ def model_fusion(model_id: str | None) -> Fusion | None:
     entry = sets["_fusion"]
     if entry is None:
         return None
-    return Fusion(weight=entry["weight"], lexical=entry["lexical"], agreement=entry.get("agreement"))
+    return Fusion(
+        weight=entry["weight"],
+        lexical=entry["lexical"],
+        agreement=entry.get("agreement"),
+        form=entry.get("form", "ranks"),
+    )

@@ -22,7 +22,8 @@ def test_the_python_blocks_of_the_guide_run_as_written() -> None:
         for block in blocks:
             exec(compile(block, str(DOC), "exec"), namespace)
     lines = output.getvalue().splitlines()
-    assert re.fullmatch(r"(0\.\d+|1\.0000)  Hamlet", lines[0]), lines  # the fused score, in (0, 1]
+    score, title = lines[0].split("  ")
+    assert title == "Hamlet" and float(score) > 0.5, lines  # the fused z-score mix: clearly above the mean
     assert lines[1] == "Hamlet"
     assert "Question: Who wrote Hamlet?" in output.getvalue() and "Hamlet is a tragedy" in output.getvalue()
     assert lines[-4] == "Hamlet"  # the ContextualCompressionRetriever block
