@@ -3,9 +3,10 @@
 Each question's 10 passages are concatenated into one document (``title. text`` paragraphs). Selectors keep
 chunks under the same budget (25% of the document's tokens by default) with the same selection rules: the
 compressor with every default (``default``), QRHead scores alone, QRHead fused with BM25 at several lexical
-shares, BM25 scores of the same chunks, and truncation (the first chunks, in order). A gold passage "survives"
-when at least half of its characters are inside kept chunks. Rows 0-99 choose the lexical share (dev), rows
-100-199 report it.
+shares (``qrhead+bm25@w``: ranks, the compressor's form; ``qrhead+bm25@w z``: per-query z-scores,
+``Fusion(form="scores")``), BM25 scores of the same chunks, and truncation (the first chunks, in order). A gold
+passage "survives" when at least half of its characters are inside kept chunks. Rows 0-99 choose the lexical
+share (dev), rows 100-199 report it.
 
     python benchmarks/eval_compression.py --model qwen2.5-coder-0.5b-instruct --start 0 --limit 100 \\
         --json reports/compression_dev_qwen.json --markdown reports/compression_dev_qwen.md
@@ -24,10 +25,12 @@ from tqdm import tqdm
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.compress import DEFAULT_COMPRESSOR_LEXICAL, ContextCompressor, ScoredChunk
 from qrhead_integrations.evaluation import bm25_rank, read_multihop_jsonl
-from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+from qrhead_integrations.fusion import Fusion, FusionForm, fuse_with_first_stage
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+FORMS: tuple[tuple[str, FusionForm], ...] = (("", "ranks"), (" z", "scores"))
+"""The fusion forms compared at each lexical share (system-name suffix, ``Fusion.form``)."""
 
 
 def _document(example: Any) -> tuple[str, list[tuple[int, int]]]:
@@ -68,7 +71,8 @@ def main() -> None:
     examples = read_multihop_jsonl(args.data, limit=args.limit, start=args.start)
     scorer = QRHeadScorer.from_pretrained(args.model, heads=args.heads, dtype=args.dtype)
     grid = [float(w) for w in args.lexical_grid.split(",") if w.strip()]
-    systems = ("default", "qrhead", *(f"qrhead+bm25@{w}" for w in grid), "bm25", "truncation")
+    fused_systems = [(f"qrhead+bm25@{w}{suffix}", w, form) for w in grid for suffix, form in FORMS]
+    systems = ("default", "qrhead", *(name for name, _, _ in fused_systems), "bm25", "truncation")
     both = dict.fromkeys(systems, 0)
     single = dict.fromkeys(systems, 0)
     ratios: dict[str, list[float]] = {s: [] for s in systems}
@@ -93,9 +97,9 @@ def main() -> None:
             "bm25": compressor.select(ranked_by(bm25)),
             "truncation": compressor.select(ranked_by([-float(i) for i in range(len(chunks))])),
         }
-        for w in grid:
-            fused = fuse_with_first_stage(qrhead, Fusion(weight=0.0, lexical=w), lexical_scores=bm25)
-            selections[f"qrhead+bm25@{w}"] = compressor.select(ranked_by(fused))
+        for name, w, form in fused_systems:
+            fused = fuse_with_first_stage(qrhead, Fusion(weight=0.0, lexical=w, form=form), lexical_scores=bm25)
+            selections[name] = compressor.select(ranked_by(fused))
         for system, kept in selections.items():
             survived = [_survived(kept, spans[g]) for g in example.gold]
             both[system] += int(all(survived))
@@ -137,7 +141,7 @@ def main() -> None:
         f"Data: {report['info']['split']} ({n} questions); model {args.model}, heads `{scorer.heads}`; "
         f"QRHead {report['info']['qrhead_seconds_per_question']:.2f} s/question. `default` is ContextCompressor "
         f"with every default (lexical share {DEFAULT_COMPRESSOR_LEXICAL}); `qrhead+bm25@w` fuses QRHead's chunk "
-        "ranking with BM25's at lexical share w (same QRHead scores).",
+        "ranking with BM25's at lexical share w by ranks, `@w z` by per-query z-scores (same QRHead scores).",
         "",
         "| selector | both gold kept | gold passages kept | mean kept/original tokens |",
         "| --- | --- | --- | --- |",

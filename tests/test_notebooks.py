@@ -26,8 +26,8 @@ from qrhead_integrations.tokens import tiktoken_counter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = ("langchain_quickstart.ipynb", "llamaindex_quickstart.ipynb")
-ROW = 17  # the LlamaIndex notebook's row (llama_index PROMOTED_QUESTION)
-LANGCHAIN_ROW = 4  # the LangChain notebook's row (tests/langchain/test_chains.PROMOTED_ROW)
+ROW = 15  # the LlamaIndex notebook's row (llama_index PROMOTED_QUESTION)
+LANGCHAIN_ROW = 1  # the LangChain notebook's row (tests/langchain/test_chains.PROMOTED_ROW)
 CELL_TIMEOUT_S = 600
 RANKED = re.compile(r"^\s*\d+\. (.+?)(?:  |$)", re.MULTILINE)
 """A ranked line the notebooks print, ``  1. <title>  [gold]  score ...``: captures the title."""

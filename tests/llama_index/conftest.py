@@ -10,7 +10,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from tests.llama_index.embeddings import HashingEmbedding
 
-PROMOTED_QUESTION = 17
+PROMOTED_QUESTION = 15
 """A HotpotQA question (among the first 20 of hotpotqa_dev200) where the lexical retriever's top 2 hold
 neither gold passage and SmolLM2's QRHead heads put both there (see test_real_pipeline.py)."""
 
