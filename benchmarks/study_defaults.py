@@ -141,6 +141,17 @@ Figures = dict[str, dict[str, float]]  # model -> task -> dev figure
 PooledData = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
 
 
+def baseline_figures(data: PooledData) -> dict[str, dict[str, dict[str, float]]]:
+    """The model-free baselines of every model and task: the first stage's order and BM25 over the candidates."""
+    return {
+        m: {
+            t: {"first stage": first_stage_figure(d[t], TASKS[t]), "bm25": lexical_figure(d[t], TASKS[t])}
+            for t in TASKS
+        }
+        for m, d in data.items()
+    }
+
+
 def pooled_choice(
     candidates: list[Any], figures: Callable[[Any, PooledData], Figures], name: Callable[[Any], str], data: PooledData
 ) -> dict[str, Any]:

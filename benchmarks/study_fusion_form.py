@@ -29,13 +29,12 @@ from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
     TASKS,
-    DevScores,
+    PooledData,
     add_unseen_only,
+    baseline_figures,
     cross_validated_choice,
     default_heads,
     figure,
-    first_stage_figure,
-    lexical_figure,
     pooled_choice,
     product_dev,
     unseen_only,
@@ -46,7 +45,7 @@ from qrhead_integrations.fusion import Fusion, FusionForm
 CELLS = [(w, lex) for w, lex in FUSION_GRID if w or lex]  # the defaults study's grid, without "QRHead alone"
 SPLITS = 5
 
-Data = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
+Data = PooledData  # model -> task -> dev queries
 
 
 def _name(cell: tuple[float, float]) -> str:
@@ -80,13 +79,7 @@ def main() -> None:
 
     report: dict[str, Any] = {
         "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},
-        "baselines": {
-            m: {
-                t: {"first stage": first_stage_figure(d[t], TASKS[t]), "bm25": lexical_figure(d[t], TASKS[t])}
-                for t in TASKS
-            }
-            for m, d in data.items()
-        },
+        "baselines": baseline_figures(data),
         "chosen": {label: chosen(form) for label, form in FORMS.items()},
         "cross_validated": {label: validated(form) for label, form in FORMS.items()},
     }

@@ -31,13 +31,12 @@ from study_cache import dev_examples, study_parser
 from study_defaults import (
     FUSION_GRID,
     TASKS,
-    DevScores,
+    PooledData,
     add_unseen_only,
+    baseline_figures,
     cross_validated_choice,
     default_heads,
     figure,
-    first_stage_figure,
-    lexical_figure,
     pooled_choice,
     product_dev,
     unseen_only,
@@ -51,7 +50,7 @@ CELLS: list[Cell] = [(w, lex, a) for w, lex in FUSION_GRID if w or lex for a in 
 SPLITS = 5
 FORMS = {"fixed weight (shipped)": False, "weight scaled by agreement": True}
 
-Data = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
+Data = PooledData  # model -> task -> dev queries
 
 
 def _fusion(cell: Cell) -> Fusion:
@@ -93,13 +92,7 @@ def main() -> None:
 
     report: dict[str, Any] = {
         "counts": {m: {t: len(d[t]) for t in TASKS} for m, d in data.items()},
-        "baselines": {
-            m: {
-                t: {"first stage": first_stage_figure(d[t], TASKS[t]), "bm25": lexical_figure(d[t], TASKS[t])}
-                for t in TASKS
-            }
-            for m, d in data.items()
-        },
+        "baselines": baseline_figures(data),
         "agreement": agreement_spread(data),
         "chosen": {
             f: {k: v for k, v in pooled_choice(g, figures, _name, data).items() if k != "raw"} for f, g in grids.items()
