@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .assembly import Assembler, TextIds, assembly_safe
 from .errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
 
 if TYPE_CHECKING:
@@ -38,6 +39,18 @@ NULL_QUERY = "N/A"
 """The content-free query used for calibration (ICR)."""
 
 _SENTINEL = "\u2063QRHEAD_BODY\u2063"
+
+_PROBES = (
+    ("", "Ends with a full stop. And another sentence follows it."),
+    ("A title", "two  spaces  inside, a\ttab and\nnew lines\n\nbetween words here"),
+    ("", "<|im_end|> looks like markup <|eot_id|> but is text all along"),
+    ("Café", "naïve café résumé déjà vu, ½ of it; 1999 and 2025 numbers in between"),
+    ("", "中文 文字 mixed with English words and don't won't it's contractions"),
+    ("T", "trailing spaces after words   "),
+    ("", " leading space, then words and the end."),
+    ("", "combining marks: cafe\u0301 e\u0301te\u0301 A\u030a ring and \u00e9 precomposed"),
+)
+"""Awkward passage texts the assembled body must reproduce (:meth:`PromptBuilder._assembly_agrees`)."""
 
 Layout = Literal["auto", "chat", "plain"]
 
@@ -171,6 +184,31 @@ class PromptBuilder:
         self.before_ids, self.after_ids = self._template_ids()
         self._instruction_ids = self._user_ids(INSTRUCTION)
         self._opening_tokens = len(self._user_ids(OPENING))
+        self._null_tail = self._user_ids(NULL_QUERY) + self.after_ids
+        self._assembler = Assembler(tokenizer.backend_tokenizer) if assembly_safe(tokenizer) else None
+        if self._assembler is not None and not self._assembly_agrees():
+            self._assembler = None
+
+    @property
+    def assembles(self) -> bool:
+        """Whether prompt bodies are assembled from the cut's ids (:mod:`.assembly`) when the caller has them."""
+        return self.direct_backend and self._assembler is not None
+
+    def _assembly_agrees(self) -> bool:
+        """The assembled body of awkward probe passages equals the tokenised text (else: the text path only)."""
+        assembler = self._assembler
+        if assembler is None:
+            return False
+        passages = [Passage(text=text, title=title) for title, text in _PROBES]
+        own = assembler.encode_many([passage.text for passage in passages])
+        body, char_spans = self._prefix_body(passages)
+        texts = [
+            (end - len(passage.text), passage.text, ids)
+            for passage, (_, end), ids in zip(passages, char_spans, own, strict=True)
+        ]
+        ids, offsets = assembler.body(body, texts)
+        encoding = assembler.encode_many([body])[0]
+        return ids == encoding.ids and np.array_equal(offsets, encoding.offsets)
 
     # -------------------------------------------------------------------------------------------- template
     def _choose_layout(self, layout: Layout) -> Literal["chat", "plain"]:
@@ -215,7 +253,25 @@ class PromptBuilder:
         """User text: special-token look-alikes are split into ordinary tokens."""
         if not text:
             return []
+        backend = self._direct_backend()
+        if backend is not None:
+            return list(backend.encode(text, add_special_tokens=False).ids)
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def _direct_backend(self) -> Any:  # noqa: ANN401 - a tokenizers.Tokenizer (untyped)
+        """The fast tokenizer's Rust backend, set to read control-token look-alikes as text, or ``None``.
+
+        Called directly, it skips the ``transformers`` wrapper, which spends about as long turning an encoding into
+        Python lists as the backend spends tokenising (same ids and offsets: tested on every tokenizer in the
+        tests). ``None`` for a slow tokenizer, or when :attr:`direct_backend` is off.
+        """
+        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.direct_backend else None
+        if backend is None or not hasattr(backend, "encode_special_tokens"):
+            return None
+        # The flag ``split_special_tokens=True`` sets in the wrapper, which leaves it set too (every user-text
+        # call of this class sets it the same way).
+        backend.encode_special_tokens = True
+        return backend
 
     # -------------------------------------------------------------------------------------------- passages
     def count_tokens(self, text: str) -> int:
@@ -266,6 +322,27 @@ class PromptBuilder:
             out.append(Passage(text=passage.text[:end], title=passage.title))
         return out, counts
 
+    def truncate_encoded(
+        self, passages: Sequence[Passage], max_tokens: int
+    ) -> tuple[list[Passage], list[int], list[TextIds]]:
+        """:meth:`truncate_counted`, and each passage's text ids (for :meth:`encode` to assemble the prompt from).
+
+        Needs :attr:`assembles`; the cut and counts are those of :meth:`truncate_counted`.
+        """
+        if self._assembler is None:
+            raise RuntimeError("truncate_encoded needs a tokenizer that assembles prompts (see .assembles)")
+        own = self._assembler.encode_covering([passage.text for passage in passages], max_tokens)
+        out, counts = [], []
+        for passage, encoded in zip(passages, own, strict=True):
+            n = len(encoded.ids)
+            counts.append(min(n, max_tokens))
+            if n <= max_tokens:
+                out.append(passage)
+                continue
+            end = int(encoded.offsets[max_tokens - 1, 1]) if max_tokens > 0 else 0
+            out.append(Passage(text=passage.text[:end], title=passage.title))
+        return out, counts, own
+
     @staticmethod
     def block_token_bound(passage: Passage, text_tokens: int) -> int:
         """An upper bound on the tokens of the passage's block, from its text's token count.
@@ -282,18 +359,34 @@ class PromptBuilder:
 
     def tail_ids(self, query: str) -> list[int]:
         """Token ids after the prefix for ``query``: the query text and the template end."""
+        if query == NULL_QUERY and self.direct_backend:
+            return list(self._null_tail)
         return self._user_ids(query) + self.after_ids
 
     # ---------------------------------------------------------------------------------------------- encode
     def encode(
-        self, passages: Sequence[Passage], queries: Sequence[str], tails: Sequence[list[int]] | None = None
+        self,
+        passages: Sequence[Passage],
+        queries: Sequence[str],
+        tails: Sequence[list[int]] | None = None,
+        text_ids: Sequence[TextIds | None] | None = None,
     ) -> EncodedPrompt:
         """Encode the shared prefix for ``passages`` (in the given order) and one tail per query.
 
-        ``tails`` are the queries' :meth:`tail_ids`, when the caller already has them.
+        ``tails`` are the queries' :meth:`tail_ids`, when the caller already has them. ``text_ids`` are the
+        passages' text ids from :meth:`truncate_encoded` (each passage's text must be a prefix of the text its
+        ids read; ``None``: none to reuse): with them, and :attr:`assembles`, the body is assembled instead of
+        tokenised again — the same ids either way.
         """
         body, char_spans = self._prefix_body(passages)
-        body_ids, offsets = self._encode_body(body)
+        if text_ids is not None and self.assembles and self._assembler is not None:
+            texts = [
+                (end - len(passage.text), passage.text, own)
+                for passage, (_, end), own in zip(passages, char_spans, text_ids, strict=True)
+            ]
+            body_ids, offsets = self._assembler.body(body, texts)
+        else:
+            body_ids, offsets = self._encode_body(body)
         token_spans = _char_to_token_spans(offsets, char_spans)
         shift = len(self.before_ids)
         return EncodedPrompt(
@@ -306,19 +399,14 @@ class PromptBuilder:
     def _encode_body(self, body: str) -> tuple[list[int], np.ndarray]:
         """Token ids and ``(n, 2)`` character offsets of the prompt body, read as user text.
 
-        A fast tokenizer's Rust backend is called directly: the ``transformers`` wrapper spends about as long
-        turning one long encoding into Python lists as the backend spends tokenising it. Same ids and offsets as
-        the wrapper (tested on every tokenizer in the tests); other tokenizers go through the wrapper.
+        Through the Rust backend directly where :meth:`_direct_backend` allows, else the wrapper.
         """
-        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.direct_backend else None
-        if backend is None or not hasattr(backend, "encode_special_tokens"):
+        backend = self._direct_backend()
+        if backend is None:
             encoding = self.tokenizer(
                 body, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
             )
             return list(encoding["input_ids"]), np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-        # Control-token look-alikes are text: the flag ``split_special_tokens=True`` sets in the wrapper, which
-        # leaves it set too (every user-text call of this class sets it the same way).
-        backend.encode_special_tokens = True
         encoding = backend.encode(body, add_special_tokens=False)
         return list(encoding.ids), np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
 

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture
+from .assembly import TextIds
 from .errors import InvalidInputError, PassageTypeError, QRHeadError
 from .fusion import MODEL_DEFAULT, Fusion, as_fusion, as_fusion_setting, fuse_with_first_stage, rank_order
 from .heads import HeadSpec, resolve_heads
@@ -40,6 +41,7 @@ from .scoring import combine_heads, passage_scores, token_scores
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.cache_utils import Cache
 
 Order = Literal["as_given", "reversed", "shuffled"]
 
@@ -170,6 +172,8 @@ class QRHeadScorer:
         self._builder = PromptBuilder(tokenizer, self.config.layout)
         self._check_room()
         self._lock = threading.Lock()
+        self._blank_cache = capture.new_cache(model)
+        self._croppable = capture.can_crop(self._blank_cache)
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -506,7 +510,7 @@ class QRHeadScorer:
             if not query_list or not scorable:
                 continue
             chosen = [items[i] for i in scorable]
-            shown, text_tokens = (chosen, None) if uncut else self._cut(chosen)
+            shown, text_tokens, own_ids = (chosen, None, None) if uncut else self._cut(chosen)
             cut = dict(zip(scorable, shown, strict=True))
             counted = None if text_tokens is None else dict(zip(scorable, text_tokens, strict=True))
             orders = self._orders(scorable)
@@ -518,9 +522,14 @@ class QRHeadScorer:
                 if len(rows) == 1:
                     raise
                 raise type(exc)(f"row {r}: {exc}") from exc
+            # A passage the windows cut again (longer than the context) is a prefix of what its ids read: they hold.
+            text_ids = None if own_ids is None else dict(zip(scorable, own_ids, strict=True))
             for window in windows:
                 encoded = self._builder.encode(
-                    [cut[i] for i in window], tails, None if self.legacy_host_path else tail_ids
+                    [cut[i] for i in window],
+                    tails,
+                    None if self.legacy_host_path else tail_ids,
+                    None if text_ids is None else [text_ids[i] for i in window],
                 )
                 units.append(_Unit(r, window, encoded))
             totals[r] = (torch.zeros(len(query_list), len(self.heads), len(items)), scorable, len(orders))
@@ -556,15 +565,18 @@ class QRHeadScorer:
     def legacy_host_path(self, value: bool) -> None:
         self._builder.direct_backend = not value
 
-    def _cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None]:
-        """The passages cut to ``max_passage_tokens``, and their texts' token counts from the same tokenizer call.
+    def _cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None, list[TextIds] | None]:
+        """The passages cut to ``max_passage_tokens``, their texts' token counts and (maybe) their texts' ids.
 
-        The counts are ``None`` without a cap: nothing was tokenised.
+        Counts and ids come from the same tokenizer call; the ids are there where the builder assembles prompts
+        from them (the prompt is then not tokenised again). Both are ``None`` without a cap: nothing was tokenised.
         """
         limit = self.config.max_passage_tokens
         if limit is None:
-            return passages, None
-        return self._builder.truncate_counted(passages, limit)
+            return passages, None, None
+        if self._builder.assembles:
+            return self._builder.truncate_encoded(passages, limit)
+        return (*self._builder.truncate_counted(passages, limit), None)
 
     def _orders(self, indices: list[int]) -> list[list[int]]:
         """The prompt order(s) of the passages: the configured one, plus its reverse when de-biasing."""
@@ -630,7 +642,13 @@ class QRHeadScorer:
 
         Sliding-window models run their tails on a forked cache instead, one row per forward.
         """
-        return capture.can_crop(capture.new_cache(self.model))
+        return self._croppable
+
+    def _new_cache(self) -> Cache:
+        """An empty key/value cache for one forward: a copy of a blank one (the legacy path builds it anew)."""
+        if self.legacy_host_path:
+            return capture.new_cache(self.model)
+        return capture.empty_copy(self._blank_cache)
 
     def _packed_recorder(
         self, prefix_len: int, shared_rows: int, tails: list[list[int]], *, own: bool = False
@@ -674,7 +692,7 @@ class QRHeadScorer:
         capture.run_layers(
             self.model,
             padded,
-            capture.new_cache(self.model),
+            self._new_cache(),
             start=0,
             stop_after=self.heads.deepest_layer,
             recorder=capture.BatchRecorder(recorders),
@@ -700,8 +718,8 @@ class QRHeadScorer:
         """
         stop = self.heads.deepest_layer
         prefix_len = len(prefix_ids)
-        cache = capture.new_cache(self.model)
-        if capture.can_crop(cache):
+        cache = self._new_cache()
+        if self._croppable:
             packing, recorder = self._packed_recorder(prefix_len, shared_rows, tails)
             ids = prefix_ids + [token for tail in tails for token in tail]
             capture.run_layers(self.model, ids, cache, start=0, stop_after=stop, recorder=recorder, packing=packing)

@@ -128,7 +128,7 @@ def test_the_one_pass_window_check_gives_the_windows_of_the_full_count(tiny_scor
         small = tiny_scorer.with_config(max_length=length, max_passage_tokens=40)
         for n in (1, 3, 6, 12):
             items = [Passage(f"Passage {i}: " + "the moon orbits the earth. " * 6, f"T{i}") for i in range(n)]
-            cut, counts = small._cut(items)
+            cut, counts, _ = small._cut(items)
             assert counts is not None
             fast = small._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
             legacy = small.with_config()

@@ -113,3 +113,20 @@ def test_bf16_scores_track_float32(smollm2: QRHeadScorer, hotpotqa_rows: list[di
         reference = torch.tensor(exact.score(row["question"], _passages(row)))
         assert torch.corrcoef(torch.stack([ours, reference]))[0, 1] >= 0.99
         assert int(ours.argmax()) == int(reference.argmax())
+
+
+def test_assembled_prompts_equal_the_tokenised_text_on_real_passages(
+    smollm2: QRHeadScorer, hotpotqa_rows: list[dict[str, Any]]
+) -> None:
+    """The host fast path (issue #18) on the bundled tokenizer and real passages: the very ids of the text path."""
+    fast = PromptBuilder(smollm2.tokenizer, smollm2.config.layout)
+    text_path = PromptBuilder(smollm2.tokenizer, smollm2.config.layout)
+    text_path.direct_backend = False
+    assert fast.assembles
+    for row in hotpotqa_rows[:30]:
+        passages = to_passages(_passages(row))
+        for cap in (32, 128):
+            cut, counts, own = fast.truncate_encoded(passages, cap)
+            assert (cut, counts) == text_path.truncate_counted(passages, cap)
+            queries = [row["question"], "N/A"]
+            assert fast.encode(cut, queries, None, own) == text_path.encode(cut, queries)

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 TEST_DEVICE = torch.device(os.environ.get("QRHEAD_TEST_DEVICE", "cpu"))
@@ -27,10 +27,37 @@ _CORPUS = [
 ]
 
 
-def tiny_tokenizer(chat_template: bool = True) -> Any:
-    """A byte-level BPE tokenizer (vocab 400) with ChatML specials; every string is encodable."""
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+    r"\s+(?!\S)|\s+"
+)
+"""Qwen 2's pre-tokenizer regex (``tokenizer.json`` of the bundled Qwen models)."""
+
+
+def tiny_tokenizer(chat_template: bool = True, style: str = "gpt2") -> Any:
+    """A byte-level BPE tokenizer (vocab 400) with ChatML specials; every string is encodable.
+
+    ``style`` picks the splitting in front of the BPE: ``"gpt2"`` (ByteLevel's own regex, as SmolLM2), ``"qwen2"``
+    (NFC, then Qwen 2's split regex, as the bundled Qwen models) or ``"metaspace"`` (SentencePiece-like spaces,
+    which prompt assembly must refuse).
+    """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if style == "gpt2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    elif style == "qwen2":
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    elif style == "metaspace":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Metaspace(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    else:
+        raise ValueError(f"unknown tokenizer style {style!r}")
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=400,
