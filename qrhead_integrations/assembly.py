@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,7 @@ class Assembler:
             return []
         self.backend.encode_special_tokens = True
         return [
-            TextIds(list(encoding.ids), np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2))
+            TextIds(list(encoding.ids), offsets_array(encoding.offsets))
             for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)
         ]
 
@@ -163,6 +164,14 @@ class Assembler:
                 ids.extend(middles[k][2])
                 offsets.append(middles[k][3])
         return ids, np.concatenate(offsets) if offsets else np.zeros((0, 2), dtype=np.int64)
+
+
+def offsets_array(offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """A tokenizer's ``(start, end)`` offsets as an ``(n, 2)`` int64 array.
+
+    Flattened first: about twice as fast as ``np.asarray`` on the list of tuples, at a thousand tokens per call.
+    """
+    return np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets)).reshape(-1, 2)
 
 
 def _prefix(text: str, reach: int) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .assembly import Assembler, TextIds, assembly_safe
+from .assembly import Assembler, TextIds, assembly_safe, offsets_array
 from .errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
 
 if TYPE_CHECKING:
@@ -408,7 +408,7 @@ class PromptBuilder:
             )
             return list(encoding["input_ids"]), np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
         encoding = backend.encode(body, add_special_tokens=False)
-        return list(encoding.ids), np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        return list(encoding.ids), offsets_array(encoding.offsets)
 
     @staticmethod
     def _prefix_body(passages: Sequence[Passage]) -> tuple[str, list[tuple[int, int]]]:
