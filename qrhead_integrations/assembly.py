@@ -112,7 +112,7 @@ class Assembler:
             return []
         self.backend.encode_special_tokens = True
         return [
-            TextIds(list(encoding.ids), offsets_array(encoding.offsets))
+            TextIds(encoding.ids, offsets_array(encoding.offsets))  # ``ids`` is a new list on every access
             for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)
         ]
 

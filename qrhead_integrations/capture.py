@@ -263,6 +263,9 @@ class HeadRecorder:
         Positions a head could not see are 0.
         """
         out = None
+        positions: dict[int, list[int]] = {}
+        for i, (lay, _) in enumerate(self.heads):
+            positions.setdefault(lay, []).append(i)
         for layer, idx in self._by_layer.items():
             if layer not in self._per_layer:
                 raise RuntimeError(f"layer {layer} was not captured: the forward stopped early or never ran it")
@@ -270,8 +273,7 @@ class HeadRecorder:
             if out is None:
                 out = weights.new_zeros(*weights.shape[:2], len(self.heads), self.total_length)
             offset = self.total_length - weights.shape[-1]
-            positions = [i for i, (lay, _) in enumerate(self.heads) if lay == layer]
-            out[:, :, positions, offset:] = weights[:, :, : len(idx)]
+            out[:, :, positions[layer], offset:] = weights[:, :, : len(idx)]
         if out is None:  # a HeadSet is never empty, so every recorder has at least one layer
             raise RuntimeError("no heads to collect")
         return out
