@@ -153,6 +153,8 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "speedup_over_one_row": {str(n): v["rows_per_s"] / base for n, v in throughput.items()},
         "host": host,
         "host_share_new_over_old": host["current"]["host_share"] / host["legacy"]["host_share"],
+        # The same work's time, beside the share: a share moves with the forward's run-to-run noise too.
+        "host_seconds_new_over_old": host["current"]["host_seconds"] / host["legacy"]["host_seconds"],
         "rankings_identical": _same_rankings(scorer, rows, max(sizes)),
     }
 
@@ -161,6 +163,11 @@ def _passage(item: tuple[str, str]) -> Any:
     from qrhead_integrations import Passage
 
     return Passage(text=item[1], title=item[0])
+
+
+def _host_time_ratio(model: dict[str, Any]) -> str:
+    ratio = model.get("host_seconds_new_over_old")  # absent from reports written before it was added
+    return "—" if ratio is None else f"{ratio:.2f}"
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -176,8 +183,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "over a `score` call's time, current path vs the legacy one.",
         "",
         "| model | tokens/row | rows/s at 1 / 4 / 16 per forward | 16 over 1 | host ms (share): current · legacy "
-        "| host share new / old | rankings identical |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| host share new / old | host ms new / old | rankings identical |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, model in report["models"].items():
         label = f"{name} (random weights, {model['dtype']})" if model["random_weights"] else name
@@ -188,7 +195,7 @@ def _markdown(report: dict[str, Any]) -> str:
             f"| {label} | {model['tokens_per_row_median']:.0f} | {rates} | {last:.2f}x "
             f"| {1000 * cur['host_seconds']:.1f} ({cur['host_share']:.2%}) · "
             f"{1000 * old['host_seconds']:.1f} ({old['host_share']:.2%}) "
-            f"| {model['host_share_new_over_old']:.2f} | {model['rankings_identical']} |"
+            f"| {model['host_share_new_over_old']:.2f} | {_host_time_ratio(model)} | {model['rankings_identical']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -233,6 +240,7 @@ def main() -> None:
     first = report["models"][models[0]]
     sizes = list(first["speedup_over_one_row"])
     report["host_share_new_over_old"] = first["host_share_new_over_old"]
+    report["host_seconds_new_over_old"] = first["host_seconds_new_over_old"]
     report["rows_per_s_16_over_1"] = first["speedup_over_one_row"].get("16", first["speedup_over_one_row"][sizes[-1]])
     write_reports(report, _markdown(report), args.json, args.markdown)
     print(_markdown(report))
