@@ -125,12 +125,12 @@ class Assembler:
         :class:`TextIds` covers the text, or a prefix of it with more than ``max_tokens`` tokens.
         """
         reach = CHARS_PER_TOKEN * (max_tokens + 1)
-        heads = [_prefix(text, reach) for text in texts]
-        out = self.encode_many(heads)
+        prefixes = [_prefix(text, reach) for text in texts]
+        out = self.encode_many(prefixes)
         short = [
             i
-            for i, (text, head, own) in enumerate(zip(texts, heads, out, strict=True))
-            if len(head) < len(text) and len(own.ids) <= max_tokens
+            for i, (text, prefix, own) in enumerate(zip(texts, prefixes, out, strict=True))
+            if len(prefix) < len(text) and len(own.ids) <= max_tokens
         ]
         for i, own in zip(short, self.encode_many([texts[i] for i in short]), strict=True):
             out[i] = own
