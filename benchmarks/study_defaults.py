@@ -39,6 +39,8 @@ TASKS = {"rerank": "ndcg@10", "multihop": "recall@2"}
 # HotpotQA's file order carries no ranking, so any layout of it is a random one (the shuffled cache).
 PRODUCT_CACHE = {"rerank": "reversed", "multihop": "shuffled"}
 RANDOM_SEEDS = 10
+CUTS = (64, 128, 192, 256)
+"""The passage cuts (``max_passage_tokens``) the cut tables look for in the caches."""
 SHAPES = {
     "smollm2-135m-instruct": (30, 9),
     "qwen2.5-coder-0.5b-instruct": (24, 14),
@@ -321,6 +323,7 @@ def main() -> None:
             "head_sets": head_set_table(model, shape, dev),
             "fusion": fusion_grid(model, shape, dev),
             "cuts": cut_table(model, shape, examples, args.cache_dir),
+            "multihop_cuts": multihop_cut_table(model, examples, args.cache_dir),
         }
     report = {"tokens": args.tokens, "models": per_model, "choice": choose(per_model)}
     write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
@@ -338,12 +341,12 @@ def cut_table(
     fusion = model_fusion(model)
     out: dict[str, dict[str, float]] = {}
     loaded = {
-        order: {tokens: load(model, "rerank", order, tokens, cache_dir) for tokens in (64, 128, 192, 256)}
+        order: {tokens: load(model, "rerank", order, tokens, cache_dir) for tokens in CUTS}
         for order in ("reversed", "as_given", "shuffled")
     }
     # ``debias=True`` averages the best-last and best-first layouts' scores: computable wherever both are cached.
     loaded["both (debias)"] = {
-        tokens: _averaged(loaded["reversed"][tokens], loaded["as_given"][tokens]) for tokens in (64, 128, 192, 256)
+        tokens: _averaged(loaded["reversed"][tokens], loaded["as_given"][tokens]) for tokens in CUTS
     }
     for order, found in loaded.items():
         caches = {tokens: scores for tokens, scores in found.items() if scores is not None}
@@ -359,6 +362,35 @@ def cut_table(
                 "fused": figure(data, heads, "ndcg@10", fusion),
                 "first stage": first_stage_figure(data, "ndcg@10"),
             }
+    return out
+
+
+def multihop_cut_table(
+    model: str, examples: dict[str, list[DevExample]], cache_dir: Path
+) -> dict[str, dict[str, float]]:
+    """HotpotQA dev figures by passage cut (the random-layout caches), default heads, unfused and at the model's
+    fusion, on the rows every cached cut holds; the ``tune`` rows (60-99) apart, since some head sets read 0-59."""
+    heads = default_heads(model)
+    fusion = model_fusion(model)
+    found = {tokens: load(model, "multihop", PRODUCT_CACHE["multihop"], tokens, cache_dir) for tokens in CUTS}
+    caches = {tokens: scores for tokens, scores in found.items() if scores is not None}
+    if len(caches) < 2:
+        return {}
+    common = set.intersection(*(set(scores) for scores in caches.values()))
+    out: dict[str, dict[str, float]] = {}
+    for tokens, scores in caches.items():
+        shared = {key: value for key, value in scores.items() if key in common}
+        tune = items(examples["multihop"], shared, "tune")
+        data = items(examples["multihop"], shared, "select") + tune
+        out[f"{tokens} tokens"] = {
+            "rows": float(len(data)),
+            "qrhead": figure(data, heads, "recall@2"),
+            "fused": figure(data, heads, "recall@2", fusion),
+            "tune rows": float(len(tune)),
+            "tune qrhead": figure(tune, heads, "recall@2"),
+            "tune fused": figure(tune, heads, "recall@2", fusion),
+            "BM25 over the candidates": lexical_figure(data, "recall@2"),
+        }
     return out
 
 
@@ -443,6 +475,18 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {name} | {int(row['queries'])} | {row['qrhead']:.3f} | {row['fused']:.3f} "
                     f"| {row['first stage']:.3f} |"
+                )
+        if data.get("multihop_cuts"):
+            lines += ["", "### HotpotQA by passage cut (random layout; the rows every cut holds)", ""]
+            lines += [
+                "| cut | rows | QRHead | fused (model's default) | rows 60-99: QRHead / fused "
+                "| BM25 over the candidates |",
+                "|---|---|---|---|---|---|",
+            ]
+            for name, row in data["multihop_cuts"].items():
+                lines.append(
+                    f"| {name} | {int(row['rows'])} | {row['qrhead']:.3f} | {row['fused']:.3f} "
+                    f"| {row['tune qrhead']:.3f} / {row['tune fused']:.3f} | {row['BM25 over the candidates']:.3f} |"
                 )
     choice = report["choice"]
     lines += [
