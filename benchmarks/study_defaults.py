@@ -324,6 +324,7 @@ def main() -> None:
             "fusion": fusion_grid(model, shape, dev),
             "cuts": cut_table(model, shape, examples, args.cache_dir),
             "multihop_cuts": multihop_cut_table(model, examples, args.cache_dir),
+            "multihop_orders": multihop_order_table(model, examples, args.cache_dir),
         }
     report = {"tokens": args.tokens, "models": per_model, "choice": choose(per_model)}
     write_reports(report, markdown(report), json_path=args.json, markdown_path=args.markdown)
@@ -390,6 +391,32 @@ def multihop_cut_table(
             "tune qrhead": figure(tune, heads, "recall@2"),
             "tune fused": figure(tune, heads, "recall@2", fusion),
             "BM25 over the candidates": lexical_figure(data, "recall@2"),
+        }
+    return out
+
+
+def multihop_order_table(
+    model: str, examples: dict[str, list[DevExample]], cache_dir: Path
+) -> dict[str, dict[str, float]]:
+    """HotpotQA dev figures by prompt layout at 128 tokens: the file order reversed (what the product's default
+    ``order="reversed"`` shows for a list in file order), the file order, a seeded shuffle, and the first two
+    averaged (``debias=True``); the rows every cached layout holds. Empty unless two layouts are cached."""
+    heads = default_heads(model)
+    fusion = model_fusion(model)
+    found = {order: load(model, "multihop", order, 128, cache_dir) for order in ("reversed", "as_given", "shuffled")}
+    found["both (debias)"] = _averaged(found["reversed"], found["as_given"])
+    caches = {order: scores for order, scores in found.items() if scores is not None}
+    if len(caches) < 2:
+        return {}
+    common = set.intersection(*(set(scores) for scores in caches.values()))
+    out: dict[str, dict[str, float]] = {}
+    for order, scores in caches.items():
+        shared = {key: value for key, value in scores.items() if key in common}
+        data = items(examples["multihop"], shared, "select") + items(examples["multihop"], shared, "tune")
+        out[order] = {
+            "rows": float(len(data)),
+            "qrhead": figure(data, heads, "recall@2"),
+            "fused": figure(data, heads, "recall@2", fusion),
         }
     return out
 
@@ -488,6 +515,11 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {name} | {int(row['rows'])} | {row['qrhead']:.3f} | {row['fused']:.3f} "
                     f"| {row['tune qrhead']:.3f} / {row['tune fused']:.3f} | {row['BM25 over the candidates']:.3f} |"
                 )
+        if data.get("multihop_orders"):
+            lines += ["", "### HotpotQA by prompt layout, 128 tokens (the rows every layout holds)", ""]
+            lines += ["| layout | rows | QRHead | fused (model's default) |", "|---|---|---|---|"]
+            for name, row in data["multihop_orders"].items():
+                lines.append(f"| {name} | {int(row['rows'])} | {row['qrhead']:.3f} | {row['fused']:.3f} |")
     choice = report["choice"]
     lines += [
         "",
