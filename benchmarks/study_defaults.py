@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,13 +350,7 @@ def cut_table(
         tokens: _averaged(loaded["reversed"][tokens], loaded["as_given"][tokens]) for tokens in CUTS
     }
     for order, found in loaded.items():
-        caches = {tokens: scores for tokens, scores in found.items() if scores is not None}
-        if not caches:
-            continue
-        common = set.intersection(*(set(scores) for scores in caches.values()))
-        for tokens, scores in caches.items():
-            shared = {key: value for key, value in scores.items() if key in common}
-            data = items(examples["rerank"], shared, "select") + items(examples["rerank"], shared, "tune")
+        for tokens, (data, _) in common_rows(found, examples["rerank"]).items():
             out[f"{order}, {tokens} tokens"] = {
                 "queries": float(len(data)),
                 "qrhead": figure(data, heads, "ndcg@10"),
@@ -374,15 +368,11 @@ def multihop_cut_table(
     heads = default_heads(model)
     fusion = model_fusion(model)
     found = {tokens: load(model, "multihop", PRODUCT_CACHE["multihop"], tokens, cache_dir) for tokens in CUTS}
-    caches = {tokens: scores for tokens, scores in found.items() if scores is not None}
-    if len(caches) < 2:
+    rows = common_rows(found, examples["multihop"])
+    if len(rows) < 2:
         return {}
-    common = set.intersection(*(set(scores) for scores in caches.values()))
     out: dict[str, dict[str, float]] = {}
-    for tokens, scores in caches.items():
-        shared = {key: value for key, value in scores.items() if key in common}
-        tune = items(examples["multihop"], shared, "tune")
-        data = items(examples["multihop"], shared, "select") + tune
+    for tokens, (data, tune) in rows.items():
         out[f"{tokens} tokens"] = {
             "rows": float(len(data)),
             "qrhead": figure(data, heads, "recall@2"),
@@ -405,19 +395,34 @@ def multihop_order_table(
     fusion = model_fusion(model)
     found = {order: load(model, "multihop", order, 128, cache_dir) for order in ("reversed", "as_given", "shuffled")}
     found["both (debias)"] = _averaged(found["reversed"], found["as_given"])
-    caches = {order: scores for order, scores in found.items() if scores is not None}
-    if len(caches) < 2:
+    rows = common_rows(found, examples["multihop"])
+    if len(rows) < 2:
         return {}
-    common = set.intersection(*(set(scores) for scores in caches.values()))
     out: dict[str, dict[str, float]] = {}
-    for order, scores in caches.items():
-        shared = {key: value for key, value in scores.items() if key in common}
-        data = items(examples["multihop"], shared, "select") + items(examples["multihop"], shared, "tune")
+    for order, (data, _) in rows.items():
         out[order] = {
             "rows": float(len(data)),
             "qrhead": figure(data, heads, "recall@2"),
             "fused": figure(data, heads, "recall@2", fusion),
         }
+    return out
+
+
+def common_rows(
+    found: Mapping[Any, dict[str, torch.Tensor] | None], examples: list[DevExample]
+) -> dict[Any, tuple[list[DevScores], list[DevScores]]]:
+    """Per cached entry of ``found`` (``None``: not cached, left out): its dev items on the queries every cached
+    entry holds, ``select`` then ``tune`` — and the ``tune`` ones alone — so that the entries compare on the same
+    queries."""
+    caches = {label: scores for label, scores in found.items() if scores is not None}
+    if not caches:
+        return {}
+    common = set.intersection(*(set(scores) for scores in caches.values()))
+    out = {}
+    for label, scores in caches.items():
+        shared = {key: value for key, value in scores.items() if key in common}
+        tune = items(examples, shared, "tune")
+        out[label] = (items(examples, shared, "select") + tune, tune)
     return out
 
 

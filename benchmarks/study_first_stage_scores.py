@@ -11,8 +11,9 @@ on the SciFact dev queries, whose first stage is BM25 over the corpus: ``node.sc
         --model qwen2.5-coder-0.5b-instruct --unseen-only qwen2.5-coder-0.5b-instruct \\
         --json reports/first_stage_scores_study.json --markdown reports/first_stage_scores_study.md
 
-Each model's default heads and default fusion (``presets.model_fusion``), the product's best-last cache at 128
-tokens; ``--unseen-only`` keeps a model's SciFact ``tune`` split alone (its heads were detected on ``select``).
+Each model's default heads and default fusion (``presets.model_fusion``), the product's best-last cache
+(``--tokens``, 128 by default); ``--unseen-only`` keeps a model's SciFact ``tune`` split alone (its heads were
+detected on ``select``).
 Also printed: the same fusion by ranks, where retriever scores and the order give the same ranking by design.
 """
 
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from _report import write_reports
-from study_cache import CACHE, SCIFACT, TOP_K, dev_examples
+from study_cache import SCIFACT, TOP_K, dev_examples, study_parser
 from study_defaults import (
     PRODUCT_CACHE,
     add_unseen_only,
@@ -68,8 +68,10 @@ def fused_figure(data: list[Any], scores: list[list[float] | None], heads: list[
     return total / len(data)
 
 
-def study_model(model: str, unseen: bool, examples: list[Any], bm25: dict[str, list[float]]) -> dict[str, Any]:
-    cache = load(model, "rerank", PRODUCT_CACHE["rerank"], 128, CACHE)
+def study_model(
+    model: str, unseen: bool, examples: list[Any], bm25: dict[str, list[float]], args: argparse.Namespace
+) -> dict[str, Any]:
+    cache = load(model, "rerank", PRODUCT_CACHE["rerank"], args.tokens, args.cache_dir)
     if cache is None:
         raise SystemExit(f"missing the rerank cache of {model}: run benchmarks/study_cache.py first")
     splits = ("tune",) if unseen else ("select", "tune")
@@ -122,15 +124,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True)
+    parser = study_parser(__doc__)
     add_unseen_only(parser)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     examples = dev_examples("rerank")
     bm25 = retriever_scores(examples)
-    report = {"models": {m: study_model(m, m in args.unseen_only, examples, bm25) for m in args.model}}
+    report = {"models": {m: study_model(m, m in args.unseen_only, examples, bm25, args) for m in args.model}}
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
     print(text)

@@ -12,15 +12,21 @@ its default fusion), SciFact and HotpotQA:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from _report import write_reports
-from study_cache import CACHE, dev_examples
-from study_defaults import PRODUCT_CACHE, TASKS, add_unseen_only, default_heads, items, load, metric
+from study_cache import dev_examples, study_parser
+from study_defaults import (
+    TASKS,
+    DevScores,
+    add_unseen_only,
+    default_heads,
+    metric,
+    product_dev,
+    unseen_only,
+)
 
 from qrhead_integrations.fusion import fuse_with_first_stage
 from qrhead_integrations.presets import model_fusion
@@ -45,17 +51,13 @@ AGGREGATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def study(model: str, unseen: bool) -> dict[str, Any]:
+def study(model: str, unseen: bool, dev: dict[str, list[DevScores]]) -> dict[str, Any]:
+    """Every aggregation's figures on ``dev`` (task -> dev queries), alone and at the model's fusion."""
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
-        scores = load(model, task, PRODUCT_CACHE[task], 128, CACHE)
-        if scores is None:
-            raise SystemExit(f"missing the {task} cache of {model}: run benchmarks/study_cache.py first")
-        splits = ("tune",) if unseen and task == "rerank" else ("select", "tune")
-        examples = dev_examples(task)
-        data = [item for split in splits for item in items(examples, scores, split)]
+        data = dev[task]
         rows = {}
         for label, combine in AGGREGATIONS.items():
             alone = fused = 0.0
@@ -67,7 +69,8 @@ def study(model: str, unseen: bool) -> dict[str, Any]:
                 )
                 fused += metric(ranked, item.gold, name)
             rows[label] = {"alone": alone / len(data), "fused": fused / len(data)}
-        out[task] = {"queries": len(data), "splits": list(splits), "metric": name, "rows": rows}
+        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
     return out
 
 
@@ -90,13 +93,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True)
+    parser = study_parser(__doc__)
     add_unseen_only(parser)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
-    report = {"models": {m: study(m, m in args.unseen_only) for m in args.model}}
+    examples = {task: dev_examples(task) for task in TASKS}
+    data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
+    unseen_only(data, args.unseen_only, args.tokens, args.cache_dir, examples)
+    report = {"models": {m: study(m, m in args.unseen_only, data[m]) for m in args.model}}
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
     print(text)

@@ -312,15 +312,7 @@ class PromptBuilder:
         if not passages:
             return [], []
         encoding = self._user_ids_many([passage.text for passage in passages], offsets=True)
-        out, counts = [], []
-        for passage, offsets in zip(passages, encoding["offset_mapping"], strict=True):
-            counts.append(min(len(offsets), max_tokens))
-            if len(offsets) <= max_tokens:
-                out.append(passage)
-                continue
-            end = offsets[max_tokens - 1][1] if max_tokens > 0 else 0
-            out.append(Passage(text=passage.text[:end], title=passage.title))
-        return out, counts
+        return _cut_by_offsets(passages, encoding["offset_mapping"], max_tokens)
 
     def truncate_encoded(
         self, passages: Sequence[Passage], max_tokens: int
@@ -332,16 +324,7 @@ class PromptBuilder:
         if self._assembler is None:
             raise RuntimeError("truncate_encoded needs a tokenizer that assembles prompts (see .assembles)")
         own = self._assembler.encode_covering([passage.text for passage in passages], max_tokens)
-        out, counts = [], []
-        for passage, encoded in zip(passages, own, strict=True):
-            n = len(encoded.ids)
-            counts.append(min(n, max_tokens))
-            if n <= max_tokens:
-                out.append(passage)
-                continue
-            end = int(encoded.offsets[max_tokens - 1, 1]) if max_tokens > 0 else 0
-            out.append(Passage(text=passage.text[:end], title=passage.title))
-        return out, counts, own
+        return (*_cut_by_offsets(passages, [encoded.offsets for encoded in own], max_tokens), own)
 
     @staticmethod
     def block_token_bound(passage: Passage, text_tokens: int) -> int:
@@ -421,6 +404,24 @@ class PromptBuilder:
             parts.append(block + PASSAGE_SEPARATOR)
             cursor += len(block) + len(PASSAGE_SEPARATOR)
         return "".join(parts), spans
+
+
+def _cut_by_offsets(
+    passages: Sequence[Passage], offsets: Sequence[Any], max_tokens: int
+) -> tuple[list[Passage], list[int]]:
+    """Each passage cut at the end of its ``max_tokens``-th token (as is when it has no more), and its count.
+
+    ``offsets[i]`` are passage ``i``'s token ``(start, end)`` character offsets (a list of pairs or an array).
+    """
+    out, counts = [], []
+    for passage, spans in zip(passages, offsets, strict=True):
+        counts.append(min(len(spans), max_tokens))
+        if len(spans) <= max_tokens:
+            out.append(passage)
+            continue
+        end = int(spans[max_tokens - 1][1]) if max_tokens > 0 else 0
+        out.append(Passage(text=passage.text[:end], title=passage.title))
+    return out, counts
 
 
 def _char_to_token_spans(offsets: np.ndarray, char_spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
