@@ -79,13 +79,23 @@ def dev_examples(task: str) -> list[DevExample]:
     return out
 
 
-def cache_path(cache_dir: Path, model: str, task: str, order: str, tokens: int | None) -> Path:
-    return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}.pt"
+def cache_path(cache_dir: Path, model: str, task: str, order: str, tokens: int | None, query_part: str = "all") -> Path:
+    """One configuration's cache file (the scorer's default ``query_part`` keeps the names caches always had)."""
+    suffix = "" if query_part == "all" else f"__{query_part}"
+    return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}{suffix}.pt"
 
 
-def build(model: str, task: str, order: str, tokens: int | None, cache_dir: Path, split: str | None = None) -> Path:
+def build(
+    model: str,
+    task: str,
+    order: str,
+    tokens: int | None,
+    cache_dir: Path,
+    split: str | None = None,
+    query_part: str = "all",
+) -> Path:
     """Fill (or resume) one cache file; returns its path."""
-    path = cache_path(cache_dir, model, task, order, tokens)
+    path = cache_path(cache_dir, model, task, order, tokens, query_part)
     path.parent.mkdir(parents=True, exist_ok=True)
     examples = dev_examples(task)
     state: dict[str, Any] = torch.load(path) if path.exists() else {"scores": {}, "seconds": {}}
@@ -95,7 +105,9 @@ def build(model: str, task: str, order: str, tokens: int | None, cache_dir: Path
     # order="as_given": the permutation above IS the prompt order. The scorer's own default ("reversed") would
     # reverse it again: caches built that way between the default's change and this fix hold the mirrored
     # layout (see docs/results.md, "A layout error in the dev caches").
-    scorer = QRHeadScorer.from_pretrained(model, heads="all", max_passage_tokens=tokens, order="as_given")
+    scorer = QRHeadScorer.from_pretrained(
+        model, heads="all", max_passage_tokens=tokens, order="as_given", query_part=query_part
+    )
     for n, example in enumerate(tqdm(todo, desc=path.stem, unit="q"), start=1):
         perm = prompt_order(len(example.passages), ORDER_NAMES[order], key=example.key)
         started = time.perf_counter()
@@ -130,8 +142,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="max_passage_tokens (default: no cut)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--split", choices=("select", "tune"), default=None, help="fill one dev split only")
+    parser.add_argument(
+        "--query-part", choices=("all", "query"), default="all", help="the scorer's query_part (default: all)"
+    )
     args = parser.parse_args()
-    print(build(args.model, args.task, args.order, args.tokens, args.cache_dir, args.split))
+    print(build(args.model, args.task, args.order, args.tokens, args.cache_dir, args.split, args.query_part))
 
 
 if __name__ == "__main__":

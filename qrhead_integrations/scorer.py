@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from transformers.cache_utils import Cache
 
 Order = Literal["as_given", "reversed", "shuffled"]
+QueryPart = Literal["all", "query"]
 
 EMPTY_PASSAGE_SCORE = float("-inf")
 """Score of a passage with no text and no title: it has nothing to attend to, so it ranks last."""
@@ -85,6 +86,10 @@ class ScorerConfig:
             fit are scored in windows (see :meth:`QRHeadScorer.score_per_head_many`).
         layout: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
         show_progress: show a progress bar over the forward passes.
+        query_part: which prompt rows' attention is read: ``"all"`` (the default, as the reference codes do: the
+            late instruction, the query and the template's end) or ``"query"`` (the query's own tokens and the
+            template's end only; the instruction's rows, the same for every query, are left out of both the
+            query's and the "N/A" query's means). A dev-measured option (docs/results.md, "Defaults and why").
         fusion: how :meth:`QRHeadScorer.rank` blends QRHead's ranking with the first stage's (the input order,
             or ``first_stage_scores``) and with BM25 over the candidates: ``"default"`` (the model's own,
             chosen on its dev data: ``presets.model_fusion``; resolved when the scorer is built), a
@@ -101,6 +106,7 @@ class ScorerConfig:
     max_length: int | None = None
     layout: Layout = "auto"
     show_progress: bool = False
+    query_part: QueryPart = "all"
     fusion: Fusion | float | Literal["default"] | None = MODEL_DEFAULT
 
     def __post_init__(self) -> None:
@@ -108,6 +114,8 @@ class ScorerConfig:
         object.__setattr__(self, "fusion", as_fusion_setting(self.fusion))  # validates the weights
         if self.order not in ("as_given", "reversed", "shuffled"):
             raise InvalidInputError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
+        if self.query_part not in ("all", "query"):
+            raise InvalidInputError(f"query_part must be 'all' or 'query', got {self.query_part!r}")
         if self.max_passage_tokens is not None and self.max_passage_tokens < 1:
             raise InvalidInputError(f"max_passage_tokens must be >= 1 or None, got {self.max_passage_tokens}")
         if self.max_length is not None and self.max_length < 64:
@@ -678,11 +686,11 @@ class QRHeadScorer:
         """
         if len(prompts) == 1:
             only = prompts[0]
-            return [self._capture(only.prefix_ids, only.shared_rows, only.tails)]
+            return [self._capture(only.prefix_ids, self._instruction_rows(only), only.tails)]
         packings, recorders, rows = [], [], []
         for prompt in prompts:
             packing, recorder = self._packed_recorder(
-                len(prompt.prefix_ids), prompt.shared_rows, prompt.tails, own=True
+                len(prompt.prefix_ids), self._instruction_rows(prompt), prompt.tails, own=True
             )
             packings.append(packing)
             recorders.append(recorder)
@@ -699,9 +707,15 @@ class QRHeadScorer:
             packing=batch,
         )
         return [
-            _tail_means(recorder.collect()[0, :, :, : len(prompt.prefix_ids)], prompt.shared_rows, prompt.tails)
+            _tail_means(
+                recorder.collect()[0, :, :, : len(prompt.prefix_ids)], self._instruction_rows(prompt), prompt.tails
+            )
             for prompt, recorder in zip(prompts, recorders, strict=True)
         ]
+
+    def _instruction_rows(self, prompt: EncodedPrompt) -> int:
+        """How many of the prefix's last rows (the instruction) join each query's query part (``query_part``)."""
+        return prompt.shared_rows if self.config.query_part == "all" else 0
 
     def _capture(self, prefix_ids: list[int], shared_rows: int, tails: list[list[int]]) -> list[torch.Tensor]:
         """Selected heads' attention over the prefix, averaged over each query's query-part rows.

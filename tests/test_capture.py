@@ -161,3 +161,27 @@ def test_model_outputs_unchanged_when_not_recording(tokenizer: Any) -> None:
     ids = torch.tensor([list(range(3, 60))], device=TEST_DEVICE)
     with torch.no_grad():
         torch.testing.assert_close(patched(ids).logits, plain(ids).logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_query_part_query_reads_only_the_query_tail(kind: str, tokenizer: Any) -> None:
+    """``query_part="query"``: each query's (and the "N/A" query's) mean runs over its own tail rows only, the
+    instruction's rows left out — checked against eager attention, one row per call and several per forward."""
+    from qrhead_integrations.scoring import passage_scores, token_scores
+
+    scorer = QRHeadScorer(
+        tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}", order="as_given", query_part="query"
+    )
+    query = "Which city is the capital of France?"
+    encoded = scorer._builder.encode(scorer._cut(to_passages(PASSAGES))[0], [query, "N/A"])
+    prefix_len = len(encoded.prefix_ids)
+    heads = list(scorer.heads)
+    own, null = (_eager_reference(kind, encoded.prefix_ids + t, len(t), heads)[:, :prefix_len] for t in encoded.tails)
+    expected = passage_scores(token_scores(own.cpu(), null.cpu()), encoded.passage_spans, outlier_filter=False)
+    torch.testing.assert_close(scorer.score_per_head(query, PASSAGES), expected, atol=1e-4, rtol=0)
+    batched = scorer.score_per_head_batch([(query, PASSAGES), ("fox", PASSAGES[1:])], rows_per_forward=2)
+    torch.testing.assert_close(batched[0], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(batched[1], scorer.score_per_head("fox", PASSAGES[1:]), atol=1e-5, rtol=0)
+    # The reference's reading (instruction rows included) is a different one.
+    everything = scorer.with_config(query_part="all").score_per_head(query, PASSAGES)
+    assert (everything - expected).abs().max() > 1e-3

@@ -188,6 +188,8 @@ def test_bad_config_raises(tiny_llama: Any, tokenizer: Any) -> None:
         QRHeadScorer(tiny_llama, tokenizer, heads="1-0", order="random")
     with pytest.raises(ValueError, match="max_passage_tokens"):
         QRHeadScorer(tiny_llama, tokenizer, heads="1-0", max_passage_tokens=0)
+    with pytest.raises(ValueError, match="query_part"):
+        QRHeadScorer(tiny_llama, tokenizer, heads="1-0", query_part="instruction")
 
 
 def test_query_too_long_for_the_context_raises(tiny_scorer: QRHeadScorer) -> None:
