@@ -220,6 +220,10 @@ class HeadRecorder:
         self.packing = packing
         self._by_layer = {layer: torch.tensor(idx) for layer, idx in heads.by_layer().items()}
         self._per_layer: dict[int, torch.Tensor] = {}
+        # Per forward, every recorded layer needs the same head indices on the device and the same packed mask:
+        # built once (a host-to-device copy and a dozen small kernels per layer otherwise, issue #18).
+        self._on_device: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._masks: dict[tuple[Packing, int, torch.device], torch.Tensor] = {}
 
     def record(self, call: AttentionCall) -> None:
         """Record the selected heads of ``call``'s layer, if it holds any."""
@@ -227,9 +231,7 @@ class HeadRecorder:
         if layer is None or layer not in self._by_layer:
             return
         query, key, scaling, extra = call.query, call.key, call.scaling, call.extra
-        head_idx = self._by_layer[layer].to(query.device)
-        n_heads, kv_heads = query.shape[1], key.shape[1]
-        kv_idx = torch.div(head_idx, n_heads // kv_heads, rounding_mode="floor")
+        head_idx, kv_idx = self._indices(layer, query.device, query.shape[1] // key.shape[1])
         q_len, k_len = query.shape[2], key.shape[2]
         rows = min(self.n_rows, q_len)
         q_sel = query[:, head_idx, q_len - rows :, :].float()  # (b, h, rows, d)
@@ -242,7 +244,7 @@ class HeadRecorder:
         active = _ACTIVE_PACKING.get()
         packing = self.packing or (active if isinstance(active, Packing) else None)
         if packing is not None and k_len == packing.total_len:
-            logits = logits.masked_fill(~packing.allowed(packing.total_len - rows, logits.device), float("-inf"))
+            logits = logits.masked_fill(self._hidden(packing, packing.total_len - rows, logits.device), float("-inf"))
         else:
             logits = _apply_mask(logits, call.mask, q_len, k_len, rows)
         sinks = extra.get("s_aux")
@@ -256,6 +258,22 @@ class HeadRecorder:
         else:
             groups = self.row_groups[..., self.n_rows - rows :].to(probs)
             self._per_layer[layer] = torch.einsum("bgr,bhrk->bghk", groups, probs)
+
+    def _indices(self, layer: int, device: torch.device, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``layer``'s recorded query-head indices and their key/value heads (``group`` query heads per kv head)."""
+        found = self._on_device.get((layer, device))
+        if found is None:
+            head_idx = self._by_layer[layer].to(device)
+            found = (head_idx, torch.div(head_idx, group, rounding_mode="floor"))
+            self._on_device[(layer, device)] = found
+        return found
+
+    def _hidden(self, packing: Packing, first_row: int, device: torch.device) -> torch.Tensor:
+        """The keys each recorded row of ``packing`` may not see (the negation of :meth:`Packing.allowed`)."""
+        key = (packing, first_row, device)
+        if key not in self._masks:
+            self._masks[key] = ~packing.allowed(first_row, device)
+        return self._masks[key]
 
     def collect(self) -> torch.Tensor:
         """``(batch, groups, n_heads, total_length)`` row-summed weights in head-set order.
