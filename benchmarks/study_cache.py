@@ -79,9 +79,17 @@ def dev_examples(task: str) -> list[DevExample]:
     return out
 
 
-def cache_path(cache_dir: Path, model: str, task: str, order: str, tokens: int | None, query_part: str = "all") -> Path:
-    """One configuration's cache file (the scorer's default ``query_part`` keeps the names caches always had)."""
-    suffix = "" if query_part == "all" else f"__{query_part}"
+def cache_path(
+    cache_dir: Path,
+    model: str,
+    task: str,
+    order: str,
+    tokens: int | None,
+    query_part: str = "all",
+    calibrate: bool = True,
+) -> Path:
+    """One configuration's cache file (the scorer's defaults keep the names caches always had)."""
+    suffix = ("" if query_part == "all" else f"__{query_part}") + ("" if calibrate else "__raw")
     return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}{suffix}.pt"
 
 
@@ -93,9 +101,10 @@ def build(
     cache_dir: Path,
     split: str | None = None,
     query_part: str = "all",
+    calibrate: bool = True,
 ) -> Path:
     """Fill (or resume) one cache file; returns its path."""
-    path = cache_path(cache_dir, model, task, order, tokens, query_part)
+    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate)
     path.parent.mkdir(parents=True, exist_ok=True)
     examples = dev_examples(task)
     state: dict[str, Any] = torch.load(path) if path.exists() else {"scores": {}, "seconds": {}}
@@ -106,7 +115,7 @@ def build(
     # reverse it again: caches built that way between the default's change and this fix hold the mirrored
     # layout (see docs/results.md, "A layout error in the dev caches").
     scorer = QRHeadScorer.from_pretrained(
-        model, heads="all", max_passage_tokens=tokens, order="as_given", query_part=query_part
+        model, heads="all", max_passage_tokens=tokens, order="as_given", query_part=query_part, calibrate=calibrate
     )
     for n, example in enumerate(tqdm(todo, desc=path.stem, unit="q"), start=1):
         perm = prompt_order(len(example.passages), ORDER_NAMES[order], key=example.key)
@@ -145,8 +154,21 @@ def main() -> None:
     parser.add_argument(
         "--query-part", choices=("all", "query"), default="all", help="the scorer's query_part (default: all)"
     )
+    parser.add_argument(
+        "--uncalibrated", action="store_true", help="calibrate=False: the query's attention alone (no 'N/A' pass)"
+    )
     args = parser.parse_args()
-    print(build(args.model, args.task, args.order, args.tokens, args.cache_dir, args.split, args.query_part))
+    path = build(
+        args.model,
+        args.task,
+        args.order,
+        args.tokens,
+        args.cache_dir,
+        args.split,
+        args.query_part,
+        not args.uncalibrated,
+    )
+    print(path)
 
 
 if __name__ == "__main__":
