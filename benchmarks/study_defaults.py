@@ -48,12 +48,33 @@ SHAPES = {
 }
 
 
-def load(model: str, task: str, order: str, tokens: int | None, cache_dir: Path) -> dict[str, torch.Tensor] | None:
-    path = cache_path(cache_dir, model, task, order, tokens)
+def load(
+    model: str,
+    task: str,
+    order: str,
+    tokens: int | None,
+    cache_dir: Path,
+    *,
+    query_part: str = "all",
+    calibrate: bool = True,
+) -> dict[str, torch.Tensor] | None:
+    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate)
     if not path.exists():
         return None
     scores: dict[str, torch.Tensor] = torch.load(path)["scores"]
     return scores
+
+
+def product_cache(
+    model: str, task: str, tokens: int, cache_dir: Path, *, query_part: str = "all", calibrate: bool = True
+) -> dict[str, torch.Tensor]:
+    """The scores of the product's layout (``PRODUCT_CACHE``) in one scorer variant; exits when not cached."""
+    found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir, query_part=query_part, calibrate=calibrate)
+    if found is None:
+        flags = "" if query_part == "all" else f" --query-part {query_part}"
+        flags += "" if calibrate else " --uncalibrated"
+        raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py ...{flags} first")
+    return found
 
 
 @dataclass(frozen=True)
@@ -85,9 +106,7 @@ def product_dev(
     """Both dev splits of each task, from the cache of the layout the product sees (``PRODUCT_CACHE``)."""
     dev = {}
     for task in TASKS:
-        found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir)
-        if found is None:
-            raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py first")
+        found = product_cache(model, task, tokens, cache_dir)
         dev[task] = items(examples[task], found, "select") + items(examples[task], found, "tune")
     return dev
 

@@ -19,35 +19,27 @@ Only queries both caches hold are compared. ``--unseen-only M``: M's default hea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import torch
 from _report import write_reports
-from study_cache import DevExample, cache_path, dev_examples, study_parser
-from study_defaults import PRODUCT_CACHE, TASKS, DevScores, add_unseen_only, default_heads, figure, items
+from study_cache import DevExample, dev_examples, study_parser
+from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
 
 from qrhead_integrations.presets import model_fusion
 
 QUERY_PARTS = ("all", "query")
 
 
-def _load(model: str, task: str, tokens: int, cache_dir: Any, part: str) -> dict[str, torch.Tensor]:
-    path = cache_path(cache_dir, model, task, PRODUCT_CACHE[task], tokens, part)
-    if not path.exists():
-        raise SystemExit(f"missing {path.name}: run benchmarks/study_cache.py ... --query-part {part} first")
-    scores: dict[str, torch.Tensor] = torch.load(path)["scores"]
-    return scores
-
-
 def study(
-    model: str, unseen: bool, tokens: int, cache_dir: Any, examples: dict[str, list[DevExample]]
+    model: str, unseen: bool, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
 ) -> dict[str, Any]:
     """Both query parts' figures, alone and fused, on the dev queries both caches hold."""
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
-        caches = {part: _load(model, task, tokens, cache_dir, part) for part in QUERY_PARTS}
+        caches = {part: product_cache(model, task, tokens, cache_dir, query_part=part) for part in QUERY_PARTS}
         keys = set.intersection(*(set(c) for c in caches.values()))
         splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
         kept = [e for e in examples[task] if e.key in keys]

@@ -1,0 +1,89 @@
+"""How much of the content-free "N/A" query's attention to subtract (dev caches, no model).
+
+Why: ICR's calibration subtracts the "N/A" query's per-passage attention in full (strength 1), which removes the
+attention a passage gets whatever the query — its position, its length — together with whatever the small models
+read as "relevant to anything". A strength below 1 keeps some of that prior, above 1 over-corrects. With a
+calibrated cache and an uncalibrated one of the same queries (``study_cache.py ... --uncalibrated``), the
+"N/A" share is their difference, so any strength is ``raw - s * (raw - calibrated)``, per head, without the model.
+Each model's default heads, alone and at its default fusion:
+
+    python benchmarks/study_cache.py --model M --task rerank --order reversed --tokens 128 --uncalibrated
+    python benchmarks/study_cache.py --model M --task multihop --order shuffled --tokens 128 --uncalibrated
+    python benchmarks/study_calibration_strength.py --model smollm2-135m-instruct \\
+        --model qwen2.5-coder-0.5b-instruct --unseen-only qwen2.5-coder-0.5b-instruct \\
+        --json reports/calibration_strength_study.json --markdown reports/calibration_strength_study.md
+
+Only queries both caches hold are compared. ``--unseen-only M``: M's default heads were detected on its SciFact
+``select`` split, so its SciFact figures come from the ``tune`` split alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from _report import write_reports
+from study_cache import DevExample, dev_examples, study_parser
+from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+
+from qrhead_integrations.presets import model_fusion
+
+STRENGTHS = (0.0, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
+"""1.0 is the method's (and the shipped) calibration; 0.0 is no calibration at all."""
+
+
+def study(
+    model: str, unseen: bool, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
+) -> dict[str, Any]:
+    """Every strength's figures, alone and fused, on the dev queries both caches hold."""
+    heads = default_heads(model)
+    fusion = model_fusion(model)
+    out: dict[str, Any] = {}
+    for task, name in TASKS.items():
+        calibrated = product_cache(model, task, tokens, cache_dir)
+        raw = product_cache(model, task, tokens, cache_dir, calibrate=False)
+        keys = set(calibrated) & set(raw)
+        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        kept = [e for e in examples[task] if e.key in keys]
+        rows = {}
+        for strength in STRENGTHS:
+            mixed = {k: raw[k] - strength * (raw[k] - calibrated[k]) for k in keys}
+            data: list[DevScores] = [d for split in splits for d in items(kept, mixed, split)]
+            rows[str(strength)] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        '# How much of the "N/A" query\'s attention to subtract (dev caches)',
+        "",
+        "Each model's default heads; alone / at its default fusion; 1.0 is the method's calibration "
+        "(`benchmarks/study_calibration_strength.py`).",
+    ]
+    for model, tasks in report["models"].items():
+        columns = [
+            f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, {'+'.join(t['splits'])})"
+            for task, t in tasks.items()
+        ]
+        lines += ["", f"## {model}", "", "| strength | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
+        for strength in STRENGTHS:
+            key = str(strength)
+            cells = [f"{t['rows'][key]['alone']:.3f} / {t['rows'][key]['fused']:.3f}" for t in tasks.values()]
+            lines.append(f"| {strength} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = study_parser(__doc__)
+    add_unseen_only(parser)
+    args = parser.parse_args()
+    examples = {task: dev_examples(task) for task in TASKS}
+    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
+    text = markdown(report)
+    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
