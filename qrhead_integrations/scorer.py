@@ -89,7 +89,7 @@ class ScorerConfig:
         query_part: which prompt rows' attention is read: ``"all"`` (the default, as the reference codes do: the
             late instruction, the query and the template's end) or ``"query"`` (the query's own tokens and the
             template's end only; the instruction's rows, the same for every query, are left out of both the
-            query's and the "N/A" query's means). A dev-measured option (docs/results.md, "Defaults and why").
+            query's and the "N/A" query's means). The two tie on the dev data (docs/results.md, "Defaults and why").
         fusion: how :meth:`QRHeadScorer.rank` blends QRHead's ranking with the first stage's (the input order,
             or ``first_stage_scores``) and with BM25 over the candidates: ``"default"`` (the model's own,
             chosen on its dev data: ``presets.model_fusion``; resolved when the scorer is built), a
