@@ -1,0 +1,105 @@
+"""Whether a passage's attention mass should be divided by its length (dev caches + the tokenizer, no model).
+
+Why: a passage's score is the attention mass the query puts on *all* its tokens (paper eq. 2), so a longer
+passage can collect more of it whatever it says. The "N/A" calibration subtracts part of that (the content-free
+query also looks longer at longer passages), and the 128-token cut bounds it; whether what is left still favours
+length is a measurement. The span lengths come from the product's own prompt (``PromptBuilder.encode`` of the cut
+passages: marker, title and text), so every variant ``score / length**p`` is evaluated from the defaults study's
+caches without the model. Each model's default heads, alone and at its default fusion:
+
+    python benchmarks/study_length_norm.py --model smollm2-135m-instruct \\
+        --model qwen2.5-coder-0.5b-instruct --unseen-only qwen2.5-coder-0.5b-instruct \\
+        --json reports/length_norm_study.json --markdown reports/length_norm_study.md
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from _report import write_reports
+from study_cache import DevExample, dev_examples, study_parser
+from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+from transformers import AutoTokenizer
+
+from qrhead_integrations.models import converted_bundled_model
+from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.prompt import PromptBuilder, to_passages
+
+POWERS = (0.0, 0.25, 0.5, 1.0)
+"""0 is the paper's sum (shipped); 1 divides by the span's token count (a mean over its tokens)."""
+
+
+def span_lengths(builder: PromptBuilder, example: DevExample, tokens: int) -> torch.Tensor:
+    """Each candidate's token span in the product's prompt (cut to ``tokens``), in candidate order."""
+    passages, _ = builder.truncate_counted(to_passages(example.passages), tokens)
+    encoded = builder.encode(passages, ["N/A"])
+    return torch.tensor([end - start for start, end in encoded.passage_spans], dtype=torch.float64)
+
+
+def study(
+    model: str, unseen: bool, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
+) -> dict[str, Any]:
+    """Every power's figures, alone and fused, on the model's dev caches."""
+    builder = PromptBuilder(AutoTokenizer.from_pretrained(converted_bundled_model(model)))
+    heads = default_heads(model)
+    fusion = model_fusion(model)
+    out: dict[str, Any] = {}
+    for task, name in TASKS.items():
+        scores = product_cache(model, task, tokens, cache_dir)
+        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        kept = [e for e in examples[task] if e.key in scores and e.split in splits]
+        lengths = {e.key: span_lengths(builder, e, tokens) for e in kept}
+        rows = {}
+        for power in POWERS:
+            divided = {k: scores[k].double() / lengths[k] ** power for k in lengths}
+            data: list[DevScores] = [d for split in splits for d in items(kept, divided, split)]
+            rows[str(power)] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+        spans = torch.cat(list(lengths.values()))
+        out[task] = {
+            "queries": len(kept),
+            "splits": splits,
+            "metric": name,
+            "span_tokens": {"min": spans.min().item(), "median": spans.median().item(), "max": spans.max().item()},
+            "rows": rows,
+        }
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Dividing a passage's attention mass by its length (dev caches)",
+        "",
+        "Each model's default heads; alone / at its default fusion; power 0 is the paper's sum "
+        "(`benchmarks/study_length_norm.py`).",
+    ]
+    for model, tasks in report["models"].items():
+        columns = []
+        for task, t in tasks.items():
+            s = t["span_tokens"]
+            columns.append(
+                f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, "
+                f"{'+'.join(t['splits'])}; spans {s['min']:.0f}-{s['max']:.0f} tokens, median {s['median']:.0f})"
+            )
+        lines += ["", f"## {model}", "", "| power | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
+        for power in POWERS:
+            key = str(power)
+            cells = [f"{t['rows'][key]['alone']:.3f} / {t['rows'][key]['fused']:.3f}" for t in tasks.values()]
+            lines.append(f"| {power} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = study_parser(__doc__)
+    add_unseen_only(parser)
+    args = parser.parse_args()
+    examples = {task: dev_examples(task) for task in TASKS}
+    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
+    text = markdown(report)
+    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
