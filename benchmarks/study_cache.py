@@ -34,10 +34,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from qrhead_integrations import QRHeadScorer
+from qrhead_integrations import QRHeadScorer, prompt
 from qrhead_integrations.evaluation import BM25Index, beir_candidates, read_beir, read_multihop_jsonl
 from qrhead_integrations.evaluation.runner import prompt_order
 from qrhead_integrations.lexical import bm25_rank
+from qrhead_integrations.prompt import OPENING
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -87,9 +88,11 @@ def cache_path(
     tokens: int | None,
     query_part: str = "all",
     calibrate: bool = True,
+    query_first: bool = False,
 ) -> Path:
     """One configuration's cache file (the scorer's defaults keep the names caches always had)."""
     suffix = ("" if query_part == "all" else f"__{query_part}") + ("" if calibrate else "__raw")
+    suffix += "__qfirst" if query_first else ""
     return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}{suffix}.pt"
 
 
@@ -102,9 +105,16 @@ def build(
     split: str | None = None,
     query_part: str = "all",
     calibrate: bool = True,
+    query_first: bool = False,
 ) -> Path:
-    """Fill (or resume) one cache file; returns its path."""
-    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate)
+    """Fill (or resume) one cache file; returns its path.
+
+    ``query_first`` is a prototype layout, not a scorer option yet: the query is also stated before the passages
+    (``Query: ...`` ahead of the opening line), so the passages' tokens are read in its light; the "N/A" tail
+    shares that prefix. It is set by swapping ``prompt.OPENING`` per query (the window budget's count of the
+    opening is then a few tokens short, which 20 cut passages never come near).
+    """
+    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate, query_first)
     path.parent.mkdir(parents=True, exist_ok=True)
     examples = dev_examples(task)
     state: dict[str, Any] = torch.load(path) if path.exists() else {"scores": {}, "seconds": {}}
@@ -120,7 +130,12 @@ def build(
     for n, example in enumerate(tqdm(todo, desc=path.stem, unit="q"), start=1):
         perm = prompt_order(len(example.passages), ORDER_NAMES[order], key=example.key)
         started = time.perf_counter()
-        per_head = scorer.score_per_head(example.question, [example.passages[i] for i in perm])
+        if query_first:
+            prompt.OPENING = f"Query: {example.question}\n\n{OPENING}"
+        try:
+            per_head = scorer.score_per_head(example.question, [example.passages[i] for i in perm])
+        finally:
+            prompt.OPENING = OPENING
         state["seconds"][example.key] = time.perf_counter() - started
         back = torch.empty_like(per_head)
         back[:, perm] = per_head
@@ -157,6 +172,9 @@ def main() -> None:
     parser.add_argument(
         "--uncalibrated", action="store_true", help="calibrate=False: the query's attention alone (no 'N/A' pass)"
     )
+    parser.add_argument(
+        "--query-first", action="store_true", help="prototype layout: the query also stated before the passages"
+    )
     args = parser.parse_args()
     path = build(
         args.model,
@@ -167,6 +185,7 @@ def main() -> None:
         args.split,
         args.query_part,
         not args.uncalibrated,
+        args.query_first,
     )
     print(path)
 
