@@ -57,8 +57,9 @@ def load(
     *,
     query_part: str = "all",
     calibrate: bool = True,
+    query_first: bool = False,
 ) -> dict[str, torch.Tensor] | None:
-    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate)
+    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate, query_first)
     if not path.exists():
         return None
     scores: dict[str, torch.Tensor] = torch.load(path)["scores"]
@@ -66,13 +67,23 @@ def load(
 
 
 def product_cache(
-    model: str, task: str, tokens: int, cache_dir: Path, *, query_part: str = "all", calibrate: bool = True
+    model: str,
+    task: str,
+    tokens: int,
+    cache_dir: Path,
+    *,
+    query_part: str = "all",
+    calibrate: bool = True,
+    query_first: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The scores of the product's layout (``PRODUCT_CACHE``) in one scorer variant; exits when not cached."""
-    found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir, query_part=query_part, calibrate=calibrate)
+    order = PRODUCT_CACHE[task]
+    found = load(
+        model, task, order, tokens, cache_dir, query_part=query_part, calibrate=calibrate, query_first=query_first
+    )
     if found is None:
         flags = "" if query_part == "all" else f" --query-part {query_part}"
-        flags += "" if calibrate else " --uncalibrated"
+        flags += ("" if calibrate else " --uncalibrated") + (" --query-first" if query_first else "")
         raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py ...{flags} first")
     return found
 

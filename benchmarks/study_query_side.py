@@ -1,0 +1,95 @@
+"""How the query side of the prompt is read and placed: variants of the product's prompt on the same dev queries.
+
+Why: two readings of the method the reference codes fix without a measurement.
+
+* ``query_part``: the reference codes average the attention of every row after the last passage — the late
+  instruction, the query and the template's end. The instruction's rows are the same for every query (and for the
+  content-free "N/A" query the calibration subtracts), so they add a query-independent share to both means,
+  weighted by how long each query is. ``ScorerConfig.query_part="query"`` reads the query's own rows only.
+* **query first** (a prototype layout, ``study_cache.py --query-first``): the query is also stated before the
+  passages, so the passages' own tokens are computed in its light (under causal attention they never see the
+  query otherwise); the scores still come from the query's rows after the passages.
+
+Each variant's cache holds the same dev queries; each model's default heads, alone and at its default fusion:
+
+    python benchmarks/study_cache.py --model M --task rerank --order reversed --tokens 128 --query-part query
+    python benchmarks/study_cache.py --model M --task multihop --order shuffled --tokens 128 --query-part query
+    python benchmarks/study_cache.py --model M --task rerank --order reversed --tokens 128 --query-first
+    python benchmarks/study_cache.py --model M --task multihop --order shuffled --tokens 128 --query-first
+    python benchmarks/study_query_side.py --model smollm2-135m-instruct \\
+        --model qwen2.5-coder-0.5b-instruct --unseen-only qwen2.5-coder-0.5b-instruct \\
+        --json reports/query_side_study.json --markdown reports/query_side_study.md
+
+Only queries every variant's cache holds are compared. ``--unseen-only M``: M's default heads were detected on its
+SciFact ``select`` split, so its SciFact figures come from the ``tune`` split alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from _report import write_reports
+from study_cache import DevExample, dev_examples, study_parser
+from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+
+from qrhead_integrations.presets import model_fusion
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    'shipped (`query_part="all"`)': {},
+    '`query_part="query"`': {"query_part": "query"},
+    "query first (prototype)": {"query_first": True},
+}
+
+
+def study(
+    model: str, unseen: bool, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
+) -> dict[str, Any]:
+    """Every variant's figures, alone and fused, on the dev queries every cache holds."""
+    heads = default_heads(model)
+    fusion = model_fusion(model)
+    out: dict[str, Any] = {}
+    for task, name in TASKS.items():
+        caches = {label: product_cache(model, task, tokens, cache_dir, **kw) for label, kw in VARIANTS.items()}
+        keys = set.intersection(*(set(c) for c in caches.values()))
+        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        kept = [e for e in examples[task] if e.key in keys]
+        rows = {}
+        for label, scores in caches.items():
+            data: list[DevScores] = [d for split in splits for d in items(kept, scores, split)]
+            rows[label] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# The query side of the prompt: which rows are read, and the query stated first too (dev caches)",
+        "",
+        "Each model's default heads; alone / at its default fusion (`benchmarks/study_query_side.py`).",
+    ]
+    for model, tasks in report["models"].items():
+        columns = [
+            f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, {'+'.join(t['splits'])})"
+            for task, t in tasks.items()
+        ]
+        lines += ["", f"## {model}", "", "| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
+        for label in VARIANTS:
+            cells = [f"{t['rows'][label]['alone']:.3f} / {t['rows'][label]['fused']:.3f}" for t in tasks.values()]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = study_parser(__doc__)
+    add_unseen_only(parser)
+    args = parser.parse_args()
+    examples = {task: dev_examples(task) for task in TASKS}
+    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
+    text = markdown(report)
+    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
