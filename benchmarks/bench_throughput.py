@@ -172,6 +172,7 @@ def _host_time_ratio(model: dict[str, Any]) -> str:
 
 def _markdown(report: dict[str, Any]) -> str:
     info = report["info"]
+    sizes = list(next(iter(report["models"].values()))["rows_per_forward"])
     lines = [
         "# Throughput benchmark",
         "",
@@ -182,8 +183,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "each rows-per-forward size (median of interleaved rounds); host share = time outside the model forward "
         "over a `score` call's time, current path vs the legacy one.",
         "",
-        "| model | tokens/row | rows/s at 1 / 4 / 16 per forward | 16 over 1 | host ms (share): current · legacy "
-        "| host share new / old | host ms new / old | rankings identical |",
+        f"| model | tokens/row | rows/s at {' / '.join(sizes)} per forward | {sizes[-1]} over {sizes[0]} "
+        "| host ms (share): current · legacy | host share new / old | host ms new / old | rankings identical |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, model in report["models"].items():
