@@ -80,20 +80,46 @@ def dev_examples(task: str) -> list[DevExample]:
     return out
 
 
+@dataclass(frozen=True)
+class CacheVariant:
+    """The scorer settings a cache may be built with besides the product's (defaults: the product's own).
+
+    ``query_first`` is a prototype layout, not a scorer option: the query is also stated before the passages
+    (``Query: ...`` ahead of the opening line), so the passages' tokens are read in its light; the "N/A" tail
+    shares that prefix. :func:`build` sets it by swapping ``prompt.OPENING`` per query (the window budget's
+    count of the opening is then a few tokens short, which 20 cut passages never come near).
+    """
+
+    query_part: str = "all"
+    calibrate: bool = True
+    query_first: bool = False
+
+    @property
+    def suffix(self) -> str:
+        """The file-name suffix (none for the product's settings: the names caches always had)."""
+        return (
+            ("" if self.query_part == "all" else f"__{self.query_part}")
+            + ("" if self.calibrate else "__raw")
+            + ("__qfirst" if self.query_first else "")
+        )
+
+    @property
+    def flags(self) -> str:
+        """This script's command-line flags that build this variant."""
+        return (
+            ("" if self.query_part == "all" else f" --query-part {self.query_part}")
+            + ("" if self.calibrate else " --uncalibrated")
+            + (" --query-first" if self.query_first else "")
+        )
+
+
+PRODUCT = CacheVariant()
+
+
 def cache_path(
-    cache_dir: Path,
-    model: str,
-    task: str,
-    order: str,
-    tokens: int | None,
-    query_part: str = "all",
-    calibrate: bool = True,
-    query_first: bool = False,
+    cache_dir: Path, model: str, task: str, order: str, tokens: int | None, variant: CacheVariant = PRODUCT
 ) -> Path:
-    """One configuration's cache file (the scorer's defaults keep the names caches always had)."""
-    suffix = ("" if query_part == "all" else f"__{query_part}") + ("" if calibrate else "__raw")
-    suffix += "__qfirst" if query_first else ""
-    return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}{suffix}.pt"
+    return cache_dir / f"{model}__{task}__{order}__{tokens or 'full'}{variant.suffix}.pt"
 
 
 def build(
@@ -103,18 +129,10 @@ def build(
     tokens: int | None,
     cache_dir: Path,
     split: str | None = None,
-    query_part: str = "all",
-    calibrate: bool = True,
-    query_first: bool = False,
+    variant: CacheVariant = PRODUCT,
 ) -> Path:
-    """Fill (or resume) one cache file; returns its path.
-
-    ``query_first`` is a prototype layout, not a scorer option yet: the query is also stated before the passages
-    (``Query: ...`` ahead of the opening line), so the passages' tokens are read in its light; the "N/A" tail
-    shares that prefix. It is set by swapping ``prompt.OPENING`` per query (the window budget's count of the
-    opening is then a few tokens short, which 20 cut passages never come near).
-    """
-    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate, query_first)
+    """Fill (or resume) one cache file; returns its path."""
+    path = cache_path(cache_dir, model, task, order, tokens, variant)
     path.parent.mkdir(parents=True, exist_ok=True)
     examples = dev_examples(task)
     state: dict[str, Any] = torch.load(path) if path.exists() else {"scores": {}, "seconds": {}}
@@ -125,12 +143,17 @@ def build(
     # reverse it again: caches built that way between the default's change and this fix hold the mirrored
     # layout (see docs/results.md, "A layout error in the dev caches").
     scorer = QRHeadScorer.from_pretrained(
-        model, heads="all", max_passage_tokens=tokens, order="as_given", query_part=query_part, calibrate=calibrate
+        model,
+        heads="all",
+        max_passage_tokens=tokens,
+        order="as_given",
+        query_part=variant.query_part,
+        calibrate=variant.calibrate,
     )
     for n, example in enumerate(tqdm(todo, desc=path.stem, unit="q"), start=1):
         perm = prompt_order(len(example.passages), ORDER_NAMES[order], key=example.key)
         started = time.perf_counter()
-        if query_first:
+        if variant.query_first:
             prompt.OPENING = f"Query: {example.question}\n\n{OPENING}"
         try:
             per_head = scorer.score_per_head(example.question, [example.passages[i] for i in perm])
@@ -176,17 +199,8 @@ def main() -> None:
         "--query-first", action="store_true", help="prototype layout: the query also stated before the passages"
     )
     args = parser.parse_args()
-    path = build(
-        args.model,
-        args.task,
-        args.order,
-        args.tokens,
-        args.cache_dir,
-        args.split,
-        args.query_part,
-        not args.uncalibrated,
-        args.query_first,
-    )
+    variant = CacheVariant(args.query_part, not args.uncalibrated, args.query_first)
+    path = build(args.model, args.task, args.order, args.tokens, args.cache_dir, args.split, variant)
     print(path)
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _report import write_reports
-from study_cache import DevExample, dev_examples, study_parser
-from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+import _variant_study
+from _variant_study import alone_and_fused, splits_of
+from study_cache import CacheVariant, DevExample
+from study_defaults import TASKS, DevScores, default_heads, items, product_cache
 
 from qrhead_integrations.presets import model_fusion
 
@@ -41,49 +42,28 @@ def study(
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
         calibrated = product_cache(model, task, tokens, cache_dir)
-        raw = product_cache(model, task, tokens, cache_dir, calibrate=False)
+        raw = product_cache(model, task, tokens, cache_dir, CacheVariant(calibrate=False))
         keys = set(calibrated) & set(raw)
-        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in keys]
         rows = {}
         for strength in STRENGTHS:
             mixed = {k: raw[k] - strength * (raw[k] - calibrated[k]) for k in keys}
             data: list[DevScores] = [d for split in splits for d in items(kept, mixed, split)]
-            rows[str(strength)] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+            rows[str(strength)] = alone_and_fused(data, heads, name, fusion)
         out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        '# How much of the "N/A" query\'s attention to subtract (dev caches)',
-        "",
-        "Each model's default heads; alone / at its default fusion; 1.0 is the method's calibration "
+    return _variant_study.markdown(
+        report,
+        title='How much of the "N/A" query\'s attention to subtract (dev caches)',
+        intro="Each model's default heads; alone / at its default fusion; 1.0 is the method's calibration "
         "(`benchmarks/study_calibration_strength.py`).",
-    ]
-    for model, tasks in report["models"].items():
-        columns = [
-            f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, {'+'.join(t['splits'])})"
-            for task, t in tasks.items()
-        ]
-        lines += ["", f"## {model}", "", "| strength | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
-        for strength in STRENGTHS:
-            key = str(strength)
-            cells = [f"{t['rows'][key]['alone']:.3f} / {t['rows'][key]['fused']:.3f}" for t in tasks.values()]
-            lines.append(f"| {strength} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = study_parser(__doc__)
-    add_unseen_only(parser)
-    args = parser.parse_args()
-    examples = {task: dev_examples(task) for task in TASKS}
-    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
-    text = markdown(report)
-    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
-    print(text)
+        row_heading="strength",
+    )
 
 
 if __name__ == "__main__":
-    main()
+    _variant_study.main(__doc__, study, markdown)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from _report import write_reports
-from study_cache import CACHE, DevExample, cache_path, dev_examples
+from study_cache import CACHE, PRODUCT, CacheVariant, DevExample, cache_path, dev_examples
 
 from qrhead_integrations.detect import ExampleHeadScores, Objective, greedy_heads, head_scores_table, ranking_metric
 from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
@@ -49,17 +49,9 @@ SHAPES = {
 
 
 def load(
-    model: str,
-    task: str,
-    order: str,
-    tokens: int | None,
-    cache_dir: Path,
-    *,
-    query_part: str = "all",
-    calibrate: bool = True,
-    query_first: bool = False,
+    model: str, task: str, order: str, tokens: int | None, cache_dir: Path, variant: CacheVariant = PRODUCT
 ) -> dict[str, torch.Tensor] | None:
-    path = cache_path(cache_dir, model, task, order, tokens, query_part, calibrate, query_first)
+    path = cache_path(cache_dir, model, task, order, tokens, variant)
     if not path.exists():
         return None
     scores: dict[str, torch.Tensor] = torch.load(path)["scores"]
@@ -67,24 +59,12 @@ def load(
 
 
 def product_cache(
-    model: str,
-    task: str,
-    tokens: int,
-    cache_dir: Path,
-    *,
-    query_part: str = "all",
-    calibrate: bool = True,
-    query_first: bool = False,
+    model: str, task: str, tokens: int, cache_dir: Path, variant: CacheVariant = PRODUCT
 ) -> dict[str, torch.Tensor]:
     """The scores of the product's layout (``PRODUCT_CACHE``) in one scorer variant; exits when not cached."""
-    order = PRODUCT_CACHE[task]
-    found = load(
-        model, task, order, tokens, cache_dir, query_part=query_part, calibrate=calibrate, query_first=query_first
-    )
+    found = load(model, task, PRODUCT_CACHE[task], tokens, cache_dir, variant)
     if found is None:
-        flags = "" if query_part == "all" else f" --query-part {query_part}"
-        flags += ("" if calibrate else " --uncalibrated") + (" --query-first" if query_first else "")
-        raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py ...{flags} first")
+        raise SystemExit(f"missing {task} cache for {model}: run benchmarks/study_cache.py ...{variant.flags} first")
     return found
 
 

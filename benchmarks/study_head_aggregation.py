@@ -13,20 +13,14 @@ its default fusion), SciFact and HotpotQA:
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import _variant_study
 import torch
-from _report import write_reports
-from study_cache import dev_examples, study_parser
-from study_defaults import (
-    TASKS,
-    DevScores,
-    add_unseen_only,
-    default_heads,
-    metric,
-    product_dev,
-    unseen_only,
-)
+from _variant_study import splits_of
+from study_cache import DevExample
+from study_defaults import TASKS, default_heads, metric, product_dev, unseen_only
 
 from qrhead_integrations.fusion import fuse_with_first_stage
 from qrhead_integrations.presets import model_fusion
@@ -51,13 +45,17 @@ AGGREGATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def study(model: str, unseen: bool, dev: dict[str, list[DevScores]]) -> dict[str, Any]:
-    """Every aggregation's figures on ``dev`` (task -> dev queries), alone and at the model's fusion."""
+def study(
+    model: str, unseen: bool, tokens: int, cache_dir: Path, examples: dict[str, list[DevExample]]
+) -> dict[str, Any]:
+    """Every aggregation's figures on the model's product dev caches, alone and at the model's fusion."""
+    dev = {model: product_dev(model, tokens, cache_dir, examples)}
+    unseen_only(dev, [model] if unseen else [], tokens, cache_dir, examples)
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
-        data = dev[task]
+        data = dev[model][task]
         rows = {}
         for label, combine in AGGREGATIONS.items():
             alone = fused = 0.0
@@ -69,41 +67,18 @@ def study(model: str, unseen: bool, dev: dict[str, list[DevScores]]) -> dict[str
                 )
                 fused += metric(ranked, item.gold, name)
             rows[label] = {"alone": alone / len(data), "fused": fused / len(data)}
-        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
-        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
+        out[task] = {"queries": len(data), "splits": splits_of(task, unseen), "metric": name, "rows": rows}
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Combining the selected heads' scores (dev caches)",
-        "",
-        "Each model's default heads; alone / at its default fusion (`benchmarks/study_head_aggregation.py`).",
-    ]
-    for model, tasks in report["models"].items():
-        columns = [
-            f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, {'+'.join(t['splits'])})"
-            for task, t in tasks.items()
-        ]
-        lines += ["", f"## {model}", "", "| aggregation | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
-        for label in AGGREGATIONS:
-            cells = [f"{t['rows'][label]['alone']:.3f} / {t['rows'][label]['fused']:.3f}" for t in tasks.values()]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = study_parser(__doc__)
-    add_unseen_only(parser)
-    args = parser.parse_args()
-    examples = {task: dev_examples(task) for task in TASKS}
-    data = {model: product_dev(model, args.tokens, args.cache_dir, examples) for model in args.model}
-    unseen_only(data, args.unseen_only, args.tokens, args.cache_dir, examples)
-    report = {"models": {m: study(m, m in args.unseen_only, data[m]) for m in args.model}}
-    text = markdown(report)
-    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
-    print(text)
+    return _variant_study.markdown(
+        report,
+        title="Combining the selected heads' scores (dev caches)",
+        intro="Each model's default heads; alone / at its default fusion (`benchmarks/study_head_aggregation.py`).",
+        row_heading="aggregation",
+    )
 
 
 if __name__ == "__main__":
-    main()
+    _variant_study.main(__doc__, study, markdown)

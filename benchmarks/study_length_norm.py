@@ -17,10 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import _variant_study
 import torch
-from _report import write_reports
-from study_cache import DevExample, dev_examples, study_parser
-from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+from _variant_study import alone_and_fused, splits_of, task_column
+from study_cache import DevExample
+from study_defaults import TASKS, DevScores, default_heads, items, product_cache
 from transformers import AutoTokenizer
 
 from qrhead_integrations.models import converted_bundled_model
@@ -48,14 +49,14 @@ def study(
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
         scores = product_cache(model, task, tokens, cache_dir)
-        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in scores and e.split in splits]
         lengths = {e.key: span_lengths(builder, e, tokens) for e in kept}
         rows = {}
         for power in POWERS:
             divided = {k: scores[k].double() / lengths[k] ** power for k in lengths}
             data: list[DevScores] = [d for split in splits for d in items(kept, divided, split)]
-            rows[str(power)] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+            rows[str(power)] = alone_and_fused(data, heads, name, fusion)
         spans = torch.cat(list(lengths.values()))
         out[task] = {
             "queries": len(kept),
@@ -67,39 +68,23 @@ def study(
     return out
 
 
+def _column(task: str, entry: dict[str, Any]) -> str:
+    spans = entry["span_tokens"]
+    return task_column(
+        task, entry, f"; spans {spans['min']:.0f}-{spans['max']:.0f} tokens, median {spans['median']:.0f}"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Dividing a passage's attention mass by its length (dev caches)",
-        "",
-        "Each model's default heads; alone / at its default fusion; power 0 is the paper's sum "
+    return _variant_study.markdown(
+        report,
+        title="Dividing a passage's attention mass by its length (dev caches)",
+        intro="Each model's default heads; alone / at its default fusion; power 0 is the paper's sum "
         "(`benchmarks/study_length_norm.py`).",
-    ]
-    for model, tasks in report["models"].items():
-        columns = []
-        for task, t in tasks.items():
-            s = t["span_tokens"]
-            columns.append(
-                f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, "
-                f"{'+'.join(t['splits'])}; spans {s['min']:.0f}-{s['max']:.0f} tokens, median {s['median']:.0f})"
-            )
-        lines += ["", f"## {model}", "", "| power | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
-        for power in POWERS:
-            key = str(power)
-            cells = [f"{t['rows'][key]['alone']:.3f} / {t['rows'][key]['fused']:.3f}" for t in tasks.values()]
-            lines.append(f"| {power} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = study_parser(__doc__)
-    add_unseen_only(parser)
-    args = parser.parse_args()
-    examples = {task: dev_examples(task) for task in TASKS}
-    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
-    text = markdown(report)
-    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
-    print(text)
+        row_heading="power",
+        column=_column,
+    )
 
 
 if __name__ == "__main__":
-    main()
+    _variant_study.main(__doc__, study, markdown)

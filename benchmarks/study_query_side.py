@@ -29,16 +29,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _report import write_reports
-from study_cache import DevExample, dev_examples, study_parser
-from study_defaults import TASKS, DevScores, add_unseen_only, default_heads, figure, items, product_cache
+import _variant_study
+from _variant_study import alone_and_fused, splits_of
+from study_cache import PRODUCT, CacheVariant, DevExample
+from study_defaults import TASKS, DevScores, default_heads, items, product_cache
 
 from qrhead_integrations.presets import model_fusion
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    'shipped (`query_part="all"`)': {},
-    '`query_part="query"`': {"query_part": "query"},
-    "query first (prototype)": {"query_first": True},
+VARIANTS = {
+    'shipped (`query_part="all"`)': PRODUCT,
+    '`query_part="query"`': CacheVariant(query_part="query"),
+    "query first (prototype)": CacheVariant(query_first=True),
 }
 
 
@@ -50,46 +51,26 @@ def study(
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
     for task, name in TASKS.items():
-        caches = {label: product_cache(model, task, tokens, cache_dir, **kw) for label, kw in VARIANTS.items()}
+        caches = {label: product_cache(model, task, tokens, cache_dir, v) for label, v in VARIANTS.items()}
         keys = set.intersection(*(set(c) for c in caches.values()))
-        splits = ["tune"] if unseen and task == "rerank" else ["select", "tune"]
+        splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in keys]
         rows = {}
         for label, scores in caches.items():
             data: list[DevScores] = [d for split in splits for d in items(kept, scores, split)]
-            rows[label] = {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+            rows[label] = alone_and_fused(data, heads, name, fusion)
         out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# The query side of the prompt: which rows are read, and the query stated first too (dev caches)",
-        "",
-        "Each model's default heads; alone / at its default fusion (`benchmarks/study_query_side.py`).",
-    ]
-    for model, tasks in report["models"].items():
-        columns = [
-            f"{'SciFact' if task == 'rerank' else 'HotpotQA'} {t['metric']} ({t['queries']}, {'+'.join(t['splits'])})"
-            for task, t in tasks.items()
-        ]
-        lines += ["", f"## {model}", "", "| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(tasks)]
-        for label in VARIANTS:
-            cells = [f"{t['rows'][label]['alone']:.3f} / {t['rows'][label]['fused']:.3f}" for t in tasks.values()]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = study_parser(__doc__)
-    add_unseen_only(parser)
-    args = parser.parse_args()
-    examples = {task: dev_examples(task) for task in TASKS}
-    report = {"models": {m: study(m, m in args.unseen_only, args.tokens, args.cache_dir, examples) for m in args.model}}
-    text = markdown(report)
-    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
-    print(text)
+    return _variant_study.markdown(
+        report,
+        title="The query side of the prompt: which rows are read, and the query stated first too (dev caches)",
+        intro="Each model's default heads; alone / at its default fusion (`benchmarks/study_query_side.py`).",
+        row_heading="variant",
+    )
 
 
 if __name__ == "__main__":
-    main()
+    _variant_study.main(__doc__, study, markdown)
