@@ -6,6 +6,8 @@ rounds (medians), so background load hits every configuration alike:
 
 * **rows/s**: ``QRHeadScorer.score_batch(rows, rows_per_forward=n)`` over the same ``--rows`` rows, for each n;
   the rankings of ``rank_batch`` at the largest n are compared with ``rank`` row by row (``rankings_identical``).
+* **the ceiling**: rows/s of the model's own truncated forward, nothing recorded, one row's ids repeated at the
+  first and the largest size (no padding): what batching can gain on this device at all.
 * **host share** of a ``score`` call: the time outside the model forward (``capture.run_layers``) over the
   call's time, for the current path (texts tokenised once) and the previous one (``legacy_host_path``: the
   blocks tokenised again to be counted, tail ids per window), interleaved row by row.
@@ -68,6 +70,38 @@ def _rows_per_second(
             _sync(device)
             samples[n].append(len(rows) / (time.perf_counter() - started))
             print(f"  rows_per_forward={n}: {samples[n][-1]:.2f} rows/s", flush=True)
+    return {n: {"rows_per_s": statistics.median(v), "runs": len(v)} for n, v in samples.items()}
+
+
+def _bare_rows_per_second(
+    scorer: QRHeadScorer, rows: list[Any], sizes: list[int], rounds: int
+) -> dict[int, dict[str, float]]:
+    """The ceiling batching can reach here: rows/s of the model's own truncated forward, nothing recorded.
+
+    ``n`` copies of one row's packed prompt ids (equal lengths: no padding, plain causal attention) per forward,
+    to the same depth as the scorer's, over ``len(rows)`` rows. What this gains from 1 to 16 rows per forward bounds
+    what ``score_batch`` can gain on this device.
+    """
+    device = scorer.device
+    query, passages = rows[0]
+    encoded = scorer._builder.encode(scorer._cut(list(map(_passage, passages)))[0], [query, "N/A"])
+    ids = encoded.prefix_ids + [token for tail in encoded.tails for token in tail]
+    stop = scorer.heads.deepest_layer
+
+    def run(n: int) -> None:
+        capture.run_layers(scorer.model, [ids] * n, capture.new_cache(scorer.model), start=0, stop_after=stop)
+
+    with torch.inference_mode():
+        run(max(sizes))  # warm-up
+        samples: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(rounds):
+            for n in sizes:
+                started = time.perf_counter()
+                for _ in range(len(rows) // n):
+                    run(n)
+                _sync(device)
+                samples[n].append((len(rows) // n) * n / (time.perf_counter() - started))
+                print(f"  bare forward, {n} rows per forward: {samples[n][-1]:.2f} rows/s", flush=True)
     return {n: {"rows_per_s": statistics.median(v), "runs": len(v)} for n, v in samples.items()}
 
 
@@ -134,6 +168,7 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"{name}: {len(rows)} rows, {len(rows[0][1])} passages each, heads {scorer.heads}", flush=True)
     throughput = _rows_per_second(scorer, rows, sizes, args.rounds)
+    bare = _bare_rows_per_second(scorer, rows, [sizes[0], sizes[-1]], args.rounds)
     host = _host_share(scorer, rows[: args.host_rows], args.rounds)
     tokens = [
         len(p.prefix_ids) + sum(len(t) for t in p.tails)
@@ -151,6 +186,8 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_row_median": statistics.median(tokens),
         "rows_per_forward": {str(n): v for n, v in throughput.items()},
         "speedup_over_one_row": {str(n): v["rows_per_s"] / base for n, v in throughput.items()},
+        "bare_forward_rows_per_forward": {str(n): v for n, v in bare.items()},
+        "bare_forward_speedup": bare[sizes[-1]]["rows_per_s"] / bare[sizes[0]]["rows_per_s"],
         "host": host,
         "host_share_new_over_old": host["current"]["host_share"] / host["legacy"]["host_share"],
         # The same work's time, beside the share: a share moves with the forward's run-to-run noise too.
@@ -163,6 +200,11 @@ def _passage(item: tuple[str, str]) -> Any:
     from qrhead_integrations import Passage
 
     return Passage(text=item[1], title=item[0])
+
+
+def _bare_ratio(model: dict[str, Any]) -> str:
+    ratio = model.get("bare_forward_speedup")  # absent from reports written before it was added
+    return "—" if ratio is None else f"{ratio:.2f}x"
 
 
 def _host_time_ratio(model: dict[str, Any]) -> str:
@@ -180,12 +222,14 @@ def _markdown(report: dict[str, Any]) -> str:
         f"Machine: {info['machine']}, torch {info['torch']}, {info['threads']} threads, device {info['device']}",
         "",
         "Rows of one HotpotQA question and its 10 passages cut to 150 tokens; `score_batch` over the same rows at "
-        "each rows-per-forward size (median of interleaved rounds); host share = time outside the model forward "
-        "over a `score` call's time, current path vs the legacy one.",
+        "each rows-per-forward size (median of interleaved rounds); bare forward = the model's own truncated "
+        "forward, nothing recorded, one row's ids repeated (no padding): the most batching can gain here; host "
+        "share = time outside the model forward over a `score` call's time, current path vs the legacy one.",
         "",
         f"| model | tokens/row | rows/s at {' / '.join(sizes)} per forward | {sizes[-1]} over {sizes[0]} "
+        f"| bare forward {sizes[-1]} over {sizes[0]} "
         "| host ms (share): current · legacy | host share new / old | host ms new / old | rankings identical |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, model in report["models"].items():
         label = f"{name} (random weights, {model['dtype']})" if model["random_weights"] else name
@@ -193,7 +237,7 @@ def _markdown(report: dict[str, Any]) -> str:
         last = list(model["speedup_over_one_row"].values())[-1]
         cur, old = model["host"]["current"], model["host"]["legacy"]
         lines.append(
-            f"| {label} | {model['tokens_per_row_median']:.0f} | {rates} | {last:.2f}x "
+            f"| {label} | {model['tokens_per_row_median']:.0f} | {rates} | {last:.2f}x | {_bare_ratio(model)} "
             f"| {1000 * cur['host_seconds']:.1f} ({cur['host_share']:.2%}) · "
             f"{1000 * old['host_seconds']:.1f} ({old['host_share']:.2%}) "
             f"| {model['host_share_new_over_old']:.2f} | {_host_time_ratio(model)} | {model['rankings_identical']} |"
@@ -243,6 +287,7 @@ def main() -> None:
     report["host_share_new_over_old"] = first["host_share_new_over_old"]
     report["host_seconds_new_over_old"] = first["host_seconds_new_over_old"]
     report["rows_per_s_16_over_1"] = first["speedup_over_one_row"].get("16", first["speedup_over_one_row"][sizes[-1]])
+    report["bare_forward_largest_over_first"] = first["bare_forward_speedup"]
     write_reports(report, _markdown(report), args.json, args.markdown)
     print(_markdown(report))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -218,7 +219,7 @@ class HeadRecorder:
         self.total_length = total_length
         self.row_groups = row_groups
         self.packing = packing
-        self._by_layer = {layer: torch.tensor(idx) for layer, idx in heads.by_layer().items()}
+        self._by_layer, self._order, self._stacked_positions = _layout(heads.heads)
         self._per_layer: dict[int, torch.Tensor] = {}
         # Per forward, every recorded layer needs the same head indices on the device and the same packed mask:
         # built once (a host-to-device copy and a dozen small kernels per layer otherwise, issue #18).
@@ -280,21 +281,41 @@ class HeadRecorder:
 
         Positions a head could not see are 0.
         """
-        out = None
-        positions: dict[int, list[int]] = {}
-        for i, (lay, _) in enumerate(self.heads):
-            positions.setdefault(lay, []).append(i)
-        for layer, idx in self._by_layer.items():
-            if layer not in self._per_layer:
-                raise RuntimeError(f"layer {layer} was not captured: the forward stopped early or never ran it")
-            weights = self._per_layer[layer]
-            if out is None:
-                out = weights.new_zeros(*weights.shape[:2], len(self.heads), self.total_length)
-            offset = self.total_length - weights.shape[-1]
-            out[:, :, positions[layer], offset:] = weights[:, :, : len(idx)]
-        if out is None:  # a HeadSet is never empty, so every recorder has at least one layer
-            raise RuntimeError("no heads to collect")
+        missing = [layer for layer in self._by_layer if layer not in self._per_layer]
+        if missing:
+            raise RuntimeError(f"layer {missing[0]} was not captured: the forward stopped early or never ran it")
+        parts = [self._per_layer[layer] for layer in self._by_layer]
+        if all(part.shape[-1] == self.total_length for part in parts):
+            # One concatenation and one gather instead of an indexed write per layer (issue #18: per call).
+            stacked = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+            return stacked.index_select(2, self._order.to(stacked.device))
+        first = parts[0]
+        out = first.new_zeros(*first.shape[:2], len(self.heads), self.total_length)
+        start = 0
+        for part in parts:
+            count = part.shape[2]
+            out[:, :, self._stacked_positions[start : start + count], self.total_length - part.shape[-1] :] = part
+            start += count
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(heads: tuple[tuple[int, int], ...]) -> tuple[dict[int, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """How a recorder lays out ``heads``.
+
+    Per layer, its recorded head indices (in set order); for the heads stacked layer by layer, the gather back
+    to set order and each one's position in the set. Cached (a recorder is built for every forward, issue #18):
+    the tensors are shared by every recorder of the same heads and never written.
+    """
+    by_layer: dict[int, list[int]] = {}
+    stacked: dict[int, list[int]] = {}
+    for position, (layer, head) in enumerate(heads):
+        by_layer.setdefault(layer, []).append(head)
+        stacked.setdefault(layer, []).append(position)
+    positions = torch.tensor([position for in_layer in stacked.values() for position in in_layer])
+    order = torch.empty_like(positions)
+    order[positions] = torch.arange(len(positions))
+    return {layer: torch.tensor(idx) for layer, idx in by_layer.items()}, order, positions
 
 
 class BatchRecorder:

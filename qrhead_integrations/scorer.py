@@ -16,6 +16,7 @@ one prefix and ``k + 1`` short tails. docs/architecture.md draws the whole pipel
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -542,7 +543,9 @@ class QRHeadScorer:
                 units.append(_Unit(r, window, encoded))
             totals[r] = (torch.zeros(len(query_list), len(self.heads), len(items)), scorable, len(orders))
         progress = self.config.show_progress if show_progress is None else show_progress
-        with self._lock, tqdm(total=len(units), disable=not progress, desc="qrhead") as bar:
+        # No bar object at all when it is off: building a disabled one costs more than the rest of a call's Python.
+        bar = tqdm(total=len(units), desc="qrhead") if progress else None
+        with self._lock, bar if bar is not None else contextlib.nullcontext():
             for group in _forward_groups(units, rows_per_forward if rows_per_forward > 1 and self._can_pack() else 1):
                 for unit, weights in zip(group, self._capture_many([u.encoded for u in group]), strict=True):
                     total = totals[unit.row][0]
@@ -553,7 +556,8 @@ class QRHeadScorer:
                             tokens, unit.encoded.passage_spans, outlier_filter=self.config.outlier_filter
                         )
                         total[qi][:, unit.window] += per_passage
-                bar.update(len(group))
+                if bar is not None:
+                    bar.update(len(group))
         for r, (total, scorable, n_orders) in totals.items():
             results[r][:, :, scorable] = total[:, :, scorable] / n_orders
         return results

@@ -185,3 +185,34 @@ def test_query_part_query_reads_only_the_query_tail(kind: str, tokenizer: Any) -
     # The reference's reading (instruction rows included) is a different one.
     everything = scorer.with_config(query_part="all").score_per_head(query, PASSAGES)
     assert (everything - expected).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("key_lengths", [(7, 7, 7), (7, 5, 3)], ids=["same-length", "shorter-keys"])
+def test_collect_puts_each_head_in_set_order_right_aligned(key_lengths: tuple[int, int, int]) -> None:
+    """The heads are gathered back to the set's order (not layer order), each row right-aligned to the total."""
+    from qrhead_integrations.heads import HeadSet
+
+    heads = HeadSet(((2, 1), (0, 3), (2, 0), (1, 2)))  # layers 2, 0, 1 interleaved in set order
+    recorder = capture.HeadRecorder(heads, n_rows=1, total_length=7)
+    per_layer = {layer: len(idx) for layer, idx in heads.by_layer().items()}
+    for layer, length in zip((2, 0, 1), key_lengths, strict=True):  # the order the layers first appear in
+        # weights (batch 1, group 1, the layer's heads, keys) tagged by layer and head index within the layer
+        recorder._per_layer[layer] = torch.stack(
+            [torch.full((length,), 10.0 * layer + h + 1) for h in range(per_layer[layer])]
+        ).view(1, 1, per_layer[layer], length)
+    out = recorder.collect()
+    assert out.shape == (1, 1, 4, 7)
+    expected_tags = [21.0, 1.0, 22.0, 11.0]  # (2, 1) is layer 2's first head, (0, 3) layer 0's only...
+    for position, (layer, tag) in enumerate(zip((2, 0, 2, 1), expected_tags, strict=True)):
+        length = key_lengths[(2, 0, 1).index(layer)]
+        assert torch.all(out[0, 0, position, 7 - length :] == tag)
+        assert torch.all(out[0, 0, position, : 7 - length] == 0)
+
+
+def test_collect_names_a_layer_the_forward_never_ran() -> None:
+    from qrhead_integrations.heads import HeadSet
+
+    recorder = capture.HeadRecorder(HeadSet(((0, 0), (1, 0))), n_rows=1, total_length=3)
+    recorder._per_layer[0] = torch.ones(1, 1, 1, 3)
+    with pytest.raises(RuntimeError, match="layer 1 was not captured"):
+        recorder.collect()
