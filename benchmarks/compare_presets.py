@@ -13,7 +13,9 @@ default fusion — beside the first stage and BM25 over the candidates:
     python benchmarks/compare_presets.py --model qwen2.5-coder-1.5b-instruct --task rerank --split tune \\
         --json reports/presets_large_scifact_tune.json --markdown reports/presets_large_scifact_tune.md
 
-With both ranked layouts cached, a third row averages them (what ``debias=True`` computes).
+With both ranked layouts cached, a third row averages them (what ``debias=True`` computes). ``--union A+B`` adds
+the union of two presets as a column (A's heads, then B's not in A): a candidate for a model whose presets each
+win one task, judged on a split neither preset read.
 """
 
 from __future__ import annotations
@@ -43,7 +45,19 @@ def _flat(heads: HeadSet, heads_per_layer: int) -> list[int]:
     return [lay * heads_per_layer + h for lay, h in heads.heads]
 
 
-def study(model: str, task: str, split: str, tokens: int, cache_dir: Any) -> dict[str, Any]:
+def _union(model: str, spec: str) -> HeadSet:
+    """The heads of presets ``"A+B"``: A's, then B's that A lacks."""
+    parts = spec.split("+")
+    found = [get_preset(model, part) for part in parts]
+    if len(parts) != 2 or any(f is None for f in found):
+        raise SystemExit(f"--union {spec!r}: two preset names of {model} joined by '+'")
+    first, second = (f for f in found if f is not None)
+    return HeadSet(first.heads + tuple(h for h in second.heads if h not in first.heads))
+
+
+def study(
+    model: str, task: str, split: str, tokens: int, cache_dir: Any, unions: tuple[str, ...] = ()
+) -> dict[str, Any]:
     examples = dev_examples(task)
     name = TASKS[task]
     fusion = model_fusion(model)
@@ -53,6 +67,8 @@ def study(model: str, task: str, split: str, tokens: int, cache_dir: Any) -> dic
         found = get_preset(model, preset)
         if found is not None:
             presets[preset] = _flat(found, heads_per_layer)
+    for spec in unions:
+        presets[spec] = _flat(_union(model, spec), heads_per_layer)
     default = default_preset(model)
     caches = {order: load(model, task, order, tokens, cache_dir) for order in LAYOUTS[task]}
     cached = {order: scores for order, scores in caches.items() if scores}
@@ -107,10 +123,11 @@ def main() -> None:
     parser = study_parser(__doc__)
     parser.add_argument("--task", choices=tuple(TASKS), required=True)
     parser.add_argument("--split", choices=("select", "tune"), default="tune")
+    parser.add_argument("--union", action="append", default=[], help="two presets 'A+B' (repeatable)")
     args = parser.parse_args()
     if len(args.model) != 1:
         raise SystemExit("one --model at a time")
-    report = study(args.model[0], args.task, args.split, args.tokens, args.cache_dir)
+    report = study(args.model[0], args.task, args.split, args.tokens, args.cache_dir, tuple(args.union))
     text = markdown(report)
     write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
     print(text)

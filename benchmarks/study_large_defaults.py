@@ -1,0 +1,154 @@
+"""The 1.5B model's default head set and fusion, chosen together on dev queries none of its head sets read (#13).
+
+Its two detected sets each win one task: ``multihop`` (HotpotQA rows 0-59) and ``rerank-best-last`` (SciFact
+``select``). Their union (``multihop`` first, then the SciFact set's heads it lacks) is the third candidate. Every
+set is crossed with no fusion and the defaults study's weight grid in both forms (ranks, z-scores), and judged on
+the dev queries no set was detected on: SciFact ``tune`` (87 queries, product layout best-last) and HotpotQA rows
+60-99 (40, shuffled). The choice is the defaults study's pooled rule (the best mean over both tasks among the
+candidates at or above the stronger model-free baseline on each); two-fold cross-validation over random halvings
+says how well the rule's pick holds on queries it did not see. Needs the two caches:
+
+    python benchmarks/study_cache.py --model qwen2.5-coder-1.5b-instruct --task rerank --order reversed \\
+        --tokens 128 --split tune
+    python benchmarks/study_cache.py --model qwen2.5-coder-1.5b-instruct --task multihop --order shuffled \\
+        --tokens 128 --split tune
+    python benchmarks/study_large_defaults.py --json reports/large_defaults_study.json \\
+        --markdown reports/large_defaults_study.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from _report import write_reports
+from study_cache import CACHE, dev_examples
+from study_defaults import (
+    FUSION_GRID,
+    SHAPES,
+    TASKS,
+    DevScores,
+    PooledData,
+    cross_validated_choice,
+    figure,
+    first_stage_figure,
+    items,
+    lexical_figure,
+    pooled_choice,
+    product_cache,
+)
+
+from qrhead_integrations.fusion import Fusion
+from qrhead_integrations.heads import HeadSet
+from qrhead_integrations.presets import get_preset
+
+MODEL = "qwen2.5-coder-1.5b-instruct"
+UNION = "multihop+rerank-best-last"
+
+Candidate = tuple[str, Fusion | None]
+
+
+def head_sets() -> dict[str, list[int]]:
+    """The candidate sets as flat ``layer * heads + head`` indices into a cache's rows."""
+    per_layer = SHAPES[MODEL][1]
+    found = {name: get_preset(MODEL, name) for name in ("multihop", "rerank-best-last")}
+    sets: dict[str, HeadSet] = {}
+    for name, preset in found.items():
+        if preset is None:
+            raise SystemExit(f"{MODEL} has no {name!r} preset")
+        sets[name] = preset
+    first, second = sets["multihop"], sets["rerank-best-last"]
+    sets[UNION] = HeadSet(first.heads + tuple(h for h in second.heads if h not in first.heads))
+    return {name: [layer * per_layer + head for layer, head in s.heads] for name, s in sets.items()}
+
+
+def fusions() -> list[Fusion | None]:
+    """No fusion, then every grid cell in both forms."""
+    out: list[Fusion | None] = [None]
+    for form in ("ranks", "scores"):
+        out += [Fusion(weight=w, lexical=lex, form=form) for w, lex in FUSION_GRID if w or lex]
+    return out
+
+
+def label(candidate: Candidate) -> str:
+    heads, fusion = candidate
+    if fusion is None:
+        return f"{heads} · alone"
+    return f"{heads} · {fusion.weight}/{fusion.lexical} {fusion.form}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE)
+    parser.add_argument("--splits", type=int, default=10, help="random halvings for the cross-validation")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    sets = head_sets()
+    data: PooledData = {MODEL: {}}
+    for task in TASKS:
+        scores = product_cache(MODEL, task, args.tokens, args.cache_dir)
+        data[MODEL][task] = items(dev_examples(task), scores, "tune")
+    candidates: list[Candidate] = [(name, fusion) for name in sets for fusion in fusions()]
+
+    def figures(candidate: Candidate, pooled: PooledData) -> dict[str, dict[str, float]]:
+        heads, fusion = candidate
+        return {m: {t: figure(pooled[m][t], sets[heads], TASKS[t], fusion) for t in TASKS} for m in pooled}
+
+    chosen = pooled_choice(candidates, figures, label, data)
+    validated = cross_validated_choice(candidates, figures, label, data, args.splits)
+    rows = {}
+    for name in sets:
+        for fusion in (None, Fusion(weight=0.2, lexical=0.3), Fusion(weight=0.1, lexical=0.5, form="scores")):
+            rows[label((name, fusion))] = figures((name, fusion), data)[MODEL]
+    rows[f"rule's choice: {chosen['cell']}"] = chosen["figures"][MODEL]
+    pool: list[DevScores] = data[MODEL]["rerank"]
+    hop: list[DevScores] = data[MODEL]["multihop"]
+    report: dict[str, Any] = {
+        "model": MODEL,
+        "queries": {t: len(d) for t, d in data[MODEL].items()},
+        "baselines": {
+            "rerank": {"first stage": first_stage_figure(pool, "ndcg@10"), "bm25": lexical_figure(pool, "ndcg@10")},
+            "multihop": {"first stage": first_stage_figure(hop, "recall@2"), "bm25": lexical_figure(hop, "recall@2")},
+        },
+        "rows": rows,
+        "choice": {"cell": chosen["cell"], "qualified": chosen["qualified"], "mean": chosen["mean"]},
+        "cross_validated": {"figures": validated["figures"][MODEL], "picks": validated["picks"]},
+        "candidates": len(candidates),
+    }
+    text = markdown(report)
+    write_reports(report, text, json_path=args.json, markdown_path=args.markdown)
+    print(text)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    base = report["baselines"]
+    q = report["queries"]
+    cv = report["cross_validated"]
+    picks = sorted(set(cv["picks"]), key=cv["picks"].count, reverse=True)
+    lines = [
+        f"# {report['model']}: head set and fusion chosen together (dev queries no set read)",
+        "",
+        f"SciFact `tune` ({q['rerank']} queries, nDCG@10; first stage {base['rerank']['first stage']:.3f}, BM25 over "
+        f"the candidates {base['rerank']['bm25']:.3f}) and HotpotQA rows 60-99 ({q['multihop']} questions, "
+        f"recall@2; BM25 over the candidates {base['multihop']['bm25']:.3f}). `benchmarks/study_large_defaults.py`; "
+        f"{report['candidates']} candidates (3 sets × no fusion and 35 grid cells in two forms).",
+        "",
+        "| heads · fusion | SciFact | HotpotQA |",
+        "|---|---|---|",
+    ]
+    for name, values in report["rows"].items():
+        lines.append(f"| {name} | {values['rerank']:.3f} | {values['multihop']:.3f} |")
+    lines += [
+        "",
+        f"The rule's choice: **{report['choice']['cell']}** ({report['choice']['qualified']} candidates qualify). "
+        f"Cross-validated (the rule on one half, scored on the other): SciFact {cv['figures']['rerank']:.3f}, "
+        f"HotpotQA {cv['figures']['multihop']:.3f}; picks: " + ", ".join(f"{p} ×{cv['picks'].count(p)}" for p in picks),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
