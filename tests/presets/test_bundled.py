@@ -27,3 +27,18 @@ def test_every_bundled_model_ships_a_default_and_a_fast_set_inside_its_shape(mod
     # the point of `fast`: a forward that stops earlier than the default set's
     assert max(layer for layer, _ in fast) < max(layer for layer, _ in default)
     assert fast.provenance.get("dev"), f"{model}: the fast set records the dev figures it was chosen by"
+
+
+def test_the_large_models_two_task_default_is_the_union_of_its_detected_sets() -> None:
+    """``two-task`` is what its provenance says: the ``multihop`` heads, then the SciFact set's heads they lack
+    (the study chose that union; a hand edit of one part must not leave the default silently different)."""
+    from qrhead_integrations.presets import model_fusion
+
+    model = "qwen2.5-coder-1.5b-instruct"
+    multihop, rerank = get_preset(model, "multihop"), get_preset(model, "rerank-best-last")
+    default = default_preset(model)
+    assert multihop is not None and rerank is not None and default is not None
+    assert default.heads == multihop.heads + tuple(h for h in rerank.heads if h not in multihop.heads)
+    assert default.heads == get_preset(model, "two-task").heads  # type: ignore[union-attr]
+    fusion = model_fusion(model)
+    assert fusion is not None and (fusion.weight, fusion.lexical, fusion.form) == (0.1, 0.3, "scores")
