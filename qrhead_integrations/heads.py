@@ -234,16 +234,17 @@ def _resolve_unvalidated(spec: object, *, model_id: str | None, num_layers: int,
                 if not 0 <= layer < num_layers:
                     raise HeadSpecError(f"layer {layer}: the model has {num_layers} layers (0..{num_layers - 1})")
             return HeadSet.all_heads(num_layers, num_heads, layers=layers)
-        if "-" not in text:
-            preset = get_preset(model_id, text)
-            if preset is None:
-                names = preset_names(model_id)
-                known = f"presets for this model: {names}" if names else "this model has no presets"
-                raise HeadSpecError(
-                    f"unknown head preset {spec!r} for model {model_id!r} ({known}; or use 'all', "
-                    "'layer:N', a 'layer-head,...' list or a head-set JSON file)"
-                )
+        # A preset name first: names may hold hyphens too ("rerank-best-last"); no preset is named like a list.
+        preset = get_preset(model_id, text)
+        if preset is not None:
             return preset
+        if "-" not in text:
+            names = preset_names(model_id)
+            known = f"presets for this model: {names}" if names else "this model has no presets"
+            raise HeadSpecError(
+                f"unknown head preset {spec!r} for model {model_id!r} ({known}; or use 'all', "
+                "'layer:N', a 'layer-head,...' list or a head-set JSON file)"
+            )
         return HeadSet.parse(text)
     if isinstance(spec, Sequence):
         return HeadSet.from_pairs(spec)

@@ -42,3 +42,25 @@ def test_the_large_models_two_task_default_is_the_union_of_its_detected_sets() -
     assert default.heads == get_preset(model, "two-task").heads  # type: ignore[union-attr]
     fusion = model_fusion(model)
     assert fusion is not None and (fusion.weight, fusion.lexical, fusion.form) == (0.1, 0.3, "scores")
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ("qwen2.5-coder-0.5b-instruct", "rerank-best-last"),
+        ("qwen2.5-coder-1.5b-instruct", "rerank-best-last"),
+        ("qwen2.5-coder-1.5b-instruct", "two-task"),
+    ],
+)
+def test_a_hyphenated_preset_name_resolves_to_the_preset_not_a_head_list(model: str, name: str) -> None:
+    """``heads="rerank-best-last"`` (as the docs write it) is the preset; a 'layer-head' list still parses."""
+    from qrhead_integrations.errors import HeadSpecError
+    from qrhead_integrations.heads import resolve_heads
+
+    layers, heads = SHAPES[model]
+    resolved = resolve_heads(name, model_id=model, num_layers=layers, num_heads=heads)
+    preset = get_preset(model, name)
+    assert preset is not None and resolved.heads == preset.heads
+    assert resolve_heads("1-2,0-1", model_id=model, num_layers=layers, num_heads=heads).heads == ((1, 2), (0, 1))
+    with pytest.raises(HeadSpecError, match="cannot parse head"):
+        resolve_heads("rerank-best-first", model_id=model, num_layers=layers, num_heads=heads)
