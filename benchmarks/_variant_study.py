@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from _report import write_reports
 from study_cache import DevExample, dev_examples, study_parser
-from study_defaults import TASKS, DevScores, add_unseen_only, figure
+from study_defaults import TASKS, DevScores, add_unseen_only, figure, items
 
 from qrhead_integrations.fusion import Fusion
 
@@ -29,6 +30,25 @@ def splits_of(task: str, unseen: bool) -> list[str]:
 def alone_and_fused(data: list[DevScores], heads: list[int], name: str, fusion: Fusion | None) -> dict[str, float]:
     """The head set's ``name`` on ``data``, alone and at ``fusion``."""
     return {"alone": figure(data, heads, name), "fused": figure(data, heads, name, fusion)}
+
+
+def task_entry(
+    task: str,
+    kept: list[DevExample],
+    splits: list[str],
+    variants: dict[str, dict[str, torch.Tensor]],
+    heads: list[int],
+    fusion: Fusion | None,
+) -> dict[str, Any]:
+    """A task's table entry: each variant's per-head scores (by example key) on the ``kept`` examples of
+    ``splits``, alone and fused, with the query count, splits and metric."""
+    name = TASKS[task]
+    rows, queries = {}, 0
+    for label, scores in variants.items():
+        data: list[DevScores] = [d for split in splits for d in items(kept, scores, split)]
+        rows[label] = alone_and_fused(data, heads, name, fusion)
+        queries = len(data)
+    return {"queries": queries, "splits": splits, "metric": name, "rows": rows}
 
 
 def task_column(task: str, entry: dict[str, Any], extra: str = "") -> str:

@@ -24,6 +24,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,41 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rows_per_second(
-    scorer: QRHeadScorer, rows: list[Any], sizes: list[int], rounds: int
+def _interleaved_rates(
+    label: str,
+    device: torch.device,
+    sizes: list[int],
+    rounds: int,
+    run: Callable[[int], int],
+    warm_up: Callable[[], object],
 ) -> dict[int, dict[str, float]]:
-    """Median rows/s of ``score_batch`` at each rows-per-forward size, interleaved rounds."""
-    device = scorer.device
-    scorer.score_batch(rows[: max(sizes)], rows_per_forward=max(sizes))  # warm-up
+    """Median rows/s of ``run(n)`` (which does its work ``n`` rows per forward and returns how many rows it did)
+    at each size, after ``warm_up()``, in interleaved rounds so background load hits every size."""
+    warm_up()
     samples: dict[int, list[float]] = {n: [] for n in sizes}
     for _ in range(rounds):
         for n in sizes:
             started = time.perf_counter()
-            scorer.score_batch(rows, rows_per_forward=n)
+            done = run(n)
             _sync(device)
-            samples[n].append(len(rows) / (time.perf_counter() - started))
-            print(f"  rows_per_forward={n}: {samples[n][-1]:.2f} rows/s", flush=True)
+            samples[n].append(done / (time.perf_counter() - started))
+            print(f"  {label}, {n} rows per forward: {samples[n][-1]:.2f} rows/s", flush=True)
     return {n: {"rows_per_s": statistics.median(v), "runs": len(v)} for n, v in samples.items()}
+
+
+def _rows_per_second(
+    scorer: QRHeadScorer, rows: list[Any], sizes: list[int], rounds: int
+) -> dict[int, dict[str, float]]:
+    """Median rows/s of ``score_batch`` at each rows-per-forward size, interleaved rounds."""
+
+    def run(n: int) -> int:
+        scorer.score_batch(rows, rows_per_forward=n)
+        return len(rows)
+
+    def warm_up() -> None:
+        scorer.score_batch(rows[: max(sizes)], rows_per_forward=max(sizes))
+
+    return _interleaved_rates("score_batch", scorer.device, sizes, rounds, run, warm_up)
 
 
 def _bare_rows_per_second(
@@ -82,27 +103,24 @@ def _bare_rows_per_second(
     to the same depth as the scorer's, over ``len(rows)`` rows. What this gains from 1 to 16 rows per forward bounds
     what ``score_batch`` can gain on this device.
     """
-    device = scorer.device
-    query, passages = rows[0]
-    encoded = scorer._builder.encode(scorer._cut(list(map(_passage, passages)))[0], [query, "N/A"])
-    ids = encoded.prefix_ids + [token for tail in encoded.tails for token in tail]
+    ids = _prompt_ids(scorer, rows[0])
     stop = scorer.heads.deepest_layer
 
-    def run(n: int) -> None:
-        capture.run_layers(scorer.model, [ids] * n, capture.new_cache(scorer.model), start=0, stop_after=stop)
+    def run(n: int) -> int:
+        with torch.inference_mode():
+            for _ in range(len(rows) // n):
+                capture.run_layers(scorer.model, [ids] * n, capture.new_cache(scorer.model), start=0, stop_after=stop)
+        return (len(rows) // n) * n
 
-    with torch.inference_mode():
-        run(max(sizes))  # warm-up
-        samples: dict[int, list[float]] = {n: [] for n in sizes}
-        for _ in range(rounds):
-            for n in sizes:
-                started = time.perf_counter()
-                for _ in range(len(rows) // n):
-                    run(n)
-                _sync(device)
-                samples[n].append((len(rows) // n) * n / (time.perf_counter() - started))
-                print(f"  bare forward, {n} rows per forward: {samples[n][-1]:.2f} rows/s", flush=True)
-    return {n: {"rows_per_s": statistics.median(v), "runs": len(v)} for n, v in samples.items()}
+    return _interleaved_rates("bare forward", scorer.device, sizes, rounds, run, lambda: run(max(sizes)))
+
+
+def _prompt_ids(scorer: QRHeadScorer, row: tuple[str, list[tuple[str, str]]]) -> list[int]:
+    """The ids one packed forward reads for ``row``: the prefix (passages cut as the scorer cuts them), then the
+    query's and the "N/A" query's tails."""
+    query, passages = row
+    encoded = scorer._builder.encode(scorer._cut(list(map(_passage, passages)))[0], [query, "N/A"])
+    return encoded.prefix_ids + [token for tail in encoded.tails for token in tail]
 
 
 def _host_share(scorer: QRHeadScorer, rows: list[Any], rounds: int) -> dict[str, dict[str, float]]:
@@ -170,13 +188,7 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     throughput = _rows_per_second(scorer, rows, sizes, args.rounds)
     bare = _bare_rows_per_second(scorer, rows, [sizes[0], sizes[-1]], args.rounds)
     host = _host_share(scorer, rows[: args.host_rows], args.rounds)
-    tokens = [
-        len(p.prefix_ids) + sum(len(t) for t in p.tails)
-        for p in (
-            scorer._builder.encode(scorer._cut(list(map(_passage, passages)))[0], [query, "N/A"])
-            for query, passages in rows
-        )
-    ]
+    tokens = [len(_prompt_ids(scorer, row)) for row in rows]
     base = throughput[sizes[0]]["rows_per_s"]
     return {
         "heads": str(scorer.heads),

@@ -25,14 +25,16 @@ from typing import Any
 from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import (
-    SHAPES,
     TASKS,
     DevScores,
     figure,
     first_stage_figure,
+    flat_heads,
     items,
     lexical_figure,
     load,
+    model_heads,
+    union_heads,
 )
 
 from qrhead_integrations.heads import HeadSet
@@ -41,18 +43,12 @@ from qrhead_integrations.presets import default_preset, get_preset, model_fusion
 LAYOUTS = {"rerank": ("reversed", "as_given"), "multihop": ("shuffled", "reversed", "as_given")}
 
 
-def _flat(heads: HeadSet, heads_per_layer: int) -> list[int]:
-    return [lay * heads_per_layer + h for lay, h in heads.heads]
-
-
 def _union(model: str, spec: str) -> HeadSet:
     """The heads of presets ``"A+B"``: A's, then B's that A lacks."""
     parts = spec.split("+")
-    found = [get_preset(model, part) for part in parts]
-    if len(parts) != 2 or any(f is None for f in found):
+    if len(parts) != 2 or any(get_preset(model, part) is None for part in parts):
         raise SystemExit(f"--union {spec!r}: two preset names of {model} joined by '+'")
-    first, second = (f for f in found if f is not None)
-    return HeadSet(first.heads + tuple(h for h in second.heads if h not in first.heads))
+    return union_heads(model_heads(model, parts[0]), model_heads(model, parts[1]))
 
 
 def study(
@@ -61,14 +57,13 @@ def study(
     examples = dev_examples(task)
     name = TASKS[task]
     fusion = model_fusion(model)
-    heads_per_layer = SHAPES[model][1]
     presets = {}
     for preset in preset_names(model):
         found = get_preset(model, preset)
         if found is not None:
-            presets[preset] = _flat(found, heads_per_layer)
+            presets[preset] = flat_heads(model, found)
     for spec in unions:
-        presets[spec] = _flat(_union(model, spec), heads_per_layer)
+        presets[spec] = flat_heads(model, _union(model, spec))
     default = default_preset(model)
     caches = {order: load(model, task, order, tokens, cache_dir) for order in LAYOUTS[task]}
     cached = {order: scores for order, scores in caches.items() if scores}
@@ -94,7 +89,7 @@ def study(
         "queries": len(data),
         "metric": name,
         "fusion": repr(fusion),
-        "default": next((p for p, h in presets.items() if default and h == _flat(default, heads_per_layer)), None),
+        "default": next((p for p, h in presets.items() if default and h == flat_heads(model, default)), None),
         "first_stage": first_stage_figure(data, name),
         "bm25_over_candidates": lexical_figure(data, name),
         "layouts": layouts,

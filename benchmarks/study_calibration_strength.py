@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import _variant_study
-from _variant_study import alone_and_fused, splits_of
+from _variant_study import splits_of, task_entry
 from study_cache import CacheVariant, DevExample
-from study_defaults import TASKS, DevScores, default_heads, items, product_cache
+from study_defaults import TASKS, default_heads, product_cache
 
 from qrhead_integrations.presets import model_fusion
 
@@ -40,18 +40,14 @@ def study(
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
-    for task, name in TASKS.items():
+    for task in TASKS:
         calibrated = product_cache(model, task, tokens, cache_dir)
         raw = product_cache(model, task, tokens, cache_dir, CacheVariant(calibrate=False))
         keys = set(calibrated) & set(raw)
         splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in keys]
-        rows = {}
-        for strength in STRENGTHS:
-            mixed = {k: raw[k] - strength * (raw[k] - calibrated[k]) for k in keys}
-            data: list[DevScores] = [d for split in splits for d in items(kept, mixed, split)]
-            rows[str(strength)] = alone_and_fused(data, heads, name, fusion)
-        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
+        mixed = {str(s): {k: raw[k] - s * (raw[k] - calibrated[k]) for k in keys} for s in STRENGTHS}
+        out[task] = task_entry(task, kept, splits, mixed, heads, fusion)
     return out
 
 

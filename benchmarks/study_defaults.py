@@ -32,6 +32,7 @@ from study_cache import CACHE, PRODUCT, CacheVariant, DevExample, cache_path, de
 
 from qrhead_integrations.detect import ExampleHeadScores, Objective, greedy_heads, head_scores_table, ranking_metric
 from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+from qrhead_integrations.heads import HeadSet, resolve_heads
 from qrhead_integrations.presets import default_preset, get_preset, model_fusion
 
 TASKS = {"rerank": "ndcg@10", "multihop": "recall@2"}
@@ -83,12 +84,28 @@ def items(examples: list[DevExample], scores: dict[str, torch.Tensor], split: st
     ]
 
 
+def flat_heads(model: str, heads: HeadSet) -> list[int]:
+    """``heads`` as flat indices into a cache's ``layers x heads`` rows of ``model``."""
+    return [lay * SHAPES[model][1] + h for lay, h in heads.heads]
+
+
+def model_heads(model: str, spec: str) -> HeadSet:
+    """A preset name of ``model`` or a ``"layer-head,..."`` list, resolved and checked as the product does."""
+    layers, per_layer = SHAPES[model]
+    return resolve_heads(spec, model_id=model, num_layers=layers, num_heads=per_layer)
+
+
+def union_heads(first: HeadSet, second: HeadSet) -> HeadSet:
+    """``first``'s heads, then ``second``'s that ``first`` lacks (a candidate for a model with one set per task)."""
+    return HeadSet(first.heads + tuple(h for h in second.heads if h not in first.heads))
+
+
 def default_heads(model: str) -> list[int]:
     """The model's default head set as flat indices into a cache's ``layers x heads`` rows."""
     default = default_preset(model)
     if default is None:
         raise SystemExit(f"no default heads for {model}")
-    return [lay * SHAPES[model][1] + h for lay, h in default.heads]
+    return flat_heads(model, default)
 
 
 def product_dev(

@@ -19,9 +19,9 @@ from typing import Any
 
 import _variant_study
 import torch
-from _variant_study import alone_and_fused, splits_of, task_column
+from _variant_study import splits_of, task_column, task_entry
 from study_cache import DevExample
-from study_defaults import TASKS, DevScores, default_heads, items, product_cache
+from study_defaults import TASKS, default_heads, product_cache
 from transformers import AutoTokenizer
 
 from qrhead_integrations.models import converted_bundled_model
@@ -47,21 +47,17 @@ def study(
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
-    for task, name in TASKS.items():
+    for task in TASKS:
         scores = product_cache(model, task, tokens, cache_dir)
         splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in scores and e.split in splits]
         lengths = {e.key: span_lengths(builder, e, tokens) for e in kept}
-        rows = {}
-        for power in POWERS:
-            divided = {k: scores[k].double() / lengths[k] ** power for k in lengths}
-            data: list[DevScores] = [d for split in splits for d in items(kept, divided, split)]
-            rows[str(power)] = alone_and_fused(data, heads, name, fusion)
+        divided = {str(p): {k: scores[k].double() / lengths[k] ** p for k in lengths} for p in POWERS}
+        entry = task_entry(task, kept, splits, divided, heads, fusion)
         spans = torch.cat(list(lengths.values()))
+        rows = entry.pop("rows")  # after the spans in the report, as it always was
         out[task] = {
-            "queries": len(kept),
-            "splits": splits,
-            "metric": name,
+            **entry,
             "span_tokens": {"min": spans.min().item(), "median": spans.median().item(), "max": spans.max().item()},
             "rows": rows,
         }

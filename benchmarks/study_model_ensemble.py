@@ -16,22 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import TASKS, default_heads, metric, product_cache
 
-from qrhead_integrations.fusion import fuse_with_first_stage
+from qrhead_integrations.fusion import fuse_with_first_stage, z_scores
 from qrhead_integrations.presets import model_fusion
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The first model's share of the mix."""
-
-
-def _z(scores: torch.Tensor) -> torch.Tensor:
-    """Per-query z-scores (a constant list stays at 0)."""
-    spread = scores.std()
-    return (scores - scores.mean()) / (spread if spread > 0 else 1.0)
 
 
 def study(first: str, second: str, tokens: int, cache_dir: Path) -> dict[str, Any]:
@@ -43,7 +36,9 @@ def study(first: str, second: str, tokens: int, cache_dir: Path) -> dict[str, An
         caches = {m: product_cache(m, task, tokens, cache_dir) for m in (first, second)}
         splits = ["tune"] if task == "rerank" else ["select", "tune"]
         kept = [e for e in dev_examples(task) if e.split in splits and all(e.key in c for c in caches.values())]
-        single = {m: {e.key: _z(caches[m][e.key].double()[heads[m]].mean(0)) for e in kept} for m in caches}
+        single = {
+            m: {e.key: z_scores(caches[m][e.key].double()[heads[m]].mean(0).tolist()) for e in kept} for m in caches
+        }
         rows = {}
         for w in WEIGHTS:
             alone = fused = 0.0

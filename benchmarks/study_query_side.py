@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import _variant_study
-from _variant_study import alone_and_fused, splits_of
+from _variant_study import splits_of, task_entry
 from study_cache import PRODUCT, CacheVariant, DevExample
-from study_defaults import TASKS, DevScores, default_heads, items, product_cache
+from study_defaults import TASKS, default_heads, product_cache
 
 from qrhead_integrations.presets import model_fusion
 
@@ -50,16 +50,12 @@ def study(
     heads = default_heads(model)
     fusion = model_fusion(model)
     out: dict[str, Any] = {}
-    for task, name in TASKS.items():
+    for task in TASKS:
         caches = {label: product_cache(model, task, tokens, cache_dir, v) for label, v in VARIANTS.items()}
         keys = set.intersection(*(set(c) for c in caches.values()))
         splits = splits_of(task, unseen)
         kept = [e for e in examples[task] if e.key in keys]
-        rows = {}
-        for label, scores in caches.items():
-            data: list[DevScores] = [d for split in splits for d in items(kept, scores, split)]
-            rows[label] = alone_and_fused(data, heads, name, fusion)
-        out[task] = {"queries": len(data), "splits": splits, "metric": name, "rows": rows}
+        out[task] = task_entry(task, kept, splits, caches, heads, fusion)
     return out
 
 

@@ -34,49 +34,34 @@ from _report import write_reports
 from study_cache import CACHE, dev_examples
 from study_defaults import (
     FUSION_GRID,
-    SHAPES,
     TASKS,
     DevScores,
     PooledData,
     cross_validated_choice,
     figure,
     first_stage_figure,
+    flat_heads,
     items,
     lexical_figure,
+    model_heads,
     pooled_choice,
     product_cache,
+    union_heads,
 )
 
 from qrhead_integrations.fusion import Fusion
-from qrhead_integrations.heads import HeadSet
-from qrhead_integrations.presets import get_preset
 
 Candidate = tuple[str, Fusion | None]
 
 
-def _head_set(model: str, spec: str) -> HeadSet:
-    """A preset of ``model`` by name, or a ``"layer-head,..."`` list."""
-    if "-" in spec and spec.replace(",", "").replace("-", "").isdigit():
-        return HeadSet.parse(spec)
-    found = get_preset(model, spec)
-    if found is None:
-        raise SystemExit(f"{model} has no {spec!r} preset")
-    return found
-
-
 def head_sets(model: str, first_spec: str, second_spec: str) -> dict[str, list[int]]:
     """The two sets and their union, as flat ``layer * heads + head`` indices into a cache's rows."""
-    per_layer = SHAPES[model][1]
     names = [
         spec if not spec[0].isdigit() else label for spec, label in ((first_spec, "first"), (second_spec, "second"))
     ]
-    first, second = _head_set(model, first_spec), _head_set(model, second_spec)
-    sets = {
-        names[0]: first,
-        names[1]: second,
-        f"{names[0]}+{names[1]}": HeadSet(first.heads + tuple(h for h in second.heads if h not in first.heads)),
-    }
-    return {name: [layer * per_layer + head for layer, head in s.heads] for name, s in sets.items()}
+    first, second = model_heads(model, first_spec), model_heads(model, second_spec)
+    sets = {names[0]: first, names[1]: second, f"{names[0]}+{names[1]}": union_heads(first, second)}
+    return {name: flat_heads(model, s) for name, s in sets.items()}
 
 
 def fusions() -> list[Fusion | None]:
@@ -147,7 +132,7 @@ def markdown(report: dict[str, Any]) -> str:
     base = report["baselines"]
     q = report["queries"]
     cv = report["cross_validated"]
-    picks = sorted(set(cv["picks"]), key=cv["picks"].count, reverse=True)
+    picks = sorted(dict.fromkeys(cv["picks"]), key=cv["picks"].count, reverse=True)  # ties: first picked first
     lines = [
         f"# {report['model']}: head set and fusion chosen together (dev queries no set read)",
         "",
