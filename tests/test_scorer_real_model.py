@@ -104,6 +104,9 @@ def test_bf16_scores_track_float32(smollm2: QRHeadScorer, hotpotqa_rows: list[di
 
     Measured on rows 100-105 (64-token cut, attention alone): per-row score correlation ≥ 0.99 and the same top
     passage in every row; dev quality was identical to the third decimal (reports/bench_rerank_bf16_smollm2.md).
+    Without AMX, bf16 is emulated and rounds differently; where float32's two best passages are a near-tie
+    (within 2% of the row's score range, e.g. 0.0003 apart), bf16 may pick either, but never a passage outside
+    that tie.
     """
     bf16 = QRHeadScorer.from_pretrained("smollm2-135m-instruct", dtype="bfloat16", max_passage_tokens=64, fusion=None)
     exact = smollm2.with_config(max_passage_tokens=64, fusion=None)
@@ -112,7 +115,8 @@ def test_bf16_scores_track_float32(smollm2: QRHeadScorer, hotpotqa_rows: list[di
         ours = torch.tensor(bf16.score(row["question"], _passages(row)))
         reference = torch.tensor(exact.score(row["question"], _passages(row)))
         assert torch.corrcoef(torch.stack([ours, reference]))[0, 1] >= 0.99
-        assert int(ours.argmax()) == int(reference.argmax())
+        tie = 0.02 * float(reference.max() - reference.min())
+        assert float(reference[int(ours.argmax())]) >= float(reference.max()) - tie
 
 
 def test_assembled_prompts_equal_the_tokenised_text_on_real_passages(
