@@ -10,7 +10,6 @@ import os
 import subprocess
 from pathlib import Path
 
-
 SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup.sh"
 
 _SHIM = """#!/usr/bin/env bash
