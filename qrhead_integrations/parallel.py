@@ -80,7 +80,9 @@ class ParallelEncoder:
         with torch.inference_mode():
             capture.run_layers(self.model, opening_ids, self._opening, start=0, stop_after=self.depth)
         if not capture.can_crop(self._opening):
-            raise UnsupportedModelError(f"{type(self.model).__name__}: sliding-window layers cannot hold a passage cache")
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__}: sliding-window layers cannot hold a passage cache"
+            )
         self.opening_length = len(opening_ids)
         rotary = getattr(capture.decoder_of(self.model), "rotary_emb", None)
         inv_freq = getattr(rotary, "inv_freq", None)

@@ -152,7 +152,10 @@ def report(models: list[str], cache_dir: Path) -> dict[str, Any]:
             for name in ["in_context", *(f"parallel@{t}" for t in TEMPERATURES)]:
                 data = [x for x in _items(task, {k: v for k, v in state[name].items() if k in keys})]
                 rows[name] = {
-                    "default_heads": {"alone": figure(data, heads, metric), "fused": figure(data, heads, metric, fusion)},
+                    "default_heads": {
+                        "alone": figure(data, heads, metric),
+                        "fused": figure(data, heads, metric, fusion),
+                    },
                     "redetected_cv": _cv_redetected(model, task, data),
                 }
             seconds = list(state["seconds"].values())
