@@ -1,4 +1,4 @@
-"""Can cached passages rank as well as passages read in context? The study behind the passage cache.
+r"""Can cached passages rank as well as passages read in context? The study behind the passage cache.
 
 A passage cache encodes each passage once, alone after the prompt's fixed opening, and lets every later query read
 it (``qrhead_integrations.parallel``): a query then costs its own few dozen tokens instead of every candidate's.
@@ -37,16 +37,16 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_cache import CACHE, ORDER_NAMES, dev_examples  # noqa: E402
-from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, DevScores, default_heads, figure  # noqa: E402
+from study_cache import CACHE, ORDER_NAMES, dev_examples
+from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, DevScores, default_heads, figure
 
-from qrhead_integrations import QRHeadScorer  # noqa: E402
-from qrhead_integrations.detect import select_heads  # noqa: E402
-from qrhead_integrations.evaluation.runner import prompt_order  # noqa: E402
-from qrhead_integrations.heads import HeadSet  # noqa: E402
-from qrhead_integrations.parallel import ParallelEncoder  # noqa: E402
-from qrhead_integrations.presets import get_preset, model_fusion, preset_names  # noqa: E402
-from qrhead_integrations.prompt import to_passages  # noqa: E402
+from qrhead_integrations import QRHeadScorer
+from qrhead_integrations.detect import select_heads
+from qrhead_integrations.evaluation.runner import prompt_order
+from qrhead_integrations.heads import HeadSet
+from qrhead_integrations.parallel import ParallelEncoder
+from qrhead_integrations.presets import get_preset, model_fusion, preset_names
+from qrhead_integrations.prompt import to_passages
 
 TEMPERATURES = (1.0, 0.9, 0.75, 0.5)
 TOKENS = 128
@@ -59,6 +59,7 @@ def depth_of(model: str) -> int:
 
 
 def cache_file(cache_dir: Path, model: str, task: str) -> Path:
+    """Where the study keeps one model's scores of one task (every layout in one file)."""
     return cache_dir / f"{model}__{task}__{TOKENS}__passage_cache_study.pt"
 
 
@@ -120,7 +121,7 @@ def _items(task: str, scores: dict[str, torch.Tensor]) -> list[DevScores]:
 
 def _cv_redetected(model: str, task: str, data: list[DevScores], splits: int = 3) -> dict[str, float]:
     """Heads detected on one half of the queries (``top_k="auto"``), measured on the other: alone and fused."""
-    layers, per_layer = SHAPES[model]
+    per_layer = SHAPES[model][1]
     shape = (depth_of(model) + 1, per_layer)
     metric, fusion = TASKS[task], model_fusion(model)
     alone, fused = [], []
@@ -137,6 +138,7 @@ def _cv_redetected(model: str, task: str, data: list[DevScores], splits: int = 3
 
 
 def report(models: list[str], cache_dir: Path) -> dict[str, Any]:
+    """Per model and task, every layout's figures: the default heads on all cached queries and CV re-detection."""
     out: dict[str, Any] = {"models": {}}
     for model in models:
         per_task: dict[str, Any] = {}
@@ -172,6 +174,7 @@ def report(models: list[str], cache_dir: Path) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    """The JSON report as Markdown tables."""
     lines = [
         "# Passage cache study: cached (parallel-encoded) passages against in-context reading",
         "",
@@ -193,14 +196,16 @@ def markdown(result: dict[str, Any]) -> str:
         for task, entry in per_task.items():
             s = entry["seconds_per_query"]
             lines.append(
-                f"- {task}: seconds per query (study run, heads of every layer up to the presets' deepest): in-context"
-                f" {s['in_context']:.2f}, encoding its passages alone {s['encode']:.2f}, cached query pass {s['query']:.3f}"
+                f"- {task}: seconds per query (study run, heads of every layer up to the presets' deepest):"
+                f" in-context {s['in_context']:.2f}, encoding its passages alone {s['encode']:.2f},"
+                f" cached query pass {s['query']:.3f}"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    """Fill a cache (``--task``) or write the report (``--report``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--task", choices=tuple(TASKS))
