@@ -119,24 +119,30 @@ class ParallelEncoder:
         if not passages:
             return torch.zeros(len(queries), len(self.heads), 0)
         cache, spans, total = self._assemble(passages, temperature)
+        # The instruction reads the passages the same way whatever the query: run once, then every tail on a fork.
         instruction = self._builder._instruction_ids
-        tails = [instruction + self._builder.tail_ids(q) for q in [*queries, NULL_QUERY]]
+        shared = capture.HeadRecorder(self.heads, n_rows=len(instruction), total_length=total + len(instruction))
+        capture.run_layers(self.model, instruction, cache, start=total, stop_after=self.depth, recorder=shared)
+        shared_sum = shared.collect()[0, 0, :, :total].float().cpu()
+        start = total + len(instruction)
+        tails = [self._builder.tail_ids(q) for q in [*queries, NULL_QUERY]]
         width = max(len(tail) for tail in tails)
         padded = [tail + [tail[-1]] * (width - len(tail)) for tail in tails]  # right padding is never seen
         real = torch.zeros(len(tails), 1, width)
         for b, tail in enumerate(tails):
             real[b, 0, : len(tail)] = 1
-        recorder = capture.HeadRecorder(self.heads, width, total + width, row_groups=real)
+        recorder = capture.HeadRecorder(self.heads, width, start + width, row_groups=real)
         capture.run_layers(
             self.model,
             padded,
             capture.fork_cache(cache, batch=len(tails)),
-            start=total,
+            start=start,
             stop_after=self.depth,
             recorder=recorder,
         )
-        sums = recorder.collect()[:, 0, :, :total].float().cpu()
-        means = sums / torch.tensor([len(tail) for tail in tails], dtype=sums.dtype).view(-1, 1, 1)
+        sums = recorder.collect()[:, 0, :, :total].float().cpu() + shared_sum
+        rows = torch.tensor([len(instruction) + len(tail) for tail in tails], dtype=sums.dtype)
+        means = sums / rows.view(-1, 1, 1)
         null = means[-1]
         return torch.stack([passage_scores(token_scores(means[q], null), spans) for q in range(len(queries))])
 

@@ -204,6 +204,52 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed(model: str, queries: int) -> dict[str, Any]:
+    """Seconds per query at the product's settings (default heads): in-context, cold cache, warm cache.
+
+    Candidates: BM25's top 20 (or its first 10) for SciFact ``tune`` queries, cut to 128 or 256 tokens. Cold = every
+    passage encoded, then the query; warm = the query over passages encoded before. Medians over ``queries``.
+    """
+    import statistics
+
+    examples = [e for e in dev_examples("rerank") if e.split == "tune"][:queries]
+    out: dict[str, Any] = {"model": model, "queries": queries, "threads": torch.get_num_threads(), "cells": []}
+    for cut in (128, 256):
+        scorer = QRHeadScorer.from_pretrained(model, max_passage_tokens=cut)
+        encoder = ParallelEncoder(scorer)
+        out["dtype"] = str(scorer.dtype).removeprefix("torch.")
+        layer = encoder.encode(to_passages(["probe"])[0])
+        per_token = sum(
+            k[:, 0].numel() * k.element_size() + v[:, 0].numel() * v.element_size()
+            for k, v in zip(layer.keys, layer.values, strict=True)
+        )
+        out["bytes_per_cached_token"] = per_token
+        for count in (10, 20):
+            timings: dict[str, list[float]] = {"in_context": [], "cold": [], "warm": []}
+            tokens = []
+            for example in examples:
+                passages = to_passages(example.passages[:count])
+                scorer.score(example.question, passages)  # warm-up of this shape
+                t0 = time.perf_counter()
+                scorer.score(example.question, passages)
+                t1 = time.perf_counter()
+                encoded = [encoder.encode(p) for p in passages]
+                encoder.score_per_head([example.question], encoded)
+                t2 = time.perf_counter()
+                encoder.score_per_head([example.question], encoded)
+                t3 = time.perf_counter()
+                timings["in_context"].append(t1 - t0)
+                timings["cold"].append(t2 - t1)
+                timings["warm"].append(t3 - t2)
+                tokens.append(sum(e.length for e in encoded))
+            cell = {k: statistics.median(v) for k, v in timings.items()}
+            cell.update(cut=cut, candidates=count, passage_tokens=statistics.median(tokens))
+            cell["speedup_warm"] = cell["in_context"] / cell["warm"]
+            print(cell)
+            out["cells"].append(cell)
+    return out
+
+
 def main() -> None:
     """Fill a cache (``--task``) or write the report (``--report``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,10 +259,18 @@ def main() -> None:
     parser.add_argument("--split", choices=("select", "tune"), help="fill one dev split only")
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--speed", type=int, metavar="QUERIES", help="time the product settings on QUERIES queries")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("QRHEAD_STUDY_THREADS", torch.get_num_threads())))
+    if args.speed:
+        result = speed(args.model[0], args.speed)
+        result["command"] = "python research/study_passage_cache.py " + " ".join(sys.argv[1:])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return
     if not args.report:
         for model in args.model:
             print(build(model, args.task, args.cache_dir, args.limit, args.split))
