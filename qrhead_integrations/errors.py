@@ -61,3 +61,7 @@ class TokenCounterError(QRHeadError, RuntimeError):
     It cannot be built for a missing package or encoding file, or something that is not a counter at all; a
     negative, NaN or ``None`` answer is not a count.
     """
+
+
+class PassageCacheError(QRHeadError, RuntimeError):
+    """A passage cache file is damaged or belongs to another model or setting (it is then rebuilt)."""

@@ -161,10 +161,11 @@ class ParallelEncoder:
         for layer in range(self.depth + 1):
             keys = [opening_layers[layer].keys[0]]
             values = [opening_layers[layer].values[0]]
+            like = keys[0]  # stored entries may be 16-bit and on the CPU: read in the model's dtype and device
             for passage, start in zip(passages, starts, strict=True):
-                moved = self.rotate(passage.keys[layer], start - self.opening_length)
+                moved = self.rotate(passage.keys[layer].to(like), start - self.opening_length)
                 keys.append(moved / temperature if temperature != 1.0 else moved)
-                values.append(passage.values[layer])
+                values.append(passage.values[layer].to(like))
             cache.update(torch.cat(keys, dim=1)[None], torch.cat(values, dim=1)[None], layer)
         return cache, spans, cursor
 
