@@ -109,7 +109,7 @@ def test_threads_reading_and_writing_one_folder_agree(encoder: ParallelEncoder, 
     def work() -> None:
         try:
             results.append(_scores(encoder, PassageCache(directory=tmp_path)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
