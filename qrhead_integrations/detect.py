@@ -175,7 +175,7 @@ def example_head_scores(
     with ``random.Random(seed)``, one shuffle per example in order, so a given seed and example list always give
     the same prompts (and distributed workers can reproduce them).
     """
-    warn_if_uncalibrated(scorer.config.calibrate)
+    warn_if_uncalibrated(scorer.config.study.calibrate)
     depth = check_max_layer(max_layer, scorer.num_layers)
     heads: Any = "all"
     if depth < scorer.num_layers:
@@ -290,7 +290,7 @@ def detection_provenance(scorer: QRHeadScorer, seed: int | None, data: str | Non
         "candidate_order": "shuffled" if seed is not None else "as_given",
         "data": data,
         "date": _dt.date.today().isoformat(),
-        "calibrated": scorer.config.calibrate,
+        "calibrated": scorer.config.study.calibrate,
         "max_passage_tokens": scorer.config.max_passage_tokens,
     }
 

@@ -107,7 +107,7 @@ def test_windows_when_passages_exceed_the_context(tiny_scorer: QRHeadScorer) -> 
     small = tiny_scorer.with_config(max_length=256)
     with_windows = small.score("what orbits the earth", passages)
     builder = PromptBuilder(small.tokenizer, small.config.layout)
-    plans = small._windows(  # the window plan has no public form
+    plans = small.planner.windows(  # the window plan has no public form
         list(range(12)),
         {i: Passage(p[1], p[0]) for i, p in enumerate(passages)},
         [builder.tail_ids(t) for t in ("what orbits the earth", "N/A")],
@@ -128,12 +128,10 @@ def test_the_one_pass_window_check_gives_the_windows_of_the_full_count(tiny_scor
         small = tiny_scorer.with_config(max_length=length, max_passage_tokens=40)
         for n in (1, 3, 6, 12):
             items = [Passage(f"Passage {i}: " + "the moon orbits the earth. " * 6, f"T{i}") for i in range(n)]
-            cut, counts, _ = small._cut(items)
+            cut, counts, _ = small.planner.cut(items)
             assert counts is not None
-            fast = small._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
-            legacy = small.with_config()
-            legacy.legacy_host_path = True
-            full = legacy._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            fast = small.planner.windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            full = small.planner.windows(list(range(n)), dict(enumerate(cut)), tails)  # every block counted
             assert fast == full, (length, n)
 
 

@@ -14,14 +14,16 @@ from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
-from ..prompt import Passage
+from ..passages import Passage, to_passage
 from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 
 def read_passages(source: str) -> list[Passage]:
     """Passages from a JSONL file, a text file or ``-`` for standard input in either format.
 
-    A JSONL line is ``{"text", "title"?}`` or a JSON string; a text file holds one passage per non-blank line.
+    A JSONL line is a JSON object (``{"text", "title"?}``) or a JSON string, read by the package's one passage
+    parser (:func:`~qrhead_integrations.passages.to_passage`); any other line is one passage of plain text (a
+    line that starts with ``[`` too: ``[1] Paris...`` is text).
     """
     name = "<stdin>" if source == "-" else source
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -39,12 +41,12 @@ def read_passages(source: str) -> list[Passage]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from exc
-            if isinstance(item, str):
-                passages.append(Passage(text=item))
-            elif isinstance(item, dict) and isinstance(item.get("text"), str):
-                passages.append(Passage(text=item["text"], title=str(item.get("title") or "")))
-            else:
+            if not isinstance(item, str | dict):
                 raise DataFormatError(f"{name}, line {number}: expected a string or an object with 'text'")
+            try:
+                passages.append(to_passage(item, label="the passage"))
+            except QRHeadError as exc:
+                raise DataFormatError(f"{name}, line {number}: {exc}") from exc
         else:
             passages.append(Passage(text=line.strip()))
     return passages
@@ -125,7 +127,7 @@ def demo(
     from ..scorer import QRHeadScorer
 
     example = json.loads(resources.files("qrhead_integrations").joinpath("data/demo_hotpotqa.json").read_text("utf-8"))
-    passages = [Passage(text=p["text"], title=p["title"]) for p in example["passages"]]
+    passages = [to_passage(p) for p in example["passages"]]
     gold = set(example["gold_idx"])
     from ..models import needs_conversion
 

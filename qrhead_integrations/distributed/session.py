@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray.data import Dataset
 
+from .._checks import check_int
 from ..errors import InvalidInputError
 
 INSTALL_HINT = 'pip install "qrhead-integrations[ray]"'
@@ -82,8 +83,7 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
     the cluster (two 1-CPU workers on a 2-core laptop), the job would wait forever, so the reservation is
     shrunk to leave one CPU free; the actors still run ``int(cpus_per_worker)`` threads each.
     """
-    if workers < 1:
-        raise InvalidInputError(f"num_workers must be >= 1, got {workers}")
+    check_int(workers, "num_workers", minimum=1)
     if gpus_per_worker < 0 or cpus_per_worker <= 0:
         raise InvalidInputError(
             f"need num_gpus_per_worker >= 0 and num_cpus_per_worker > 0, got {gpus_per_worker}, {cpus_per_worker}"
@@ -105,8 +105,7 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
 
 def check_batch_size(batch_size: int) -> None:
     """Refuse a batch size below 1 (rows handed to an actor at a time)."""
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(batch_size, "batch_size", minimum=1)
 
 
 def set_threads(threads: int) -> None:
