@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from qrhead_integrations.errors import EmptyQueryError, PassageTypeError
-from tests.tiny_models import TextPathBuilder
 from qrhead_integrations.prompt import (
     INSTRUCTION,
     OPENING,
@@ -18,6 +17,7 @@ from qrhead_integrations.prompt import (
     to_passage,
     to_passages,
 )
+from tests.tiny_models import TextPathBuilder
 
 PASSAGES = [Passage("The moon orbits the earth.", "Moon"), Passage("Paris is the capital of France.")]
 
