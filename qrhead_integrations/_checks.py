@@ -8,8 +8,35 @@ message: ``bool`` is refused (``True`` is an ``int`` to Python, never a count to
 from __future__ import annotations
 
 import numbers
+from typing import Literal, overload
 
 from .errors import InvalidInputError, QRHeadError
+
+
+@overload
+def check_int(
+    value: object,
+    name: str,
+    *,
+    minimum: int = ...,
+    maximum: int | None = ...,
+    optional: Literal[False] = ...,
+    hint: str = ...,
+    error: type[QRHeadError] = ...,
+) -> int: ...
+
+
+@overload
+def check_int(
+    value: object,
+    name: str,
+    *,
+    minimum: int = ...,
+    maximum: int | None = ...,
+    optional: bool,
+    hint: str = ...,
+    error: type[QRHeadError] = ...,
+) -> int | None: ...
 
 
 def check_int(

@@ -252,8 +252,7 @@ def reciprocal_rank_fusion(
     Raises:
         InvalidInputError: ``k`` is negative, the weights do not match the rankings, or a ranking repeats an item.
     """
-    if k < 0:
-        raise InvalidInputError(f"k must be >= 0, got {k}")
+    check_int(k, "k")
     chosen = [1.0] * len(rankings) if weights is None else list(weights)
     if len(chosen) != len(rankings):
         raise InvalidInputError(f"{len(chosen)} weights for {len(rankings)} rankings")

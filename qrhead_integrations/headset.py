@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._checks import check_int
 from ._files import write_text_atomic
 from .errors import HeadSpecError
 
@@ -118,8 +119,7 @@ class HeadSet:
 
     def top(self, k: int) -> HeadSet:
         """The first ``k`` heads (the set is kept in rank order)."""
-        if k < 1:
-            raise HeadSpecError(f"top(k) needs k >= 1, got {k}")
+        check_int(k, "top(k)'s k", minimum=1, error=HeadSpecError)
         scores = None if self.scores is None else self.scores[:k]
         return HeadSet(self.heads[:k], scores, dict(self.provenance))
 

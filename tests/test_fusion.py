@@ -272,3 +272,54 @@ def test_rank_computes_bm25_for_an_agreement_without_a_lexical_share(tiny_scorer
     assert [r.score for r in tiny_scorer.rank(query, passages, fusion=gated)] == pytest.approx(
         sorted(expected, reverse=True)
     )
+
+
+def test_fusion_defaults_are_the_default_fusion() -> None:
+    """One fusion concept: ``Fusion()`` is the default fusion, and every way a fusion is written — keywords, a
+    mapping, a model preset's ``"_fusion"`` entry — fills the fields it does not name from the same defaults."""
+    from qrhead_integrations.fusion import DEFAULT_FUSION, as_fusion
+
+    assert Fusion() == DEFAULT_FUSION == Fusion(weight=0.1, lexical=0.5, form="scores")
+    assert as_fusion({}) == Fusion()
+    assert as_fusion({"weight": 0.2}) == Fusion(weight=0.2)
+
+
+def test_a_preset_fusion_entry_falls_back_to_fusions_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qrhead_integrations import presets
+    from qrhead_integrations.fusion import DEFAULT_FUSION, model_fusion
+
+    entries: dict[str, Any] = {"_fusion": {"weight": 0.2}}
+    monkeypatch.setattr(presets, "_lookup", lambda model_id: entries)
+    assert model_fusion("any") == Fusion(weight=0.2)  # form and lexical: Fusion's own defaults
+    entries.pop("_fusion")
+    assert model_fusion("any") == DEFAULT_FUSION == Fusion()
+
+
+def test_the_shipped_models_keep_their_fusion() -> None:
+    """What each bundled model's rankings fuse by, pinned: moving the defaults into ``Fusion`` changed none."""
+    from qrhead_integrations.fusion import model_fusion
+
+    small = Fusion(weight=0.1, lexical=0.5, k=60, agreement=None, form="scores")
+    assert model_fusion("smollm2-135m-instruct") == small
+    assert model_fusion("qwen2.5-coder-0.5b-instruct") == small
+    assert model_fusion("qwen2.5-coder-1.5b-instruct") == Fusion(weight=0.1, lexical=0.3, form="scores")
+    assert model_fusion("meta-llama/Llama-3.2-1B-Instruct") == small  # a model without its own entry
+
+
+def test_default_is_the_one_sentinel_for_the_scorers_fusion(tiny_scorer: QRHeadScorer) -> None:
+    """``"default"`` means the scorer's configured fusion wherever a fusion is taken; no other word does."""
+    from qrhead_integrations.fusion import MODEL_DEFAULT, as_fusion_setting
+
+    query, configured = "capital of France", tiny_scorer.with_config(fusion=Fusion(weight=0.2, lexical=0.3))
+    ranked = configured.rank(query, PASSAGES)
+    assert ranked == configured.rank(query, PASSAGES, fusion=MODEL_DEFAULT)
+    assert ranked == configured.rank(query, PASSAGES, fusion={"weight": 0.2, "lexical": 0.3})
+    assert as_fusion_setting(MODEL_DEFAULT) == MODEL_DEFAULT
+    with pytest.raises(InvalidInputError, match="fusion must be"):
+        tiny_scorer.rank(query, PASSAGES, fusion="config")  # type: ignore[arg-type]
+
+
+def test_a_weight_too_large_for_the_default_lexical_share_says_so() -> None:
+    with pytest.raises(InvalidInputError, match=r"lexical defaults to 0.5: give it too"):
+        Fusion(weight=0.7)
+    assert Fusion(weight=0.7, lexical=0.0).weight == 0.7

@@ -190,6 +190,27 @@ def test_bad_config_raises(tiny_llama: Any, tokenizer: Any) -> None:
         QRHeadScorer(tiny_llama, tokenizer, heads="1-0", query_part="instruction")
 
 
+def test_study_options_live_apart_and_keep_their_keyword_spellings(tiny_scorer: QRHeadScorer) -> None:
+    """The retired variants are one field, ``ScorerConfig.study``; the study scripts' keywords still reach it."""
+    import dataclasses
+
+    from qrhead_integrations import ScorerConfig
+    from qrhead_integrations.config import StudyOptions
+
+    assert {f.name for f in dataclasses.fields(ScorerConfig)}.isdisjoint({"calibrate", "outlier_filter", "query_part"})
+    assert ScorerConfig().study == StudyOptions(calibrate=True, outlier_filter=False, query_part="all")
+    by_keyword = tiny_scorer.with_config(calibrate=False, query_part="query", order="as_given")
+    study = StudyOptions(calibrate=False, query_part="query")
+    assert by_keyword.config.study == study and by_keyword.config.order == "as_given"
+    by_config = QRHeadScorer(
+        tiny_scorer.model, tiny_scorer.tokenizer, heads=tiny_scorer.heads, config=ScorerConfig(study=study)
+    )
+    assert by_config.score("moon", PASSAGES) == by_keyword.with_config(order="reversed").score("moon", PASSAGES)
+    assert by_keyword.with_config(outlier_filter=True).config.study == dataclasses.replace(study, outlier_filter=True)
+    with pytest.raises(TypeError, match="unknown scorer option"):
+        tiny_scorer.with_config(calibration=False)
+
+
 def test_query_too_long_for_the_context_raises(tiny_scorer: QRHeadScorer) -> None:
     with pytest.raises(InvalidInputError, match="no room"):
         tiny_scorer.with_config(max_length=128).score("what orbits the earth " * 20, PASSAGES)

@@ -13,8 +13,10 @@ import typer
 from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
+from ..headset import HeadSet
 from ..models import DEFAULT_MODEL
 from ..passages import Passage, to_passage
+from ..presets import default_preset
 from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 
@@ -50,6 +52,27 @@ def read_passages(source: str) -> list[Passage]:
         else:
             passages.append(Passage(text=line.strip()))
     return passages
+
+
+def heads_line(heads: HeadSet) -> str:
+    """One line saying which heads a scorer reads, in a user's words: the preset's name and what it is.
+
+    How a preset was detected (scripts, caches, splits) stays in its provenance, for maintainers.
+    """
+    provenance = heads.provenance
+    count = f"{len(heads)} heads"
+    preset = provenance.get("preset")
+    if preset:
+        default = default_preset(provenance.get("model"))
+        own = " (the model's default)" if default is not None and default.provenance.get("preset") == preset else ""
+        about = provenance.get("about")
+        return f"heads: the {preset!r} preset{own}, {count}" + (f" — {about}" if about else "")
+    method = provenance.get("method")
+    if method == "all":
+        return f"heads: all {count} of the model (it has no preset)"
+    if method == "layers":
+        return f"heads: every head of layer(s) {', '.join(map(str, heads.layers))}, {count}"
+    return f"heads: {count} as given ({heads})"
 
 
 def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -> Table:
@@ -143,7 +166,7 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise fail(exc) from exc
-    console.print(f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})")
+    console.print(heads_line(scorer.heads), highlight=False)
     console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(

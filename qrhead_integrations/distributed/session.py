@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -39,6 +40,25 @@ def ensure_ray(address: str | None = None, **init_kwargs: object) -> tuple[Modul
         return ray, False
     ray.init(address=address or None, **init_kwargs)
     return ray, True
+
+
+def quiet_ray(ray: ModuleType) -> dict[str, object]:
+    """Keep Ray's own chatter out of a command's output; return the ``ray.init`` options that do the rest.
+
+    Why: a ``qrhead batch`` run redirected to a log file otherwise collects a couple of hundred lines that are
+    Ray's, not the job's — its INFO lines, Ray Data's progress logged line by line when the output is not a
+    terminal, the C++ core's notes (an ``E`` line about actor restarts on every run) and the workers' own
+    output. Errors still surface: as Python exceptions, and per row in the ``error`` column. Ray Data keeps
+    writing its full log to the session's ``ray-data.log``.
+
+    Call before ``ray.init``; the options returned: Ray's driver logging at WARNING, workers' output not
+    forwarded. The C++ log level is only set when ``RAY_BACKEND_LOG_LEVEL`` is not (a caller's choice wins).
+    """
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for handler in logging.getLogger("ray.data").handlers:
+        if getattr(handler, "name", None) == "console":  # Ray Data's console handler; its file handler stays
+            handler.setLevel(logging.WARNING)
+    return {"logging_level": logging.WARNING, "log_to_driver": False}
 
 
 @dataclass(frozen=True)
