@@ -49,10 +49,18 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
         scorer: the shared scorer, or ``None``.
         given: the loading options the caller set (name → value), unset ones left out.
 
+    Also refuse ``fusion`` in ``scorer_kwargs``: a component's fusion is set in one place, its own option.
+
     Raises:
-        InvalidInputError: both a scorer and loading options (a ``ValueError``).
+        InvalidInputError: both a scorer and loading options, or ``fusion`` in ``scorer_kwargs`` (a ``ValueError``).
         TypeError: ``scorer`` is not a :class:`QRHeadScorer`.
     """
+    kwargs = given.get("scorer_kwargs")
+    if isinstance(kwargs, Mapping) and "fusion" in kwargs:
+        raise InvalidInputError(
+            "scorer_kwargs cannot set fusion: a component's fusion is set in one place, its own `fusion` option "
+            "(a compressor's: `lexical`)"
+        )
     if scorer is None:
         return
     if not isinstance(scorer, QRHeadScorer):

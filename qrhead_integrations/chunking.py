@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInputError, PassageTypeError, UnencodableTextError
+from ._checks import check_int
+from .errors import PassageTypeError, UnencodableTextError
 from .prompt import check_text
 
 if TYPE_CHECKING:
@@ -128,8 +129,7 @@ class Chunker:
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int = 256) -> None:
-        if max_tokens < 8:
-            raise InvalidInputError(f"max_tokens must be >= 8, got {max_tokens}")
+        check_int(max_tokens, "max_tokens", minimum=8)
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._checks import check_int
 from .chunking import Chunk, Chunker, to_documents
 from .errors import InvalidInputError
 from .fusion import Fusion, fuse_with_first_stage
@@ -147,14 +148,10 @@ class ContextCompressor:
     ) -> None:
         if budget_tokens is None and top_k is None:
             raise InvalidInputError("give budget_tokens, top_k, or both")
-        for name, value, low in (
-            ("budget_tokens", budget_tokens, 1),
-            ("top_k", top_k, 1),
-            ("keep_neighbors", keep_neighbors, 0),
-            ("max_chunk_tokens", max_chunk_tokens, 1),
-        ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(budget_tokens, "budget_tokens", minimum=1, optional=True)
+        check_int(top_k, "top_k", minimum=1, optional=True)
+        check_int(keep_neighbors, "keep_neighbors")
+        check_int(max_chunk_tokens, "max_chunk_tokens", minimum=1)
         if min_score is not None and (
             isinstance(min_score, bool) or not isinstance(min_score, int | float) or math.isnan(min_score)
         ):
@@ -168,7 +165,8 @@ class ContextCompressor:
         self.min_score = min_score
         self.separator = separator
         self.show_progress = show_progress
-        self.fusion = None if not lexical else Fusion(weight=0.0, lexical=lexical)
+        # Reciprocal ranks of QRHead and BM25 over the chunks (the form the compressor's default was chosen in).
+        self.fusion = None if not lexical else Fusion(weight=0.0, lexical=lexical, form="ranks")
 
     def compress(self, query: str, documents: str | Iterable[Any]) -> CompressionResult:
         """Compress ``documents`` (one ``str`` or a list) for ``query``."""

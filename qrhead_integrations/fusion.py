@@ -37,6 +37,8 @@ from typing import Final, Literal, TypeVar
 
 import numpy as np
 
+from . import presets
+from ._checks import check_int
 from .errors import InvalidInputError
 
 RRF_K = 60
@@ -48,6 +50,9 @@ FUSION_FORMS: Final[tuple[FusionForm, ...]] = ("ranks", "scores")
 
 
 Key = TypeVar("Key", bound=Hashable)
+
+DEFAULT_LEXICAL = 0.5
+"""The default BM25 share (:attr:`Fusion.lexical`), named for the message that a weight alone is too large."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,18 @@ class Fusion:
         agreement: the Kendall tau between the first stage's order and BM25 over the candidates at which the
             first stage's weight counts in full (in ``(0, 1]``; ``0``: in full whenever tau > 0); below it the
             weight shrinks linearly to nothing at tau <= 0 (module docstring). ``None``: always in full.
-        form: ``"ranks"`` (weighted RRF) or ``"scores"`` (weighted sum of per-query z-scores; ``k`` unused):
+        form: ``"scores"`` (weighted sum of per-query z-scores; ``k`` unused) or ``"ranks"`` (weighted RRF):
             see the module docstring.
+
+    ``Fusion()`` is the default fusion (:data:`DEFAULT_FUSION`): every field's default is the dev-chosen value,
+    so a model preset's ``"_fusion"`` entry, a mapping and a keyword call all fill unnamed fields the same way.
     """
 
-    weight: float = 0.5
-    lexical: float = 0.0
+    weight: float = 0.1
+    lexical: float = DEFAULT_LEXICAL
     k: int = RRF_K
     agreement: float | None = None
-    form: FusionForm = "ranks"
+    form: FusionForm = "scores"
 
     def __post_init__(self) -> None:
         """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
@@ -81,9 +89,11 @@ class Fusion:
             if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
                 raise InvalidInputError(f"fusion {name} must be in [0, 1], got {value!r}")
         if float(self.weight) + float(self.lexical) > 1.0:
-            raise InvalidInputError(f"fusion weight + lexical must be <= 1, got {self.weight} + {self.lexical}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
-            raise InvalidInputError(f"fusion k must be an int >= 0, got {self.k!r}")
+            raise InvalidInputError(
+                f"fusion weight + lexical must be <= 1, got {self.weight} + {self.lexical} (lexical defaults to "
+                f"{DEFAULT_LEXICAL}: give it too, e.g. Fusion(weight={self.weight}, lexical=0))"
+            )
+        check_int(self.k, "fusion k")
         if self.form not in FUSION_FORMS:
             raise InvalidInputError(f"fusion form must be 'ranks' or 'scores', got {self.form!r}")
 
@@ -93,19 +103,22 @@ class Fusion:
         return bool(self.lexical) or (self.agreement is not None and bool(self.weight))
 
 
-DEFAULT_FUSION: Fusion | None = Fusion(weight=0.1, lexical=0.5, form="scores")
-"""The default fusion of a model without its own (``None`` would mean QRHead alone). Chosen on dev data disjoint
-from the published evaluation rows, with each small model's default heads, on queries those heads were not
-detected on ("Defaults and why" in docs/results.md): the best mean of the cells at or above both model-free
-baselines on both tasks for both models. The weights by ``benchmarks/study_order_gate.py --unseen-only
-qwen2.5-coder-0.5b-instruct`` (scaling the weight by its agreement with BM25 qualified more cells but did not
-raise the best one); the form by ``benchmarks/study_fusion_form.py`` with the same option: z-scores chose the same
-weights and, cross-validated, were at or above ranks on both tasks for both models."""
+DEFAULT_FUSION: Fusion = Fusion()
+"""The default fusion of a model without its own: ``Fusion(weight=0.1, lexical=0.5, form="scores")``.
+
+Chosen on dev data disjoint from the published evaluation rows, with each small model's default heads, on queries
+those heads were not detected on (the defaults page of the docs): the best mean of the cells at or above both
+model-free baselines on both tasks for both models. Scaling the weight by its agreement with BM25 qualified more
+cells but did not raise the best one; z-scores chose the same weights as ranks and, cross-validated, were at or
+above them on both tasks for both models."""
 
 MODEL_DEFAULT: Final = "default"
-"""The ``fusion`` value meaning "the model's dev-chosen fusion": a bundled model's head presets may carry their
-own (``presets.model_fusion``), other models get :data:`DEFAULT_FUSION`. In an adapter it means "the scorer's
-configured fusion" (which is the model's unless the scorer was built with another)."""
+"""The one ``fusion`` value meaning "the model's own": what a model's head presets carry (:func:`model_fusion`),
+else :data:`DEFAULT_FUSION`. A scorer resolves it once, when it is built; a ranking call or an adapter given it
+uses the scorer's configured fusion (which is the model's own unless the scorer was built with another)."""
+
+FusionSetting = Fusion | float | Mapping[str, object] | Literal["default"] | None
+"""Every value a ``fusion=`` argument takes (see :func:`as_fusion_setting`)."""
 
 
 FUSION_HELP = (
@@ -126,26 +139,41 @@ LEXICAL_HELP = (
 
 
 def as_fusion_setting(value: object) -> Fusion | Literal["default"] | None:
-    """:func:`as_fusion`, letting :data:`MODEL_DEFAULT` through (an adapter's or a config's unresolved default)."""
+    """Any ``fusion=`` value, normalised where it enters: :data:`MODEL_DEFAULT`, a :class:`Fusion` or ``None``.
+
+    Accepted: :data:`MODEL_DEFAULT`, ``None`` (QRHead alone), a :class:`Fusion`, a mapping of its fields (unnamed
+    fields take :class:`Fusion`'s defaults, as in a preset's ``"_fusion"`` entry), or a number ``w``: the first
+    stage's weight alone, ``Fusion(weight=w, lexical=0, form="ranks")``.
+
+    Raises:
+        InvalidInputError: anything else, or out-of-range weights.
+    """
     return MODEL_DEFAULT if value == MODEL_DEFAULT else as_fusion(value)
 
 
 def as_fusion(value: object) -> Fusion | None:
-    """``None``, a :class:`Fusion`, a mapping of its fields, or a number, as a :class:`Fusion` (or ``None``).
-
-    A number is the first stage's weight, with no lexical share. This is the one conversion the scorer and the
-    adapters share.
+    """:func:`as_fusion_setting` for a value that cannot be the sentinel: a :class:`Fusion` or ``None``.
 
     Raises:
-        InvalidInputError: anything else, or out-of-range weights.
+        InvalidInputError: anything else (:data:`MODEL_DEFAULT` too), or out-of-range weights.
     """
     if value is None or isinstance(value, Fusion):
         return value
     if isinstance(value, Mapping):
         return Fusion(**value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Fusion(weight=value)
-    raise InvalidInputError(f"fusion must be None, a Fusion, a mapping or a number in [0, 1], got {value!r}")
+        return Fusion(weight=value, lexical=0.0, form="ranks")
+    raise InvalidInputError(f"fusion must be 'default', None, a Fusion, a mapping or a number in [0, 1], got {value!r}")
+
+
+def model_fusion(model_id: str | None) -> Fusion | None:
+    """The fusion a model's rankings use by default (:data:`MODEL_DEFAULT` resolved), chosen on its dev data.
+
+    Its presets' ``"_fusion"`` entry, read as any mapping is (:func:`as_fusion`: ``None`` for QRHead alone); else
+    :data:`DEFAULT_FUSION`.
+    """
+    entry = presets.fusion_entry(model_id)
+    return DEFAULT_FUSION if entry is presets.NO_ENTRY else as_fusion(entry)
 
 
 def rank_order(scores: Sequence[float]) -> list[int]:
@@ -224,8 +252,7 @@ def reciprocal_rank_fusion(
     Raises:
         InvalidInputError: ``k`` is negative, the weights do not match the rankings, or a ranking repeats an item.
     """
-    if k < 0:
-        raise InvalidInputError(f"k must be >= 0, got {k}")
+    check_int(k, "k")
     chosen = [1.0] * len(rankings) if weights is None else list(weights)
     if len(chosen) != len(rankings):
         raise InvalidInputError(f"{len(chosen)} weights for {len(rankings)} rankings")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_int
 from .errors import InvalidInputError
 from .prompt import Passage, check_query, to_passage, to_passages
 
@@ -152,8 +153,7 @@ class BM25Index:
         Raises:
             ValueError: ``k`` is negative.
         """
-        if k < 0:
-            raise InvalidInputError(f"k must be >= 0, got {k}")
+        check_int(k, "k")
         scores = self.scores(query)
         candidates = np.flatnonzero(scores > 0)
         if len(candidates) > k:

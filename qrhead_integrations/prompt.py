@@ -18,16 +18,33 @@ markup is parsed for special tokens.
 
 from __future__ import annotations
 
-import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .assembly import Assembler, TextIds, assembly_safe, offsets_array
-from .errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
+from .errors import InvalidInputError
+from .passages import Passage, PassageLike, check_query, check_text, to_passage, to_passages
+
+__all__ = [  # Passage and its parser live in .passages; re-exported here, where callers always found them
+    "INSTRUCTION",
+    "NULL_QUERY",
+    "OPENING",
+    "PASSAGE_SEPARATOR",
+    "EncodedPrompt",
+    "Layout",
+    "Passage",
+    "PassageLike",
+    "PromptBuilder",
+    "check_query",
+    "check_text",
+    "passage_block",
+    "to_passage",
+    "to_passages",
+]
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding, PreTrainedTokenizerBase
@@ -53,97 +70,6 @@ _PROBES = (
 """Awkward passage texts the assembled body must reproduce (:meth:`PromptBuilder._assembly_agrees`)."""
 
 Layout = Literal["auto", "chat", "plain"]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_text(value: object, what: str) -> str:
-    """``value`` if it is a ``str`` a tokenizer can encode; else a typed error naming ``what``.
-
-    Raises:
-        PassageTypeError: not a ``str`` (``None``, bytes, a number...).
-        UnencodableTextError: a lone surrogate (Python lets ``str`` hold one; no UTF-8 encoder accepts it).
-    """
-    if not isinstance(value, str):
-        raise PassageTypeError(f"{what} must be a str, got {type(value).__name__}")
-    found = _SURROGATE.search(value)
-    if found is not None:
-        raise UnencodableTextError(
-            f"{what} holds a lone surrogate U+{ord(found.group()):04X} at character {found.start()}: it cannot be "
-            "encoded; clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
-        )
-    return value
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One candidate passage: its text and an optional title (shown on the marker line).
-
-    Both must be ``str`` a tokenizer can encode (checked here, so a bad passage fails before any model work).
-    """
-
-    text: str
-    title: str = ""
-
-    def __post_init__(self) -> None:
-        """Check both texts (a typed error for a non-``str`` or unencodable one)."""
-        check_text(self.text, "passage text")
-        check_text(self.title, "passage title")
-
-    @property
-    def is_empty(self) -> bool:
-        """True when there is nothing to attend to: no text and no title besides whitespace."""
-        return not self.text.strip() and not self.title.strip()
-
-
-PassageLike = str | Passage | Sequence[str] | Mapping[str, Any]
-"""Accepted passage inputs: ``str``, :class:`Passage`, ``(title, text)``, or a mapping with ``text``/``title``."""
-
-
-def to_passage(item: object, index: int = 0) -> Passage:
-    """Normalise one passage input, raising a typed error naming its index for non-text or unencodable input."""
-    try:
-        return _to_passage(item, index)
-    except UnencodableTextError as exc:
-        raise UnencodableTextError(f"passage {index}: {exc}") from None
-
-
-def _to_passage(item: object, index: int) -> Passage:
-    if isinstance(item, Passage):
-        return item
-    if isinstance(item, str):
-        return Passage(text=item)
-    if isinstance(item, Mapping):
-        text = item.get("text", item.get("page_content"))
-        title = item.get("title", "") or ""
-        if not isinstance(text, str) or not isinstance(title, str):
-            raise PassageTypeError(
-                f"passage {index}: a mapping needs a str 'text' (and optional str 'title'); got keys {sorted(item)}"
-            )
-        return Passage(text=text, title=title)
-    if isinstance(item, Sequence) and not isinstance(item, bytes | bytearray) and len(item) == 2:
-        title, text = item
-        if isinstance(title, str) and isinstance(text, str):
-            return Passage(text=text, title=title)
-    raise PassageTypeError(
-        f"passage {index}: expected str, (title, text) or a mapping with 'text'; got {type(item).__name__}"
-    )
-
-
-def to_passages(items: Iterable[Any]) -> list[Passage]:
-    """Normalise a sequence of passage inputs (a bare ``str`` is rejected: it is one passage, not a list)."""
-    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
-        raise PassageTypeError("passages must be a list of passages, not a single string or non-iterable")
-    return [to_passage(item, i) for i, item in enumerate(items)]
-
-
-def check_query(query: object) -> str:
-    """Return the query, or raise a typed error for non-text or empty queries."""
-    text = check_text(query, "the query")
-    if not text.strip():
-        raise EmptyQueryError("the query is empty: QRHead scores passages by the attention of query tokens")
-    return text
 
 
 def passage_block(number: int, passage: Passage) -> str:
@@ -174,10 +100,6 @@ class PromptBuilder:
             uses the template when the tokenizer has one.
     """
 
-    direct_backend = True
-    """Encode prompt bodies with a fast tokenizer's backend directly (see :meth:`_encode_body`); ``False``
-    goes through the ``transformers`` wrapper (the previous path, kept for the throughput benchmark)."""
-
     def __init__(self, tokenizer: PreTrainedTokenizerBase, layout: Layout = "auto") -> None:
         self.tokenizer = tokenizer
         self.layout = self._choose_layout(layout)
@@ -192,7 +114,7 @@ class PromptBuilder:
     @property
     def assembles(self) -> bool:
         """Whether prompt bodies are assembled from the cut's ids (:mod:`.assembly`) when the caller has them."""
-        return self.direct_backend and self._assembler is not None
+        return self._assembler is not None
 
     def _assembly_agrees(self) -> bool:
         """The assembled body of awkward probe passages equals the tokenised text (else: the text path only)."""
@@ -263,9 +185,9 @@ class PromptBuilder:
 
         Called directly, it skips the ``transformers`` wrapper, which spends about as long turning an encoding into
         Python lists as the backend spends tokenising (same ids and offsets: tested on every tokenizer in the
-        tests). ``None`` for a slow tokenizer, or when :attr:`direct_backend` is off.
+        tests). ``None`` for a slow tokenizer.
         """
-        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.direct_backend else None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None or not hasattr(backend, "encode_special_tokens"):
             return None
         # The flag ``split_special_tokens=True`` sets in the wrapper, which leaves it set too (every user-text
@@ -342,7 +264,7 @@ class PromptBuilder:
 
     def tail_ids(self, query: str) -> list[int]:
         """Token ids after the prefix for ``query``: the query text and the template end."""
-        if query == NULL_QUERY and self.direct_backend:
+        if query == NULL_QUERY:  # the same ids every call: kept from construction
             return list(self._null_tail)
         return self._user_ids(query) + self.after_ids
 

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from qrhead_integrations import QRHeadScorer, capture
 from qrhead_integrations.assembly import Assembler, _anchors, assembly_safe
+from qrhead_integrations.plan import Planner
 from qrhead_integrations.prompt import Passage, PromptBuilder
-from tests.tiny_models import tiny_tokenizer
+from tests.tiny_models import TextPathBuilder, tiny_tokenizer
 
 STYLES = ("gpt2", "qwen2")
 """Tokenizer families that assemble (SmolLM2's and the bundled Qwen models' splitting)."""
@@ -40,8 +41,7 @@ TEXT = st.lists(st.tuples(WORD, GAP), max_size=40).map(lambda parts: "".join(w +
 def _builders(style: str, chat: bool = True) -> tuple[PromptBuilder, PromptBuilder]:
     """(a builder that assembles, the pre-#18 text path on the same tokenizer)."""
     tokenizer = tiny_tokenizer(chat_template=chat, style=style)
-    fast, text_path = PromptBuilder(tokenizer), PromptBuilder(tokenizer)
-    text_path.direct_backend = False
+    fast, text_path = PromptBuilder(tokenizer), TextPathBuilder(tokenizer)
     assert fast.assembles and not text_path.assembles
     return fast, text_path
 
@@ -100,8 +100,7 @@ def test_tokenizers_whose_splitting_is_not_local_use_the_text_path() -> None:
     assert not builder.assembles
     with pytest.raises(RuntimeError, match="assembles"):
         builder.truncate_encoded(AWKWARD, 5)
-    wrapper = PromptBuilder(metaspace)
-    wrapper.direct_backend = False
+    wrapper = TextPathBuilder(metaspace)
     assert builder.encode(AWKWARD, ["q"]) == wrapper.encode(AWKWARD, ["q"])
 
 
@@ -117,18 +116,24 @@ def test_a_probe_that_disagrees_turns_assembly_off(monkeypatch: pytest.MonkeyPat
     assert not PromptBuilder(tiny_tokenizer()).assembles
 
 
+def _on_the_text_path(scorer: QRHeadScorer) -> QRHeadScorer:
+    """A scorer over the same model whose prompts are tokenised as text (no assembly, no direct backend)."""
+    other = scorer.with_config()
+    other.planner = Planner(TextPathBuilder(scorer.tokenizer, scorer.config.layout), other.config, other.context_length)
+    assert not other.planner.builder.assembles
+    return other
+
+
 def test_the_scorer_gives_the_same_scores_with_and_without_assembly(tiny_scorer: QRHeadScorer) -> None:
     """End to end, debiased orders and several windows included: identical scores (float32)."""
     capped = tiny_scorer.with_config(max_passage_tokens=12, debias=True, max_length=200)
-    legacy = capped.with_config()
-    legacy.legacy_host_path = True
+    legacy = _on_the_text_path(capped)
     passages = [p for p in AWKWARD if p.text.strip()] * 2
     assert capped._builder.assembles
     assert capped.score("what orbits the earth", passages) == legacy.score("what orbits the earth", passages)
     # A passage longer than the context is cut again by the windows: a prefix of what its ids read.
     tight = tiny_scorer.with_config(max_passage_tokens=400, max_length=160)
-    loose = tight.with_config()
-    loose.legacy_host_path = True
+    loose = _on_the_text_path(tight)
     longer = [Passage("the moon orbits the earth " * 40, "Long"), *passages[:3]]
     with pytest.warns(UserWarning, match="cut to fit"):
         assembled = tight.score("what orbits the earth", longer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def test_captured_attention_matches_eager(kind: str, tokenizer: Any) -> None:
     encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
         to_passages(PASSAGES), ["Which city is the capital of France?", "N/A"]
     )
-    weights = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    weights = scorer.forwards.capture(encoded)
     prefix_len = len(encoded.prefix_ids)
     assert prefix_len > 40  # far beyond gemma3's 8-token window: the sliding mask and cache matter
     assert encoded.shared_rows > 10  # the instruction's rows are captured in the prefix pass
@@ -62,9 +63,9 @@ def test_many_tails_equal_one_tail_per_call(
     assert len({len(t) for t in encoded.tails}) == len(queries)  # every tail a different length
     # llama's cache keeps every position, so its tails are packed; gemma3's sliding layers are not.
     assert capture.can_crop(capture.new_cache(scorer.model)) == (kind == "llama")
-    together = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    together = scorer.forwards.capture(encoded)
     for tail, many in zip(encoded.tails, together, strict=True):
-        (alone,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, [tail])
+        (alone,) = scorer.forwards.capture(replace(encoded, tails=[tail]))
         torch.testing.assert_close(many, alone, atol=1e-6, rtol=0)
 
 
@@ -83,7 +84,7 @@ def test_sliding_window_layers_see_only_their_window(tokenizer: Any) -> None:
     encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
         to_passages(PASSAGES), ["capital of France?"]
     )
-    (weights,) = scorer._capture(encoded.prefix_ids, encoded.shared_rows, encoded.tails)
+    (weights,) = scorer.forwards.capture(encoded)
     window_layer, full_layer = weights[0], weights[1]
     # Layer 0 slides over 8 tokens: the query part's first row (the instruction's first token) sees the 7
     # tokens before it and nothing earlier; layer 1 is full attention and sees every prefix token.
@@ -173,7 +174,7 @@ def test_query_part_query_reads_only_the_query_tail(kind: str, tokenizer: Any) -
         tiny_model(kind), tokenizer, heads=HEADS, model_id=f"tiny-{kind}", order="as_given", query_part="query"
     )
     query = "Which city is the capital of France?"
-    encoded = scorer._builder.encode(scorer._cut(to_passages(PASSAGES))[0], [query, "N/A"])
+    encoded = scorer._builder.encode(scorer.planner.cut(to_passages(PASSAGES))[0], [query, "N/A"])
     prefix_len = len(encoded.prefix_ids)
     heads = list(scorer.heads)
     own, null = (_eager_reference(kind, encoded.prefix_ids + t, len(t), heads)[:, :prefix_len] for t in encoded.tails)

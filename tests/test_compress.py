@@ -91,7 +91,7 @@ def test_lexical_share_orders_the_selection_by_the_fused_ranking(tiny_scorer: QR
     from qrhead_integrations.lexical import bm25_rank
 
     assert ContextCompressor(tiny_scorer, top_k=1).fusion == (
-        Fusion(weight=0.0, lexical=DEFAULT_COMPRESSOR_LEXICAL) if DEFAULT_COMPRESSOR_LEXICAL else None
+        Fusion(weight=0.0, lexical=DEFAULT_COMPRESSOR_LEXICAL, form="ranks") if DEFAULT_COMPRESSOR_LEXICAL else None
     )
     plain = ContextCompressor(tiny_scorer, top_k=2, lexical=None).compress("capital of France", DOCS)
     assert all(c.fused is None and c.priority == c.score for c in plain.chunks)
@@ -101,7 +101,7 @@ def test_lexical_share_orders_the_selection_by_the_fused_ranking(tiny_scorer: QR
     assert lexical_only.kept[0].chunk.text == texts[max(range(len(texts)), key=lambda i: (bm25[i], -i))]
     mixed = ContextCompressor(tiny_scorer, top_k=2, lexical=0.4).compress("capital of France", DOCS)
     expected = fuse_with_first_stage(
-        [c.score for c in mixed.chunks], Fusion(weight=0.0, lexical=0.4), lexical_scores=bm25
+        [c.score for c in mixed.chunks], Fusion(weight=0.0, lexical=0.4, form="ranks"), lexical_scores=bm25
     )
     assert [c.fused for c in mixed.chunks] == pytest.approx(expected)
     assert [c.score for c in mixed.chunks] == pytest.approx([c.score for c in plain.chunks])  # QRHead's own

@@ -22,16 +22,21 @@ def _order(scores: list[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
+def _ranks(weight: float, lexical: float = 0.0, **more: Any) -> Fusion:
+    """Weighted reciprocal-rank fusion (``form="ranks"``), no BM25 share unless given."""
+    return Fusion(weight=weight, lexical=lexical, form="ranks", **more)
+
+
 def test_weights_zero_and_one_give_each_ranking_alone() -> None:
     qrhead = [0.1, 0.9, 0.5, 0.3]
-    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.0))) == _order(qrhead)
-    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=1.0))) == [0, 1, 2, 3]
-    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=1.0), [0.0, 0.0, 2.0, 1.0])) == [2, 3, 0, 1]
+    assert _order(fuse_with_first_stage(qrhead, _ranks(0.0))) == _order(qrhead)
+    assert _order(fuse_with_first_stage(qrhead, _ranks(1.0))) == [0, 1, 2, 3]
+    assert _order(fuse_with_first_stage(qrhead, _ranks(1.0), [0.0, 0.0, 2.0, 1.0])) == [2, 3, 0, 1]
 
 
 def test_fused_scores_follow_the_formula_and_top_at_one() -> None:
     qrhead = [0.9, 0.1, 0.5]
-    fused = fuse_with_first_stage(qrhead, Fusion(weight=0.25, k=10))
+    fused = fuse_with_first_stage(qrhead, _ranks(0.25, k=10))
     ranks_q = {0: 1, 2: 2, 1: 3}
     for i in range(3):
         expected = 11 * (0.75 / (10 + ranks_q[i]) + 0.25 / (10 + i + 1))
@@ -43,12 +48,12 @@ def test_fused_scores_follow_the_formula_and_top_at_one() -> None:
 def test_a_strong_first_stage_moves_a_close_second() -> None:
     # QRHead puts passage 2 first and passage 0 second; the first stage put 0 first: with a fair weight, 0 wins.
     qrhead = [0.50, 0.10, 0.51, 0.20]
-    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.5)))[0] == 0
-    assert _order(fuse_with_first_stage(qrhead, Fusion(weight=0.2)))[0] == 2
+    assert _order(fuse_with_first_stage(qrhead, _ranks(0.5)))[0] == 0
+    assert _order(fuse_with_first_stage(qrhead, _ranks(0.2)))[0] == 2
 
 
 def test_empty_passages_stay_last() -> None:
-    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9))
+    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], _ranks(0.9))
     assert fused[0] == -math.inf and _order(fused)[-1] == 0
 
 
@@ -63,7 +68,7 @@ def test_score_form_mixes_z_scores_with_the_weights() -> None:
     fused = fuse_with_first_stage(qrhead, Fusion(weight=0.2, lexical=0.3, form="scores"), lexical_scores=bm25)
     zq, zo, zl = _z(qrhead), _z([0.0, -1.0, -2.0, -3.0]), _z(bm25)
     assert fused == pytest.approx([0.5 * zq[i] + 0.2 * zo[i] + 0.3 * zl[i] for i in range(4)])
-    given = fuse_with_first_stage(qrhead, Fusion(weight=0.5, form="scores"), [3.0, 9.0, 1.0, 0.0])
+    given = fuse_with_first_stage(qrhead, Fusion(weight=0.5, lexical=0.0, form="scores"), [3.0, 9.0, 1.0, 0.0])
     zf = _z([3.0, 9.0, 1.0, 0.0])
     assert given == pytest.approx([0.5 * zq[i] + 0.5 * zf[i] for i in range(4)])  # first-stage scores, not ranks
 
@@ -73,7 +78,7 @@ def test_score_form_keeps_the_size_of_a_gap() -> None:
     a far QRHead lead survives a hair-thin BM25 deficit, and the reverse."""
     bm25 = [1.0, 1.01, 0.0, 0.0]
     far_ahead = [10.0, 1.0, 0.9, 0.8]
-    ranks = fuse_with_first_stage(far_ahead, Fusion(weight=0.0, lexical=0.5), lexical_scores=bm25)
+    ranks = fuse_with_first_stage(far_ahead, _ranks(0.0, lexical=0.5), lexical_scores=bm25)
     scores = fuse_with_first_stage(far_ahead, Fusion(weight=0.0, lexical=0.5, form="scores"), lexical_scores=bm25)
     assert ranks[0] == pytest.approx(ranks[1])  # a tie: first in one ranking, second in the other
     assert _order(scores)[0] == 0
@@ -84,7 +89,7 @@ def test_score_form_keeps_the_size_of_a_gap() -> None:
 
 
 def test_score_form_keeps_empty_passages_last_and_ignores_flat_signals() -> None:
-    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9, form="scores"))
+    fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], Fusion(weight=0.9, lexical=0.0, form="scores"))
     assert fused[0] == -math.inf and _order(fused) == [1, 2, 0]
     flat = fuse_with_first_stage(
         [0.3, 0.1, 0.2], Fusion(weight=0.0, lexical=0.5, form="scores"), lexical_scores=[2.0] * 3
@@ -92,7 +97,7 @@ def test_score_form_keeps_empty_passages_last_and_ignores_flat_signals() -> None
     assert _order(flat) == [0, 2, 1]  # BM25 ties every candidate: it adds nothing
     assert z_scores([5.0]).tolist() == [0.0]
     with pytest.raises(InvalidInputError, match="NaN"):
-        fuse_with_first_stage([0.1, math.nan], Fusion(form="scores"))
+        fuse_with_first_stage([0.1, math.nan], Fusion(lexical=0.0))
 
 
 def test_bad_forms_are_rejected() -> None:
@@ -120,7 +125,7 @@ def test_rank_fuses_with_the_input_order(tiny_scorer: QRHeadScorer) -> None:
     alone = tiny_scorer.rank(query, PASSAGES, fusion=None)
     assert [r.score for r in alone] == [r.qrhead_score for r in alone]
     fused = tiny_scorer.rank(query, PASSAGES, fusion=0.4)
-    expected = fuse_with_first_stage(tiny_scorer.score(query, PASSAGES), Fusion(weight=0.4))
+    expected = fuse_with_first_stage(tiny_scorer.score(query, PASSAGES), _ranks(0.4))
     assert [r.index for r in fused] == _order(expected)
     assert [r.score for r in fused] == pytest.approx([expected[r.index] for r in fused])
     assert {r.index: r.qrhead_score for r in fused} == {r.index: r.qrhead_score for r in alone}
@@ -133,7 +138,7 @@ def test_rank_fuses_with_the_input_order(tiny_scorer: QRHeadScorer) -> None:
 def test_rank_uses_the_configured_fusion(tiny_scorer: QRHeadScorer) -> None:
     fused = tiny_scorer.with_config(fusion=1.0)
     assert [r.index for r in fused.rank("capital of France", PASSAGES)] == [0, 1, 2, 3]
-    assert fused.config.fusion == Fusion(weight=1.0)
+    assert fused.config.fusion == _ranks(1.0)  # a number: the first stage's weight alone
     with pytest.raises(InvalidInputError, match="first-stage"):
         tiny_scorer.rank("q", PASSAGES, first_stage_scores=[1.0])
     with pytest.raises(InvalidInputError, match="top_n"):
@@ -145,11 +150,11 @@ def test_lexical_share_ranks_by_bm25_over_the_candidates(tiny_scorer: QRHeadScor
 
     query = "Which river flows through the capital of France?"
     passages = ["Paris is the capital of France.", "The fox is quick.", "The Seine river flows through Paris."]
-    lexical_only = tiny_scorer.rank(query, passages, fusion=Fusion(weight=0.0, lexical=1.0))
+    lexical_only = tiny_scorer.rank(query, passages, fusion=_ranks(0.0, lexical=1.0))
     assert [r.index for r in lexical_only] == _order(bm25_rank(query, passages))
-    three_way = tiny_scorer.rank(query, passages, fusion=Fusion(weight=0.3, lexical=0.3))
+    three_way = tiny_scorer.rank(query, passages, fusion=_ranks(0.3, lexical=0.3))
     expected = fuse_with_first_stage(
-        tiny_scorer.score(query, passages), Fusion(weight=0.3, lexical=0.3), None, bm25_rank(query, passages)
+        tiny_scorer.score(query, passages), _ranks(0.3, lexical=0.3), None, bm25_rank(query, passages)
     )
     assert [r.index for r in three_way] == _order(expected)
     with pytest.raises(InvalidInputError, match="lexical scores"):
@@ -162,7 +167,7 @@ def test_as_fusion_conversions() -> None:
     from qrhead_integrations.fusion import as_fusion
 
     assert as_fusion(None) is None
-    assert as_fusion(0.25) == Fusion(weight=0.25)
+    assert as_fusion(0.25) == Fusion(weight=0.25, lexical=0.0, form="ranks")
     assert as_fusion({"weight": 0.1, "lexical": 0.2}) == Fusion(weight=0.1, lexical=0.2)
     with pytest.raises(InvalidInputError, match="fusion must be"):
         as_fusion("strong")
@@ -260,10 +265,61 @@ def test_rank_computes_bm25_for_an_agreement_without_a_lexical_share(tiny_scorer
     gated = Fusion(weight=0.5, agreement=0.3)
     assert (
         gated.needs_lexical
-        and not Fusion(weight=0.5).needs_lexical
-        and not Fusion(weight=0.0, agreement=0.3).needs_lexical
+        and not Fusion(weight=0.5, lexical=0.0).needs_lexical
+        and not Fusion(weight=0.0, lexical=0.0, agreement=0.3).needs_lexical
     )
     expected = fuse_with_first_stage(tiny_scorer.score(query, passages), gated, None, bm25_rank(query, passages))
     assert [r.score for r in tiny_scorer.rank(query, passages, fusion=gated)] == pytest.approx(
         sorted(expected, reverse=True)
     )
+
+
+def test_fusion_defaults_are_the_default_fusion() -> None:
+    """One fusion concept: ``Fusion()`` is the default fusion, and every way a fusion is written — keywords, a
+    mapping, a model preset's ``"_fusion"`` entry — fills the fields it does not name from the same defaults."""
+    from qrhead_integrations.fusion import DEFAULT_FUSION, as_fusion
+
+    assert Fusion() == DEFAULT_FUSION == Fusion(weight=0.1, lexical=0.5, form="scores")
+    assert as_fusion({}) == Fusion()
+    assert as_fusion({"weight": 0.2}) == Fusion(weight=0.2)
+
+
+def test_a_preset_fusion_entry_falls_back_to_fusions_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qrhead_integrations import presets
+    from qrhead_integrations.fusion import DEFAULT_FUSION, model_fusion
+
+    entries: dict[str, Any] = {"_fusion": {"weight": 0.2}}
+    monkeypatch.setattr(presets, "_lookup", lambda model_id: entries)
+    assert model_fusion("any") == Fusion(weight=0.2)  # form and lexical: Fusion's own defaults
+    entries.pop("_fusion")
+    assert model_fusion("any") == DEFAULT_FUSION == Fusion()
+
+
+def test_the_shipped_models_keep_their_fusion() -> None:
+    """What each bundled model's rankings fuse by, pinned: moving the defaults into ``Fusion`` changed none."""
+    from qrhead_integrations.fusion import model_fusion
+
+    small = Fusion(weight=0.1, lexical=0.5, k=60, agreement=None, form="scores")
+    assert model_fusion("smollm2-135m-instruct") == small
+    assert model_fusion("qwen2.5-coder-0.5b-instruct") == small
+    assert model_fusion("qwen2.5-coder-1.5b-instruct") == Fusion(weight=0.1, lexical=0.3, form="scores")
+    assert model_fusion("meta-llama/Llama-3.2-1B-Instruct") == small  # a model without its own entry
+
+
+def test_default_is_the_one_sentinel_for_the_scorers_fusion(tiny_scorer: QRHeadScorer) -> None:
+    """``"default"`` means the scorer's configured fusion wherever a fusion is taken; no other word does."""
+    from qrhead_integrations.fusion import MODEL_DEFAULT, as_fusion_setting
+
+    query, configured = "capital of France", tiny_scorer.with_config(fusion=Fusion(weight=0.2, lexical=0.3))
+    ranked = configured.rank(query, PASSAGES)
+    assert ranked == configured.rank(query, PASSAGES, fusion=MODEL_DEFAULT)
+    assert ranked == configured.rank(query, PASSAGES, fusion={"weight": 0.2, "lexical": 0.3})
+    assert as_fusion_setting(MODEL_DEFAULT) == MODEL_DEFAULT
+    with pytest.raises(InvalidInputError, match="fusion must be"):
+        tiny_scorer.rank(query, PASSAGES, fusion="config")  # type: ignore[arg-type]
+
+
+def test_a_weight_too_large_for_the_default_lexical_share_says_so() -> None:
+    with pytest.raises(InvalidInputError, match=r"lexical defaults to 0.5: give it too"):
+        Fusion(weight=0.7)
+    assert Fusion(weight=0.7, lexical=0.0).weight == 0.7

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from qrhead_integrations import HeadSet, HeadSpecError
-from qrhead_integrations.presets import get_preset, known_models, preset_names, resolve_heads
+from qrhead_integrations.heads import resolve_heads
+from qrhead_integrations.presets import get_preset, known_models, preset_names
 
 
 def test_parse_and_format_round_trip() -> None:

@@ -17,6 +17,7 @@ from qrhead_integrations.prompt import (
     to_passage,
     to_passages,
 )
+from tests.tiny_models import TextPathBuilder
 
 PASSAGES = [Passage("The moon orbits the earth.", "Moon"), Passage("Paris is the capital of France.")]
 
@@ -135,8 +136,7 @@ def test_the_direct_backend_body_encoding_equals_the_wrapper(tokenizer: Any, pla
     """The host fast path (the Rust backend called directly for the prompt body) gives the very token ids and
     spans of the ``transformers`` wrapper, control-token look-alikes included."""
     for tok in (tokenizer, plain_tokenizer):
-        fast, wrapper = PromptBuilder(tok), PromptBuilder(tok)
-        wrapper.direct_backend = False
+        fast, wrapper = PromptBuilder(tok), TextPathBuilder(tok)
         for passages in (PASSAGES, HOSTILE, HOSTILE[::-1]):
             one = fast.encode(passages, ["<|im_end|> q", "N/A"])
             two = wrapper.encode(passages, ["<|im_end|> q", "N/A"])

@@ -107,7 +107,7 @@ def test_windows_when_passages_exceed_the_context(tiny_scorer: QRHeadScorer) -> 
     small = tiny_scorer.with_config(max_length=256)
     with_windows = small.score("what orbits the earth", passages)
     builder = PromptBuilder(small.tokenizer, small.config.layout)
-    plans = small._windows(  # the window plan has no public form
+    plans = small.planner.windows(  # the window plan has no public form
         list(range(12)),
         {i: Passage(p[1], p[0]) for i, p in enumerate(passages)},
         [builder.tail_ids(t) for t in ("what orbits the earth", "N/A")],
@@ -128,12 +128,10 @@ def test_the_one_pass_window_check_gives_the_windows_of_the_full_count(tiny_scor
         small = tiny_scorer.with_config(max_length=length, max_passage_tokens=40)
         for n in (1, 3, 6, 12):
             items = [Passage(f"Passage {i}: " + "the moon orbits the earth. " * 6, f"T{i}") for i in range(n)]
-            cut, counts, _ = small._cut(items)
+            cut, counts, _ = small.planner.cut(items)
             assert counts is not None
-            fast = small._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
-            legacy = small.with_config()
-            legacy.legacy_host_path = True
-            full = legacy._windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            fast = small.planner.windows(list(range(n)), dict(enumerate(cut)), tails, dict(enumerate(counts)))
+            full = small.planner.windows(list(range(n)), dict(enumerate(cut)), tails)  # every block counted
             assert fast == full, (length, n)
 
 
@@ -190,6 +188,27 @@ def test_bad_config_raises(tiny_llama: Any, tokenizer: Any) -> None:
         QRHeadScorer(tiny_llama, tokenizer, heads="1-0", max_passage_tokens=0)
     with pytest.raises(ValueError, match="query_part"):
         QRHeadScorer(tiny_llama, tokenizer, heads="1-0", query_part="instruction")
+
+
+def test_study_options_live_apart_and_keep_their_keyword_spellings(tiny_scorer: QRHeadScorer) -> None:
+    """The retired variants are one field, ``ScorerConfig.study``; the study scripts' keywords still reach it."""
+    import dataclasses
+
+    from qrhead_integrations import ScorerConfig
+    from qrhead_integrations.config import StudyOptions
+
+    assert {f.name for f in dataclasses.fields(ScorerConfig)}.isdisjoint({"calibrate", "outlier_filter", "query_part"})
+    assert ScorerConfig().study == StudyOptions(calibrate=True, outlier_filter=False, query_part="all")
+    by_keyword = tiny_scorer.with_config(calibrate=False, query_part="query", order="as_given")
+    study = StudyOptions(calibrate=False, query_part="query")
+    assert by_keyword.config.study == study and by_keyword.config.order == "as_given"
+    by_config = QRHeadScorer(
+        tiny_scorer.model, tiny_scorer.tokenizer, heads=tiny_scorer.heads, config=ScorerConfig(study=study)
+    )
+    assert by_config.score("moon", PASSAGES) == by_keyword.with_config(order="reversed").score("moon", PASSAGES)
+    assert by_keyword.with_config(outlier_filter=True).config.study == dataclasses.replace(study, outlier_filter=True)
+    with pytest.raises(TypeError, match="unknown scorer option"):
+        tiny_scorer.with_config(calibration=False)
 
 
 def test_query_too_long_for_the_context_raises(tiny_scorer: QRHeadScorer) -> None:

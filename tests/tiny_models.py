@@ -9,6 +9,8 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from qrhead_integrations.prompt import PromptBuilder
+
 TEST_DEVICE = torch.device(os.environ.get("QRHEAD_TEST_DEVICE", "cpu"))
 """Where the tiny models live: ``QRHEAD_TEST_DEVICE=cuda`` runs the tiny-model tests on a GPU (the weights are
 drawn on the CPU first, so the same seed gives the same model on every device)."""
@@ -118,3 +120,18 @@ def tiny_model(kind: str, vocab: int = 400, attn: str = "sdpa", seed: int = 0, *
     finally:
         torch.random.set_rng_state(generator_state)
     return model.to(TEST_DEVICE).eval()
+
+
+class TextPathBuilder(PromptBuilder):
+    """The reference prompt builder: every text through the ``transformers`` wrapper, nothing assembled.
+
+    What a slow tokenizer gets from :class:`PromptBuilder`: the fast path (the Rust backend called directly, prompt
+    ids assembled from the cut's ids) must give exactly its ids and spans.
+    """
+
+    def __init__(self, tokenizer: Any, layout: Any = "auto") -> None:
+        super().__init__(tokenizer, layout)
+        self._assembler = None
+
+    def _direct_backend(self) -> None:
+        return None

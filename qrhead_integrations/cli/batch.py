@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ..errors import QRHeadError
 from ..models import DEFAULT_MODEL
-from ._common import DtypeOption, QuantizeOption
+from ._common import FLAG, DtypeOption, QuantizeOption
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,13 +60,23 @@ def batch(
         str | None,
         typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray started here)."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            metavar=FLAG,
+            help="Show Ray's own output (its INFO lines, Ray Data's progress, the workers' output); by default "
+            "only this command's summary and errors are printed.",
+        ),
+    ] = False,
 ) -> None:
     """Re-rank every row of INPUT on Ray and write scores, ranking and error columns to OUTPUT."""
     from ..distributed.rerank import ERROR, rerank_dataset
-    from ..distributed.session import ensure_ray
+    from ..distributed.session import ensure_ray, quiet_ray, require_ray
 
     try:
-        ray, started = ensure_ray(address)
+        ray, started = ensure_ray(address, **({} if verbose else quiet_ray(require_ray())))
     except (ImportError, ConnectionError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc

@@ -21,7 +21,8 @@ import typer
 from rich.table import Table
 from typing_extensions import TypedDict
 
-from ..errors import DataFormatError, InvalidInputError, QRHeadError
+from .._checks import check_int
+from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
 from ._common import (
     FLAG,
@@ -133,9 +134,7 @@ _Data = TypeVar("_Data", "BeirDataset", "list[MultihopExample]")
 
 
 def _passage_cap(value: int) -> int | None:
-    if value < 0:
-        raise InvalidInputError(f"--max-passage-tokens must be >= 0 (0: no cap), got {value}")
-    return value or None
+    return check_int(value, "--max-passage-tokens", hint="0: no cap") or None
 
 
 def _check(baselines: str, order: str, qrhead: bool = True) -> None:

@@ -13,15 +13,19 @@ import typer
 from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
+from ..headset import HeadSet
 from ..models import DEFAULT_MODEL
-from ..prompt import Passage
+from ..passages import Passage, to_passage
+from ..presets import default_preset
 from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
 
 def read_passages(source: str) -> list[Passage]:
     """Passages from a JSONL file, a text file or ``-`` for standard input in either format.
 
-    A JSONL line is ``{"text", "title"?}`` or a JSON string; a text file holds one passage per non-blank line.
+    A JSONL line is a JSON object (``{"text", "title"?}``) or a JSON string, read by the package's one passage
+    parser (:func:`~qrhead_integrations.passages.to_passage`); any other line is one passage of plain text (a
+    line that starts with ``[`` too: ``[1] Paris...`` is text).
     """
     name = "<stdin>" if source == "-" else source
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -39,15 +43,36 @@ def read_passages(source: str) -> list[Passage]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from exc
-            if isinstance(item, str):
-                passages.append(Passage(text=item))
-            elif isinstance(item, dict) and isinstance(item.get("text"), str):
-                passages.append(Passage(text=item["text"], title=str(item.get("title") or "")))
-            else:
+            if not isinstance(item, str | dict):
                 raise DataFormatError(f"{name}, line {number}: expected a string or an object with 'text'")
+            try:
+                passages.append(to_passage(item, label="the passage"))
+            except QRHeadError as exc:
+                raise DataFormatError(f"{name}, line {number}: {exc}") from exc
         else:
             passages.append(Passage(text=line.strip()))
     return passages
+
+
+def heads_line(heads: HeadSet) -> str:
+    """One line saying which heads a scorer reads, in a user's words: the preset's name and what it is.
+
+    How a preset was detected (scripts, caches, splits) stays in its provenance, for maintainers.
+    """
+    provenance = heads.provenance
+    count = f"{len(heads)} heads"
+    preset = provenance.get("preset")
+    if preset:
+        default = default_preset(provenance.get("model"))
+        own = " (the model's default)" if default is not None and default.provenance.get("preset") == preset else ""
+        about = provenance.get("about")
+        return f"heads: the {preset!r} preset{own}, {count}" + (f" — {about}" if about else "")
+    method = provenance.get("method")
+    if method == "all":
+        return f"heads: all {count} of the model (it has no preset)"
+    if method == "layers":
+        return f"heads: every head of layer(s) {', '.join(map(str, heads.layers))}, {count}"
+    return f"heads: {count} as given ({heads})"
 
 
 def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -> Table:
@@ -125,7 +150,7 @@ def demo(
     from ..scorer import QRHeadScorer
 
     example = json.loads(resources.files("qrhead_integrations").joinpath("data/demo_hotpotqa.json").read_text("utf-8"))
-    passages = [Passage(text=p["text"], title=p["title"]) for p in example["passages"]]
+    passages = [to_passage(p) for p in example["passages"]]
     gold = set(example["gold_idx"])
     from ..models import needs_conversion
 
@@ -141,7 +166,7 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise fail(exc) from exc
-    console.print(f"heads: {scorer.heads} ({len(scorer.heads)} heads, {scorer.heads.provenance.get('source', '')})")
+    console.print(heads_line(scorer.heads), highlight=False)
     console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(

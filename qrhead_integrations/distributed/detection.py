@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from typing_extensions import Required, TypedDict, Unpack
 
+from .._checks import check_int
 from ..detect import (
     ExampleHeadScores,
     HeadScores,
@@ -32,7 +33,7 @@ from ..detect import (
 )
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSet
-from ..prompt import Passage
+from ..prompt import to_passages
 from .session import check_batch_size, ensure_ray, plan_workers, set_threads
 
 if TYPE_CHECKING:
@@ -74,9 +75,8 @@ class DetectionWorker:
 
     def score_row(self, row: dict[str, Any]) -> tuple[list[float] | None, str | None]:
         """One example's per-head scores, flattened, or ``None`` and the error message."""
-        passages = [Passage(text=p["text"], title=p["title"]) for p in row["passages"]]
-        example = _Candidates(row["question"], passages, list(row["gold"]))
         try:
+            example = _Candidates(row["question"], to_passages(row["passages"]), list(row["gold"]))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the driver has already warned (calibration, skipped examples)
                 (scored,) = example_head_scores(self.scorer, [example], shuffle=False)
@@ -220,7 +220,6 @@ def detect_heads_distributed(
             ``shuffle``, ``data``, ``num_workers``, ``num_gpus_per_worker``, ``num_cpus_per_worker``,
             ``batch_size``, ``scorer_kwargs``), with its defaults.
     """
-    if not isinstance(top_k, int) or top_k < 1:
-        raise InvalidInputError(f"top_k must be an int >= 1, got {top_k!r}")
+    check_int(top_k, "top_k", minimum=1)
     table = score_heads_distributed(examples, **options)
     return table.top(min(top_k, table.scores.size))

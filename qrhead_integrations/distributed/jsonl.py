@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+from ..passages import passage_problem
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -97,31 +98,29 @@ def _row(where: str, value: object, query_column: str, passages_column: str) -> 
         row[query_column] = query
     else:
         row[INPUT_ERROR] = f"InvalidInputError: {where}: {query_column!r} must be a string, got {_kind(query)}"
-    passages, problem = _passages(value.get(passages_column))
+    passages, problem = _passages(value.get(passages_column), where)
     if problem is not None:
-        row[INPUT_ERROR] = row[INPUT_ERROR] or f"PassageTypeError: {where}: {problem}"
+        row[INPUT_ERROR] = row[INPUT_ERROR] or problem
     else:
         row[passages_column] = passages
     return row
 
 
-def _passages(value: object) -> tuple[list[dict[str, str | None]] | None, str | None]:
-    """Normalised passages, or ``None`` and why they are not a list of text passages."""
+def _passages(value: object, where: str) -> tuple[list[dict[str, str | None]] | None, str | None]:
+    """Passages read by the package's one parser, as Arrow structs; or ``None`` and the error line.
+
+    A plain string keeps a null title (and so does a mapping without one), so the column shows what was given.
+    """
     if not isinstance(value, list):
-        return None, f"passages must be a list, got {_kind(value)}"
+        return None, f"PassageTypeError: {where}: passages must be a list, got {_kind(value)}"
     out: list[dict[str, str | None]] = []
-    for i, passage in enumerate(value):
-        if isinstance(passage, str):
-            out.append({"title": None, "text": passage})
-        elif isinstance(passage, dict) and isinstance(passage.get("text"), str):
-            title = passage.get("title")
-            if title is not None and not isinstance(title, str):
-                return None, f"passage {i}: title must be a string, got {_kind(title)}"
-            out.append({"title": title, "text": passage["text"]})
-        elif isinstance(passage, list) and len(passage) == 2 and all(isinstance(p, str) for p in passage):
-            out.append({"title": passage[0], "text": passage[1]})
-        else:
-            return None, (f"passage {i} is {_kind(passage)}, not text (a string, {{title, text}} or [title, text])")
+    for i, item in enumerate(value):
+        passage, problem = passage_problem(item, f"passage {i}")
+        if passage is None:
+            kind, _, message = (problem or "").partition(": ")
+            return None, f"{kind}: {where}: {message}"
+        given = item.get("title") if isinstance(item, dict) else (None if isinstance(item, str) else passage.title)
+        out.append({"title": given, "text": passage.text})
     return out, None
 
 
@@ -147,13 +146,3 @@ def _column(values: list[Any]) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
-
-
-def plain_passages(passages: object) -> object:
-    """Passages as the scorer takes them: a normalised ``{title: None, text}`` back to the plain string."""
-    if not isinstance(passages, list):
-        return passages
-    return [
-        p["text"] if isinstance(p, dict) and p.get("title") is None and isinstance(p.get("text"), str) else p
-        for p in passages
-    ]

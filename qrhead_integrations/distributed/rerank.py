@@ -6,12 +6,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._checks import check_int
 from ..errors import InvalidInputError, QRHeadError
 from ..heads import HeadSpec
 from ..models import DEFAULT_MODEL
 from ..prompt import PassageLike
 from .io import check_output, read_input, write_output
-from .jsonl import INPUT_ERROR, plain_passages
+from .jsonl import INPUT_ERROR
 from .session import check_batch_size, ensure_ray, plan_workers, set_threads
 
 if TYPE_CHECKING:
@@ -106,10 +107,7 @@ class RerankWorker:
         passages = batch.column(self.passages_column).to_pylist()
         problems = batch.column(INPUT_ERROR).to_pylist() if INPUT_ERROR in batch.column_names else [None] * len(queries)
         results = self.rank_rows(
-            [
-                None if problem is not None else (q, plain_passages(p))
-                for q, p, problem in zip(queries, passages, problems, strict=True)
-            ]
+            [None if problem is not None else (q, p) for q, p, problem in zip(queries, passages, problems, strict=True)]
         )
         results = [
             (None, None, problem) if problem is not None else result
@@ -174,8 +172,7 @@ def rerank_dataset(
     Returns:
         The lazy result dataset; when ``output`` is given, a dataset reading the written results back.
     """
-    if top_n is not None and top_n < 0:
-        raise InvalidInputError(f"top_n must be >= 0, got {top_n}")
+    check_int(top_n, "top_n", optional=True)
     check_batch_size(batch_size)
     if output is not None:
         check_output(output)

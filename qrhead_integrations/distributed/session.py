@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray.data import Dataset
 
+from .._checks import check_int
 from ..errors import InvalidInputError
 
 INSTALL_HINT = 'pip install "qrhead-integrations[ray]"'
@@ -38,6 +40,25 @@ def ensure_ray(address: str | None = None, **init_kwargs: object) -> tuple[Modul
         return ray, False
     ray.init(address=address or None, **init_kwargs)
     return ray, True
+
+
+def quiet_ray(ray: ModuleType) -> dict[str, object]:
+    """Keep Ray's own chatter out of a command's output; return the ``ray.init`` options that do the rest.
+
+    Why: a ``qrhead batch`` run redirected to a log file otherwise collects a couple of hundred lines that are
+    Ray's, not the job's — its INFO lines, Ray Data's progress logged line by line when the output is not a
+    terminal, the C++ core's notes (an ``E`` line about actor restarts on every run) and the workers' own
+    output. Errors still surface: as Python exceptions, and per row in the ``error`` column. Ray Data keeps
+    writing its full log to the session's ``ray-data.log``.
+
+    Call before ``ray.init``; the options returned: Ray's driver logging at WARNING, workers' output not
+    forwarded. The C++ log level is only set when ``RAY_BACKEND_LOG_LEVEL`` is not (a caller's choice wins).
+    """
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for handler in logging.getLogger("ray.data").handlers:
+        if getattr(handler, "name", None) == "console":  # Ray Data's console handler; its file handler stays
+            handler.setLevel(logging.WARNING)
+    return {"logging_level": logging.WARNING, "log_to_driver": False}
 
 
 @dataclass(frozen=True)
@@ -82,8 +103,7 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
     the cluster (two 1-CPU workers on a 2-core laptop), the job would wait forever, so the reservation is
     shrunk to leave one CPU free; the actors still run ``int(cpus_per_worker)`` threads each.
     """
-    if workers < 1:
-        raise InvalidInputError(f"num_workers must be >= 1, got {workers}")
+    check_int(workers, "num_workers", minimum=1)
     if gpus_per_worker < 0 or cpus_per_worker <= 0:
         raise InvalidInputError(
             f"need num_gpus_per_worker >= 0 and num_cpus_per_worker > 0, got {gpus_per_worker}, {cpus_per_worker}"
@@ -105,8 +125,7 @@ def plan_workers(ray: ModuleType, workers: int, gpus_per_worker: float, cpus_per
 
 def check_batch_size(batch_size: int) -> None:
     """Refuse a batch size below 1 (rows handed to an actor at a time)."""
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(batch_size, "batch_size", minimum=1)
 
 
 def set_threads(threads: int) -> None:

@@ -65,16 +65,6 @@ def require_str(obj: Mapping[str, Any], key: str, path: Path, line: int, *, non_
     return value
 
 
-def optional_str(obj: Mapping[str, Any], key: str, path: Path, line: int) -> str:
-    """Return ``obj[key]`` as a ``str``, ``""`` when absent or null (titles are optional everywhere)."""
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        fail(path, line, f"field {key!r} must be a string, got {json_type(value)}")
-    return value
-
-
 def require_id(obj: Mapping[str, Any], key: str, path: Path, line: int) -> str:
     """Return an id field as ``str``; JSON integers are accepted because some dumps write ids as numbers."""
     if key not in obj:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
-from ..prompt import Passage
-from ._lines import fail, iter_json_objects, iter_lines, json_type, optional_str, require_id, require_str
+from .._checks import check_int
+from ..errors import QRHeadError
+from ..passages import Passage, to_passage
+from ._lines import fail, iter_json_objects, iter_lines, json_type, require_id, require_str
 
 PathLike = str | os.PathLike[str]
 
@@ -56,9 +57,10 @@ def read_multihop_jsonl(path: PathLike, limit: int | None = None, start: int = 0
     """Read multi-hop examples from the unified JSON Lines format.
 
     Each non-blank line is ``{"id"?, "question", "passages": [{"title"?, "text"}], "gold_idx": [int]}``;
-    other fields (``answer``, ``type``) are ignored. ``start`` and ``limit`` select a slice of *examples*
-    (not lines) so that head-detection and evaluation splits can be cut from one file without copying it.
-    Reading stops once ``limit`` examples are collected, so later lines are not validated.
+    other fields (``answer``, ``type``) are ignored. A passage may also be a string or a ``[title, text]`` pair
+    (any shape :func:`~qrhead_integrations.passages.to_passage` reads). ``start`` and ``limit`` select a slice of
+    *examples* (not lines) so that head-detection and evaluation splits can be cut from one file without copying
+    it. Reading stops once ``limit`` examples are collected, so later lines are not validated.
 
     Args:
         path: the ``.jsonl`` file.
@@ -75,10 +77,8 @@ def read_multihop_jsonl(path: PathLike, limit: int | None = None, start: int = 0
         FileNotFoundError: the file does not exist.
         ValueError: ``start`` or ``limit`` is negative.
     """
-    if start < 0:
-        raise InvalidInputError(f"start must be >= 0, got {start}")
-    if limit is not None and limit < 0:
-        raise InvalidInputError(f"limit must be >= 0 or None, got {limit}")
+    check_int(start, "start")
+    check_int(limit, "limit", optional=True)
     file = Path(path)
     examples: list[MultihopExample] = []
     first_line_of: dict[str, int] = {}
@@ -109,20 +109,17 @@ def _parse_multihop(obj: dict[str, Any], path: Path, line: int) -> MultihopExamp
         fail(path, line, problem)
     if not raw_passages:
         fail(path, line, "field 'passages' is empty: there is nothing to rank")
-    passages = [_parse_passage(item, i, path, line) for i, item in enumerate(raw_passages)]
+    passages = [_parse_passage(item, f"passages[{i}]", path, line) for i, item in enumerate(raw_passages)]
     gold = _parse_gold(obj, len(passages), path, line)
     return MultihopExample(id=example_id, question=question, passages=passages, gold=gold)
 
 
-def _parse_passage(item: object, index: int, path: Path, line: int) -> Passage:
-    """One ``{"title"?, "text"}`` passage; the index in the message finds it inside a long line."""
-    if not isinstance(item, dict):
-        fail(path, line, f"passages[{index}] must be an object with 'text', got {json_type(item)}")
-    text = item.get("text")
-    if not isinstance(text, str):
-        problem = "is missing 'text'" if text is None else f"'text' must be a string, got {json_type(text)}"
-        fail(path, line, f"passages[{index}] {problem}")
-    return Passage(text=text, title=optional_str(item, "title", path, line))
+def _parse_passage(item: object, label: str, path: Path, line: int) -> Passage:
+    """One passage, read by the package's one parser; the label in the message finds it inside a long line."""
+    try:
+        return to_passage(item, label=label)
+    except QRHeadError as exc:
+        fail(path, line, str(exc))
 
 
 def _parse_gold(obj: dict[str, Any], n_passages: int, path: Path, line: int) -> list[int]:
@@ -252,7 +249,5 @@ def _read_corpus(path: Path) -> dict[str, Passage]:
         if doc_id in line_of:
             fail(path, number, f"duplicate _id {doc_id!r} (first used on line {line_of[doc_id]})")
         line_of[doc_id] = number
-        corpus[doc_id] = Passage(
-            text=require_str(obj, "text", path, number), title=optional_str(obj, "title", path, number)
-        )
+        corpus[doc_id] = _parse_passage(obj, "the document", path, number)
     return corpus

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
+from .._checks import check_int
 from ..errors import InvalidInputError
 from ..fusion import rank_order
 
@@ -152,8 +153,7 @@ def all_gold_at_k(ranked_indices: Sequence[int], gold: Collection[int], k: int) 
 
 
 def _gold_set(gold: Collection[int], k: int) -> set[int]:
-    if k < 1:
-        raise InvalidInputError(f"k must be >= 1, got {k}")
+    check_int(k, "k", minimum=1)
     if not gold:
         raise InvalidInputError("gold is empty: recall over no gold passages is undefined")
     return set(gold)

@@ -8,7 +8,8 @@ Systems (names as in the report):
 - ``all_heads``: every head of the same model (ICR). It is read from the *same* forward pass as ``qrhead``
   (a pass that captures all heads also yields the selected ones), so it costs one deeper forward, not two.
 - ``fusion``: reciprocal-rank fusion of ``qrhead`` and ``bm25``; ``fusion_dense``: of ``qrhead`` and ``dense``.
-- ``default_qrhead`` (comes with ``default``): the same call's QRHead scores before fusion.
+- ``default_qrhead`` (comes with ``default``, unless ``qrhead`` is off): the same call's QRHead scores before
+  fusion.
 - ``default``: exactly what the adapters do with no options: the model's default heads and every
   :class:`~qrhead_integrations.ScorerConfig` default (passage cut, prompt order, fusion with the input order),
   through :meth:`QRHeadScorer.rank`, handed the candidates in the order a pipeline would hand them over: the
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import check_int
 from ..errors import InvalidInputError
 from ..lexical import BM25Index, bm25_rank
 from ..prompt import Passage
@@ -235,7 +237,9 @@ class SystemScorer:
                 scores[index] = float(shown_scores[position])
             out[name] = scores
         if default is not None:
-            out["default"], out["default_qrhead"] = default
+            out["default"] = default[0]
+            if self.with_qrhead:  # QRHead alone is a row only where the qrhead system was asked for
+                out["default_qrhead"] = default[1]
         if self.dense is not None:
             started = time.perf_counter()
             dense = self.dense.score(query, passages)
@@ -336,10 +340,9 @@ def run_beir(
     Raises:
         ValueError: bad ``top_k``/``depth``/``start``/``limit``, an unknown order or baseline, or no queries.
     """
-    if top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
-    if start < 0 or (limit is not None and limit < 1):
-        raise InvalidInputError(f"need start >= 0 and limit >= 1 (or None); got start={start}, limit={limit}")
+    check_int(top_k, "top_k", minimum=1)
+    check_int(start, "start")
+    check_int(limit, "limit", minimum=1, optional=True)
     depth = max(depth, top_k)
     systems = SystemScorer(
         scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead, rows_per_forward=rows_per_forward
@@ -431,8 +434,8 @@ def run_multihop(
     """
     if not examples:
         raise InvalidInputError("no examples to evaluate")
-    if any(k < 1 for k in ks):
-        raise InvalidInputError(f"cut-offs must be >= 1, got {list(ks)}")
+    for k in ks:
+        check_int(k, "a cut-off", minimum=1)
     names = [f"recall@{k}" for k in ks] + [f"all_gold@{k}" for k in ks]
     systems = SystemScorer(
         scorer, baselines, order=order, seed=seed, dense=dense, qrhead=qrhead, rows_per_forward=rows_per_forward

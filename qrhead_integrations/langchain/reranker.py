@@ -14,7 +14,7 @@ from typing import Any, Literal
 from langchain_core.documents import Document
 from pydantic import Field, field_validator
 
-from ..errors import InvalidInputError
+from .._checks import check_int
 from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
@@ -133,8 +133,7 @@ class QRHeadReranker(DocumentStep):
             PassageTypeError: a row's documents are not a sequence of ``Document`` (a ``TypeError``).
         """
         limit = self.top_n if top_n is _UNSET else top_n
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise InvalidInputError(f"top_n must be an int >= 1 or None, got {limit!r}")
+        check_int(limit, "top_n", minimum=1, optional=True)
         checked = [(check_query(query), check_documents(documents)) for documents, query in rows]
         scorable = [(query, [self._passage(doc) for doc in docs]) for query, docs in checked if docs]
         ranked_rows = iter(self._rank_rows(scorable))

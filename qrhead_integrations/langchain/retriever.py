@@ -21,6 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list, get_executor_for_config, run_in_executor
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._checks import check_int
 from .._lazy import options_checked
 from ..errors import InvalidInputError
 from ..prompt import check_query
@@ -230,9 +231,7 @@ class QRHeadRetriever(BaseRetriever):
             raise InvalidInputError(f"k={k!r} and top_n={top_n!r} disagree: pass one of them")
         given = k if k is not None else top_n
         if given is not None:
-            if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-                raise InvalidInputError(f"k (top_n) must be an int >= 1, got {given!r}")
-            return given
+            return check_int(given, "k (top_n)", minimum=1)
         return self.top_n if self.top_n is not None else self.reranker.top_n
 
 

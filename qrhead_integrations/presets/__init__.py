@@ -1,8 +1,13 @@
-"""Built-in head sets, shipped as package data (the package never reads files outside itself at run time).
+"""Built-in head sets, shipped as package data: a plain catalogue (the package never reads files outside itself).
 
 ``published.json`` holds the sets published with the QRHead paper for Llama/Qwen models; ``bundled.json`` holds
-the sets for the bundled offline models. Each model maps preset names (``"nq"``, ``"lme"``, ...) to a head string
-and its provenance; ``"_default"`` names the set used when the caller does not choose one.
+the sets for the bundled offline models. Each model maps preset names (``"nq"``, ``"lme"``, ...) to a head string,
+a one-line ``about`` (what the set is, in a user's words) and its provenance; ``"_default"`` names the set used
+when the caller does not choose one, and ``"_fusion"`` (where present) the model's own fusion settings.
+
+This module only looks entries up. What a ``heads=`` argument means is :func:`qrhead_integrations.heads.resolve_heads`'s
+business, and what a ``"_fusion"`` entry means is :func:`qrhead_integrations.fusion.model_fusion`'s: the catalogue
+imports neither, so neither imports back into it in a circle.
 """
 
 from __future__ import annotations
@@ -10,21 +15,26 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
-from ..fusion import DEFAULT_FUSION, Fusion
-from ..heads import HeadSet, resolve_heads
+from ..headset import HeadSet
 
 __all__ = [
+    "NO_ENTRY",
     "default_preset",
+    "fusion_entry",
     "get_preset",
     "known_models",
-    "model_fusion",
     "preset_names",
-    "resolve_heads",
 ]
 
 PRESET_FILES = ("bundled.json", "published.json")
+
+NO_ENTRY: Final = object()
+"""What :func:`fusion_entry` returns for a model whose presets carry no ``"_fusion"`` (``None`` means "QRHead
+alone", so absence needs its own value)."""
+
+_TASK_WORDS = {"multihop": "multi-hop questions", "rerank": "re-ranking queries"}
 
 
 @cache
@@ -62,12 +72,17 @@ def preset_names(model_id: str | None) -> list[str]:
 
 
 def get_preset(model_id: str | None, name: str) -> HeadSet | None:
-    """The built-in set ``name`` for ``model_id``, or ``None`` when there is no such preset."""
+    """The built-in set ``name`` for ``model_id``, or ``None`` when there is no such preset.
+
+    Its provenance holds the model, the preset's name, its one-line ``about`` and the catalogue's provenance.
+    """
     sets = _lookup(model_id)
     if sets is None or name.startswith("_") or name not in sets:
         return None
     entry = sets[name]
-    provenance = {"model": model_id, "preset": name, **entry.get("provenance", {})}
+    recorded = dict(entry.get("provenance", {}))
+    about = entry.get("about") or _about_from(recorded)
+    provenance = {"model": model_id, "preset": name, "about": about, **recorded}
     return HeadSet(HeadSet.parse(entry["heads"]).heads, provenance=provenance)
 
 
@@ -79,22 +94,21 @@ def default_preset(model_id: str | None) -> HeadSet | None:
     return get_preset(model_id, sets["_default"])
 
 
-def model_fusion(model_id: str | None) -> Fusion | None:
-    """The fusion a model's rankings use by default, chosen on that model's dev data.
+def fusion_entry(model_id: str | None) -> object:
+    """The model's raw ``"_fusion"`` entry, or :data:`NO_ENTRY` when it has none.
 
-    That is its presets' ``"_fusion"`` entry (a ``{"weight", "lexical"}`` mapping, with an optional
-    ``"agreement"`` and ``"form"`` (``"ranks"`` if absent), or ``null`` for QRHead alone); else
-    :data:`~qrhead_integrations.fusion.DEFAULT_FUSION`.
+    The entry is a mapping of :class:`~qrhead_integrations.fusion.Fusion` fields, or ``None`` for QRHead alone.
     """
     sets = _lookup(model_id)
     if sets is None or "_fusion" not in sets:
-        return DEFAULT_FUSION
-    entry = sets["_fusion"]
-    if entry is None:
-        return None
-    return Fusion(
-        weight=entry["weight"],
-        lexical=entry["lexical"],
-        agreement=entry.get("agreement"),
-        form=entry.get("form", "ranks"),
-    )
+        return NO_ENTRY
+    entry: object = sets["_fusion"]
+    return entry
+
+
+def _about_from(provenance: dict[str, Any]) -> str:
+    """A one-line description for an entry without ``about`` (the paper's sets): the task and the data."""
+    task = _TASK_WORDS.get(str(provenance.get("task")), "its task")
+    data = provenance.get("data")
+    origin = "the QRHead paper's set" if "paper" in str(provenance.get("source", "")) else "a detected set"
+    return f"{origin}, for {task}" + (f" (detected on {data})" if data else "")

@@ -219,3 +219,12 @@ def test_none_for_the_list_raises_the_typed_error(driver: Driver, saved_tiny_mod
     with pytest.raises(PassageTypeError, match="must be a list of"):
         run(driver, component, None, is_async=is_async)
     assert not driver.loaded(component)
+
+
+def test_fusion_is_set_in_one_place_not_also_in_scorer_kwargs(driver: Driver, saved_tiny_model: Path) -> None:
+    """A component's fusion is its own option (``fusion``, or a compressor's ``lexical``); ``scorer_kwargs``
+    cannot set a second, competing one — refused when the component is built, before any model loads."""
+    from qrhead_integrations.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="scorer_kwargs cannot set fusion"):
+        driver.build(model=saved_tiny_model, heads="1-0", scorer_kwargs={"fusion": None})

@@ -135,7 +135,9 @@ def test_no_qrhead_runs_only_the_requested_systems(tmp_path: Path, saved_tiny_mo
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert list(report["metrics"]) == ["default", "default_qrhead", "bm25"]  # default_qrhead: its unfused scores
+    # Without the qrhead system there is no QRHead-alone row, not even the default's unfused scores.
+    assert list(report["metrics"]) == ["default", "bm25"]
+    assert "default_qrhead" not in result.output
     assert "--no-qrhead" in report["info"]["command"]
     bad = cli.invoke(app, ["eval", "multihop", str(data), "--baselines", "fusion", "--no-qrhead"])
     assert bad.exit_code != 0 and "need the qrhead system" in bad.output

@@ -71,7 +71,8 @@ MALFORMED_MULTIHOP = [
     ({k: v for k, v in GOOD.items() if k != "passages"}, "missing field 'passages'"),
     ({**GOOD, "passages": "text"}, "'passages' must be an array"),
     ({**GOOD, "passages": [], "gold_idx": []}, "'passages' is empty"),
-    ({**GOOD, "passages": ["bare string", {"text": "y"}]}, "passages[0] must be an object"),
+    ({**GOOD, "passages": [3, {"text": "y"}]}, "passages[0] is int, not text"),
+    ({**GOOD, "passages": [["title", 3], {"text": "y"}]}, "passages[0] is list of 2, not text"),
     ({**GOOD, "passages": [{"text": "x"}, {"title": "no text"}]}, "passages[1] is missing 'text'"),
     ({**GOOD, "passages": [{"text": "x"}, {"text": 3}]}, "passages[1] 'text' must be a string"),
     ({**GOOD, "passages": [{"text": "x", "title": 1}, {"text": "y"}]}, "'title' must be a string"),
@@ -194,7 +195,7 @@ def test_beir_malformed_qrels(tmp_path: Path, qrels: str, line: int, problem: st
 @pytest.mark.parametrize(
     ("file", "rows", "problem"),
     [
-        ("corpus.jsonl", [CORPUS[0], {"_id": "d9", "title": "no text"}], "missing field 'text'"),
+        ("corpus.jsonl", [CORPUS[0], {"_id": "d9", "title": "no text"}], "document is missing 'text'"),
         ("corpus.jsonl", [CORPUS[0], {"text": "no id"}], "missing field '_id'"),
         (
             "corpus.jsonl",

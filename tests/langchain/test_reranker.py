@@ -13,8 +13,8 @@ import pytest
 from langchain_core.documents import Document
 
 from qrhead_integrations import EmptyQueryError, PassageTypeError, QRHeadScorer
+from qrhead_integrations.fusion import model_fusion
 from qrhead_integrations.langchain import QRHeadReranker
-from qrhead_integrations.presets import model_fusion
 from tests.langchain.helpers import SlowScorer, heartbeats_during
 
 QUESTION = "Which Canadian rock band released a song called Counterparts?"

@@ -32,7 +32,7 @@ def test_every_bundled_model_ships_a_default_and_a_fast_set_inside_its_shape(mod
 def test_the_large_models_two_task_default_is_the_union_of_its_detected_sets() -> None:
     """``two-task`` is what its provenance says: the ``multihop`` heads, then the SciFact set's heads they lack
     (the study chose that union; a hand edit of one part must not leave the default silently different)."""
-    from qrhead_integrations.presets import model_fusion
+    from qrhead_integrations.fusion import model_fusion
 
     model = "qwen2.5-coder-1.5b-instruct"
     multihop, rerank = get_preset(model, "multihop"), get_preset(model, "rerank-best-last")
