@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/ruff check qrhead_integrations tests benchmarks examples
+.venv/bin/ruff check qrhead_integrations tests benchmarks research examples
 .venv/bin/mypy qrhead_integrations
 # The docs site: a broken link, page or API reference fails here (site/ is not committed).
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/qrhead-docs-site"
