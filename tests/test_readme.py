@@ -82,6 +82,15 @@ def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> No
     assert len(ranked) == 20 and all(row["error"] is None and len(row["ranking"]) == 10 for row in ranked)
 
 
+def test_the_getting_started_page_is_the_readme_quick_start() -> None:
+    """The site's getting-started page includes the README's section (one text, run by the tests here): both
+    markers are in the README, in order, around the set-up and quick start, and the page includes that section."""
+    start, end = "--8<-- [start:getting-started]", "--8<-- [end:getting-started]"
+    assert README.index(start) < README.index("## Quick start") < README.index(end)
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert '--8<-- "README.md:getting-started"' in page
+
+
 def test_the_output_folder_is_ignored_by_git() -> None:
     """The README's commands write under ``out/``: git must ignore it, or a user's first run dirties the tree."""
     assert "/out/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
