@@ -22,6 +22,7 @@ from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.compress import ContextCompressor
+from qrhead_integrations.prompt import PromptBuilder
 
 REPO = Path(__file__).resolve().parents[1]
 HOTPOTQA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
@@ -31,13 +32,13 @@ def _rows() -> list[dict[str, Any]]:
     return [json.loads(line) for line in HOTPOTQA.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _document(scorer: QRHeadScorer, rows: list[dict[str, Any]], target_tokens: int) -> str:
+def _document(builder: PromptBuilder, rows: list[dict[str, Any]], target_tokens: int) -> str:
     """Concatenate passages (blank-line separated) until the prompt reaches ``target_tokens``."""
     parts: list[str] = []
     for row in rows:
         for passage in row["passages"]:
             parts.append(f"{passage['title']}. {passage['text']}")
-            if scorer._builder.count_tokens("\n\n".join(parts)) >= target_tokens:
+            if builder.count_tokens("\n\n".join(parts)) >= target_tokens:
                 return "\n\n".join(parts)
     return "\n\n".join(parts)
 
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     scorer = QRHeadScorer.from_pretrained(args.model)
+    builder = PromptBuilder(scorer.tokenizer, scorer.config.layout)  # counts tokens as the scorer does
     rows = _rows()
     questions = [row["question"] for row in rows]
     ks = [int(k) for k in args.ks.split(",")]
@@ -73,12 +75,12 @@ def main() -> None:
         "lengths": {},
     }
     for length in (int(x) for x in args.lengths.split(",")):
-        document = _document(scorer, rows, length)
+        document = _document(builder, rows, length)
         compressor = ContextCompressor(scorer, budget_tokens=length // 4)
         compressor.compress(questions[0], document)  # warm-up
         single = _timed(partial(compressor.compress, questions[0], document))
         entry: dict[str, Any] = {
-            "document_tokens": scorer._builder.count_tokens(document),
+            "document_tokens": builder.count_tokens(document),
             "single_seconds": single,
             "k": {},
         }

@@ -31,7 +31,7 @@ from _report import write_reports
 
 from qrhead_integrations import QRHeadScorer, capture
 from qrhead_integrations.models import resolve_device
-from qrhead_integrations.prompt import to_passages
+from qrhead_integrations.prompt import PromptBuilder, to_passages
 
 REPO = Path(__file__).resolve().parents[1]
 HOTPOTQA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
@@ -51,10 +51,11 @@ def _corpus() -> list[tuple[str, str]]:
 def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[str, str]]) -> list[Any]:
     """Passages whose whole prompt stays within ``target_tokens`` (and within the scorer's single window, so the
     scorer and the plain forwards process the very same tokens)."""
+    builder = PromptBuilder(scorer.tokenizer, scorer.config.layout)
     chosen: list[Any] = []
     for item in corpus:
         candidate = [*chosen, item]
-        encoded = scorer._builder.encode(to_passages(candidate), [QUERY])
+        encoded = builder.encode(to_passages(candidate), [QUERY])
         if len(encoded.prefix_ids) + len(encoded.tails[0]) > target_tokens:
             break
         if (
@@ -62,7 +63,7 @@ def _passages_for(scorer: QRHeadScorer, target_tokens: int, corpus: list[tuple[s
                 scorer._windows(
                     list(range(len(candidate))),
                     dict(enumerate(to_passages(candidate))),
-                    [scorer._builder.tail_ids(t) for t in (QUERY, "N/A")],
+                    [builder.tail_ids(t) for t in (QUERY, "N/A")],
                 )
             )
             > 1
@@ -113,7 +114,7 @@ def _ratio(samples: dict[str, list[tuple[float, int]]], num: str, den: str) -> f
 def _measure_length(scorer: QRHeadScorer, passages: list[Any], repeats: int, eager_max: int) -> dict[str, Any]:
     """Time (a)-(d) on one prompt made of ``passages``."""
     model, device = scorer.model, scorer.device
-    encoded = scorer._builder.encode(to_passages(passages), [QUERY])
+    encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(to_passages(passages), [QUERY])
     ids = encoded.prefix_ids + encoded.tails[0]
     tensor_ids = torch.tensor([ids], device=device)
     row: dict[str, Any] = {"tokens": len(ids), "passages": len(passages)}

@@ -1,4 +1,4 @@
-"""Peak memory of one scoring call (issue #15): resident-memory growth per window, bundled models, CPU.
+"""Peak memory of one scoring call: resident-memory growth per window, bundled models, CPU.
 
 Each (model, length) runs in a **fresh process** (a warm process would reuse the allocator's memory and hide
 the first call's growth, which is what a user's process sees): load the scorer, note the resident set, score one

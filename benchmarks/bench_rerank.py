@@ -1,9 +1,9 @@
-"""Re-ranking speed on the CPU (issue #14): float32 vs bf16 vs int8 weights vs the shallow ``fast`` heads, in one run.
+"""Re-ranking speed on the CPU float32 vs bf16 vs int8 weights vs the shallow ``fast`` heads, in one run.
 
 Per bundled model, configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (``dtype="float32"``, the default
 heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX runs bf16 matrix products in hardware),
 ``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
-``benchmarks/study_depth.py``), ``bf16+fast`` and ``int8+fast`` (``--config`` picks some; ``fp32`` always runs,
+``research/study_depth.py``), ``bf16+fast`` and ``int8+fast`` (``--config`` picks some; ``fp32`` always runs,
 as the reference). For each:
 
 * **seconds per query** on the re-ranking workload: a real SciFact query with BM25's top 20 passages cut to 256
@@ -33,14 +33,17 @@ import psutil
 import torch
 from _memory import PeakMemory
 from _report import write_reports
-from study_cache import DevExample, dev_examples
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import ranking_metric
+from qrhead_integrations.evaluation import MultihopExample, beir_candidates, read_beir, read_multihop_jsonl
 from qrhead_integrations.evaluation.runner import prompt_order
 from qrhead_integrations.models import cpu_has_amx_bf16
 from qrhead_integrations.presets import get_preset
 
+REPO = Path(__file__).resolve().parents[1]
+HOTPOTQA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
 # Load options (one model load per distinct pair) and head set of each configuration.
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -55,11 +58,18 @@ WORKLOAD_TOKENS = 256
 CPU = torch.device("cpu")
 
 
-def quality(scorer: QRHeadScorer, hotpotqa: list[DevExample], scifact: list[DevExample]) -> dict[str, float]:
+def dev_rows(hotpotqa: int) -> tuple[list[MultihopExample], list[MultihopExample]]:
+    """The dev rows (the defaults study's dev slices, ``research/study_cache.py``): HotpotQA rows 60 to
+    ``59 + hotpotqa``, and the SciFact train queries at positions 0-99 with a judged document in BM25's top 20."""
+    rows = read_multihop_jsonl(HOTPOTQA, limit=100)[60 : 60 + hotpotqa]
+    return rows, beir_candidates(read_beir(SCIFACT, split="train"), top_k=20, start=0, limit=100)
+
+
+def quality(scorer: QRHeadScorer, hotpotqa: list[MultihopExample], scifact: list[MultihopExample]) -> dict[str, float]:
     """Dev figures at the product's defaults: recall@2 on HotpotQA (seeded random order), nDCG@10 on SciFact."""
     recall = []
     for example in hotpotqa:
-        perm = prompt_order(len(example.passages), "shuffled", key=example.key)
+        perm = prompt_order(len(example.passages), "shuffled", key=example.id)
         ranked = scorer.rank(example.question, [example.passages[i] for i in perm])
         scores = [0.0] * len(perm)
         for item in ranked:
@@ -77,9 +87,8 @@ def quality(scorer: QRHeadScorer, hotpotqa: list[DevExample], scifact: list[DevE
 
 def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     if get_preset(model, "fast") is None:
-        raise SystemExit(f"{model} has no 'fast' preset: run benchmarks/study_depth.py --write-preset first")
-    hotpotqa = [e for e in dev_examples("multihop") if e.split == "tune"][: args.hotpotqa]
-    rerank = [e for e in dev_examples("rerank") if e.split == "select"]
+        raise SystemExit(f"{model} has no 'fast' preset: run research/study_depth.py --write-preset first")
+    hotpotqa, rerank = dev_rows(args.hotpotqa)
     scifact = rerank[: args.scifact]
     workload = rerank[args.scifact : args.scifact + args.queries]  # not the quality queries
     chosen = ["fp32", *(name for name in CONFIGS if name != "fp32" and name in (args.config or CONFIGS))]
@@ -137,7 +146,7 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Re-ranking speed: float32, bf16, int8, fast heads (issue #14)", "", report["setup"], ""]
+    lines = ["# Re-ranking speed: float32, bf16, int8, fast heads", "", report["setup"], ""]
     for model, data in report["models"].items():
         best = data["speedup_best_over_fp32"]
         lines += [

@@ -1,6 +1,6 @@
 """Throughput: rows per second at 1, 4 and 16 rows per forward, and the host share of one call, per model.
 
-The workload (issue #18): independent rows of one question and its 10 HotpotQA passages cut to 150 tokens
+The workload: independent rows of one question and its 10 HotpotQA passages cut to 150 tokens
 (``max_passage_tokens=150``), the model's default heads. Measured after one warm-up, in ``--rounds`` interleaved
 rounds (medians), so background load hits every configuration alike:
 
@@ -9,8 +9,7 @@ rounds (medians), so background load hits every configuration alike:
 * **the ceiling**: rows/s of the model's own truncated forward, nothing recorded, one row's ids repeated at the
   first and the largest size (no padding): what batching can gain on this device at all.
 * **host share** of a ``score`` call: the time outside the model forward (``capture.run_layers``) over the
-  call's time, for the current path (texts tokenised once) and the previous one (``legacy_host_path``: the
-  blocks tokenised again to be counted, tail ids per window), interleaved row by row.
+  call's time — tokenising, assembling the prompt, collecting and scoring the captured heads.
 
     python benchmarks/bench_throughput.py --json reports/bench_throughput.json --markdown reports/bench_throughput.md
     # a lent GPU (weights cannot travel): random weights of the same architectures, bf16
@@ -35,6 +34,7 @@ from bench_engine import random_weights_scorer
 
 from qrhead_integrations import QRHeadScorer, capture
 from qrhead_integrations.models import resolve_device
+from qrhead_integrations.prompt import PromptBuilder, to_passages
 
 REPO = Path(__file__).resolve().parents[1]
 HOTPOTQA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
@@ -103,7 +103,7 @@ def _bare_rows_per_second(
     to the same depth as the scorer's, over ``len(rows)`` rows. What this gains from 1 to 16 rows per forward bounds
     what ``score_batch`` can gain on this device.
     """
-    ids = _prompt_ids(scorer, rows[0])
+    ids = _prompt_ids(PromptBuilder(scorer.tokenizer, scorer.config.layout), rows[0])
     stop = scorer.heads.deepest_layer
 
     def run(n: int) -> int:
@@ -115,16 +115,16 @@ def _bare_rows_per_second(
     return _interleaved_rates("bare forward", scorer.device, sizes, rounds, run, lambda: run(max(sizes)))
 
 
-def _prompt_ids(scorer: QRHeadScorer, row: tuple[str, list[tuple[str, str]]]) -> list[int]:
+def _prompt_ids(builder: PromptBuilder, row: tuple[str, list[tuple[str, str]]]) -> list[int]:
     """The ids one packed forward reads for ``row``: the prefix (passages cut as the scorer cuts them), then the
     query's and the "N/A" query's tails."""
     query, passages = row
-    encoded = scorer._builder.encode(scorer._cut(list(map(_passage, passages)))[0], [query, "N/A"])
+    encoded = builder.encode(builder.truncate_many(to_passages(passages), PASSAGE_TOKENS), [query, "N/A"])
     return encoded.prefix_ids + [token for tail in encoded.tails for token in tail]
 
 
-def _host_share(scorer: QRHeadScorer, rows: list[Any], rounds: int) -> dict[str, dict[str, float]]:
-    """Per path (current, legacy): median seconds of a ``score`` call, of its forward, and the host share."""
+def _host_share(scorer: QRHeadScorer, rows: list[Any], rounds: int) -> dict[str, float]:
+    """Median seconds of a ``score`` call, of its forward, and the host share (the rest over the call)."""
     device = scorer.device
     forward = [0.0]
     original = capture.run_layers
@@ -136,36 +136,28 @@ def _host_share(scorer: QRHeadScorer, rows: list[Any], rounds: int) -> dict[str,
         _sync(device)
         forward[0] += time.perf_counter() - started
 
-    legacy = scorer.with_config()
-    legacy.legacy_host_path = True
-    paths: dict[str, QRHeadScorer] = {"current": scorer, "legacy": legacy}
-    calls: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+    calls: list[tuple[float, float]] = []
     capture.run_layers = timed  # type: ignore[assignment]
     try:
-        for path in paths.values():
-            path.score(*rows[0])  # warm-up
+        scorer.score(*rows[0])  # warm-up
         for _ in range(rounds):
             for query, passages in rows:
-                for name, path in paths.items():
-                    forward[0] = 0.0
-                    _sync(device)
-                    started = time.perf_counter()
-                    path.score(query, passages)
-                    _sync(device)
-                    calls[name].append((time.perf_counter() - started, forward[0]))
+                forward[0] = 0.0
+                _sync(device)
+                started = time.perf_counter()
+                scorer.score(query, passages)
+                _sync(device)
+                calls.append((time.perf_counter() - started, forward[0]))
     finally:
         capture.run_layers = original  # type: ignore[assignment]
-    out = {}
-    for name, values in calls.items():
-        host = [total - fwd for total, fwd in values]
-        out[name] = {
-            "call_seconds": statistics.median(total for total, _ in values),
-            "forward_seconds": statistics.median(fwd for _, fwd in values),
-            "host_seconds": statistics.median(host),
-            "host_share": statistics.median(h / total for h, (total, _) in zip(host, values, strict=True)),
-            "calls": len(values),
-        }
-    return out
+    host = [total - fwd for total, fwd in calls]
+    return {
+        "call_seconds": statistics.median(total for total, _ in calls),
+        "forward_seconds": statistics.median(fwd for _, fwd in calls),
+        "host_seconds": statistics.median(host),
+        "host_share": statistics.median(h / total for h, (total, _) in zip(host, calls, strict=True)),
+        "calls": len(calls),
+    }
 
 
 def _same_rankings(scorer: QRHeadScorer, rows: list[Any], rows_per_forward: int) -> bool:
@@ -188,7 +180,8 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     throughput = _rows_per_second(scorer, rows, sizes, args.rounds)
     bare = _bare_rows_per_second(scorer, rows, [sizes[0], sizes[-1]], args.rounds)
     host = _host_share(scorer, rows[: args.host_rows], args.rounds)
-    tokens = [len(_prompt_ids(scorer, row)) for row in rows]
+    builder = PromptBuilder(scorer.tokenizer, scorer.config.layout)
+    tokens = [len(_prompt_ids(builder, row)) for row in rows]
     base = throughput[sizes[0]]["rows_per_s"]
     return {
         "heads": str(scorer.heads),
@@ -201,27 +194,13 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "bare_forward_rows_per_forward": {str(n): v for n, v in bare.items()},
         "bare_forward_speedup": bare[sizes[-1]]["rows_per_s"] / bare[sizes[0]]["rows_per_s"],
         "host": host,
-        "host_share_new_over_old": host["current"]["host_share"] / host["legacy"]["host_share"],
-        # The same work's time, beside the share: a share moves with the forward's run-to-run noise too.
-        "host_seconds_new_over_old": host["current"]["host_seconds"] / host["legacy"]["host_seconds"],
         "rankings_identical": _same_rankings(scorer, rows, max(sizes)),
     }
-
-
-def _passage(item: tuple[str, str]) -> Any:
-    from qrhead_integrations import Passage
-
-    return Passage(text=item[1], title=item[0])
 
 
 def _bare_ratio(model: dict[str, Any]) -> str:
     ratio = model.get("bare_forward_speedup")  # absent from reports written before it was added
     return "—" if ratio is None else f"{ratio:.2f}x"
-
-
-def _host_time_ratio(model: dict[str, Any]) -> str:
-    ratio = model.get("host_seconds_new_over_old")  # absent from reports written before it was added
-    return "—" if ratio is None else f"{ratio:.2f}"
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -236,23 +215,21 @@ def _markdown(report: dict[str, Any]) -> str:
         "Rows of one HotpotQA question and its 10 passages cut to 150 tokens; `score_batch` over the same rows at "
         "each rows-per-forward size (median of interleaved rounds); bare forward = the model's own truncated "
         "forward, nothing recorded, one row's ids repeated (no padding): the most batching can gain here; host "
-        "share = time outside the model forward over a `score` call's time, current path vs the legacy one.",
+        "share = time outside the model forward over a `score` call's time.",
         "",
         f"| model | tokens/row | rows/s at {' / '.join(sizes)} per forward | {sizes[-1]} over {sizes[0]} "
         f"| bare forward {sizes[-1]} over {sizes[0]} "
-        "| host ms (share): current · legacy | host share new / old | host ms new / old | rankings identical |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| host ms (share of a call) | rankings identical |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, model in report["models"].items():
         label = f"{name} (random weights, {model['dtype']})" if model["random_weights"] else name
         rates = " / ".join(f"{v['rows_per_s']:.2f}" for v in model["rows_per_forward"].values())
         last = list(model["speedup_over_one_row"].values())[-1]
-        cur, old = model["host"]["current"], model["host"]["legacy"]
+        host = model["host"]
         lines.append(
             f"| {label} | {model['tokens_per_row_median']:.0f} | {rates} | {last:.2f}x | {_bare_ratio(model)} "
-            f"| {1000 * cur['host_seconds']:.1f} ({cur['host_share']:.2%}) · "
-            f"{1000 * old['host_seconds']:.1f} ({old['host_share']:.2%}) "
-            f"| {model['host_share_new_over_old']:.2f} | {_host_time_ratio(model)} | {model['rankings_identical']} |"
+            f"| {1000 * host['host_seconds']:.1f} ({host['host_share']:.2%}) | {model['rankings_identical']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -296,8 +273,7 @@ def main() -> None:
         report["models"][name] = bench_model(name, args)
     first = report["models"][models[0]]
     sizes = list(first["speedup_over_one_row"])
-    report["host_share_new_over_old"] = first["host_share_new_over_old"]
-    report["host_seconds_new_over_old"] = first["host_seconds_new_over_old"]
+    report["host_share"] = first["host"]["host_share"]
     report["rows_per_s_16_over_1"] = first["speedup_over_one_row"].get("16", first["speedup_over_one_row"][sizes[-1]])
     report["bare_forward_largest_over_first"] = first["bare_forward_speedup"]
     write_reports(report, _markdown(report), args.json, args.markdown)

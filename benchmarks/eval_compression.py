@@ -26,6 +26,7 @@ from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.compress import DEFAULT_COMPRESSOR_LEXICAL, ContextCompressor, ScoredChunk
 from qrhead_integrations.evaluation import bm25_rank, read_multihop_jsonl
 from qrhead_integrations.fusion import Fusion, FusionForm, fuse_with_first_stage
+from qrhead_integrations.prompt import PromptBuilder
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hotpotqa" / "hotpotqa_dev200.jsonl"
@@ -70,6 +71,7 @@ def main() -> None:
 
     examples = read_multihop_jsonl(args.data, limit=args.limit, start=args.start)
     scorer = QRHeadScorer.from_pretrained(args.model, heads=args.heads, dtype=args.dtype)
+    builder = PromptBuilder(scorer.tokenizer, scorer.config.layout)  # counts tokens as the scorer does
     grid = [float(w) for w in args.lexical_grid.split(",") if w.strip()]
     fused_systems = [(f"qrhead+bm25@{w}{suffix}", w, form) for w in grid for suffix, form in FORMS]
     systems = ("default", "qrhead", *(name for name, _, _ in fused_systems), "bm25", "truncation")
@@ -79,7 +81,7 @@ def main() -> None:
     seconds = 0.0
     for example in tqdm(examples, desc="compress"):
         document, spans = _document(example)
-        budget = max(1, int(args.fraction * scorer._builder.count_tokens(document)))
+        budget = max(1, int(args.fraction * builder.count_tokens(document)))
         compressor = ContextCompressor(scorer, budget_tokens=budget)  # every default, as the adapters use it
         started = time.perf_counter()
         result = compressor.compress(example.question, document)

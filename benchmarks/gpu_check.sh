@@ -5,8 +5,8 @@
 #      scores on the GPU against the CPU's (benchmarks/check_devices.py: float32 within 1e-4, bf16 correlated);
 #   2. the engine benchmark on randomly initialised models of the bundled architectures (weights cannot travel
 #      there; speed does not depend on their values), in the dtype the library picks on a GPU (bf16): the
-#      scorer / truncated forward ratio per length (issue #18's first GPU figure);
-#   3. (only when asked: STEPS=throughput) issue #18's rows/s at 1 / 4 / 16 rows per forward and the host share
+#      scorer / truncated forward ratio per length;
+#   3. (only when asked: STEPS=throughput) the rows/s at 1 / 4 / 16 rows per forward and the host share
 #      of a call, on the same random-weight models (benchmarks/bench_throughput.py; ~3-4 minutes).
 # STEPS (default "tests,engine") picks the steps, so each call fits one device command (10 minutes at most):
 #   bash benchmarks/gpu_check.sh                        # 1 and 2

@@ -1,9 +1,12 @@
-"""The "Measured here" tables of docs/results.md, built from the reports that benchmarks/results.sh writes.
+"""The tables of docs/results.md and the eval reports' Markdown and charts, all rebuilt from the reports' JSON.
 
     python benchmarks/results_tables.py                          # print the tables
     python benchmarks/results_tables.py --write docs/results.md  # replace the block between the markers
+    python benchmarks/results_tables.py --render                 # each `qrhead eval` report's .md and .png
 
-Every figure comes from a report file; a run whose report is missing shows as "—" (not run yet).
+Every figure comes from a report's JSON (``benchmarks/results.sh`` writes them); a run whose report is missing
+shows as "—" (not run yet). ``--render`` rewrites the Markdown table and bar chart of every ``qrhead eval``
+report in ``reports/`` from its JSON, as ``qrhead eval --markdown --plot`` wrote them.
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 MODELS = {"smollm2": "SmolLM2-135M", "qwen": "Qwen2.5-Coder-0.5B"}
-# The defaults table also lists the 1.5B, in bf16 only: its float32 default runs are described in the text (the
-# HotpotQA one predates its own fusion, so it is not what `default` means now).
-DEFAULT_MODELS = {**MODELS, "large": "Qwen2.5-Coder-1.5B"}
+DEFAULT_MODELS = {**MODELS, "large": "Qwen2.5-Coder-1.5B"}  # the defaults table lists the 1.5B too
 DATASETS = {
     "hotpotqa": ("HotpotQA dev rows 100–199", "recall@2", "recall@5", "file order"),
     "scifact": ("SciFact train queries 100–149, BM25 top 20 re-ranked", "ndcg@10", "mrr@10", "BM25 best last"),
@@ -126,24 +127,24 @@ def _defaults_table() -> list[str]:
         "**The defaults on the evaluation rows** — the `default` system (`QRHeadScorer.rank` with every default, as "
         "each adapter calls it) vs BM25; Δ = default − BM25",
         "",
-        "| model | data | metric | default | BM25 | Δ | s/query (default) | report |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | data | metric | default | BM25 | Δ | attention alone | s/query (default) | report |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, name in DEFAULT_MODELS.items():
         # float32 runs, then the bf16 ones (the automatic dtype on CPUs with AMX bf16), where they exist.
         for tag, shown in (("", name), ("_bf16", f"{name}, bf16")):
-            if model not in MODELS and not tag:
-                continue
             for dataset, suffix, label, metric in DEFAULT_RUNS:
                 report_name = f"default_{dataset}_{model}{suffix}{tag}"
                 report = _load(report_name)
                 if report is None:
                     continue
                 default, bm25 = report["metrics"]["default"][metric], report["metrics"]["bm25"][metric]
+                alone = report["metrics"].get("default_qrhead", {}).get(metric)
                 seconds = report["info"]["seconds"].get("default", 0.0) / max(1, report["info"]["n_queries"])
                 lines.append(
                     f"| {shown} | {label} | {metric} | {_bold(default, bm25)} | {_bold(bm25, default)} | "
-                    f"{default - bm25:+.3f} | {seconds:.1f} | `reports/{report_name}.md` |"
+                    f"{default - bm25:+.3f} | {'—' if alone is None else f'{alone:.3f}'} | {seconds:.1f} | "
+                    f"`reports/{report_name}.md` |"
                 )
             compression = _load(f"compression_{model}{tag}")
             if compression is not None and "default" in compression["metrics"]:
@@ -151,7 +152,7 @@ def _defaults_table() -> list[str]:
                 default, bm25 = metrics["default"]["gold_kept"], metrics["bm25"]["gold_kept"]
                 lines.append(
                     f"| {shown} | HotpotQA 100–199, compressed to 25% | gold passages kept | {_bold(default, bm25)} | "
-                    f"{_bold(bm25, default)} | {default - bm25:+.3f} | "
+                    f"{_bold(bm25, default)} | {default - bm25:+.3f} | {metrics['qrhead']['gold_kept']:.3f} | "
                     f"{compression['info']['qrhead_seconds_per_question']:.1f} | "
                     f"`reports/compression_{model}{tag}.md` |"
                 )
@@ -175,13 +176,34 @@ def tables() -> str:
     return "\n".join(lines)
 
 
+def render() -> list[Path]:
+    """Rewrite the Markdown table and the bar chart of every ``qrhead eval`` report from its JSON."""
+    from qrhead_integrations._files import write_text_atomic
+    from qrhead_integrations.evaluation.report import EvalReport, markdown_table, plot_report
+
+    written = []
+    for path in sorted(REPORTS.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not str(data.get("info", {}).get("command", "")).startswith("qrhead eval"):
+            continue  # a benchmark's or a study's report: its script writes its Markdown
+        report = EvalReport.from_dict(data)
+        write_text_atomic(path.with_suffix(".md"), markdown_table(report, comparisons=True))
+        plot_report(report, path.with_suffix(".png"))
+        written.append(path)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", type=Path, help="replace the block between the markers in this file")
+    parser.add_argument("--render", action="store_true", help="rewrite each eval report's .md and .png from its JSON")
     args = parser.parse_args()
+    if args.render:
+        print(f"rendered {len(render())} eval reports (.md, .png) from their JSON")
     text = tables()
     if args.write is None:
-        print(text)
+        if not args.render:
+            print(text)
         return
     page = args.write.read_text(encoding="utf-8")
     if BEGIN not in page or END not in page:

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # The float32 path of CPUs without AMX (most laptops) on every machine, so results do not depend on the CPU CI
 # lands on; tests that ask for bf16 still run it. QRHEAD_CPU_AMX=1 bash scripts/test.sh tests the AMX default.
 export QRHEAD_CPU_AMX=${QRHEAD_CPU_AMX:-0}
-.venv/bin/ruff check qrhead_integrations tests benchmarks examples
+.venv/bin/ruff check qrhead_integrations tests benchmarks research examples
 .venv/bin/mypy qrhead_integrations
 # The docs site: a broken link, page or API reference fails here (site/ is not committed).
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/qrhead-docs-site"

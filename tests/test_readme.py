@@ -3,8 +3,8 @@
 Blocks whose info string says ``notest`` are not run: the set-up commands (``.ci/run`` itself runs
 ``scripts/test.sh``, and the install lines are what it does) and the "your own model" examples, which name a
 hub model that cannot be downloaded here. Python blocks run from the repository root (they read the sample
-data by a relative path); command lines run in an empty folder that links ``examples/`` (so ``heads.json`` and
-friends land there), with this interpreter's ``qrhead``.
+data by a relative path); command lines run in an empty folder that links ``examples/``, with this interpreter's
+``qrhead``: what they write must land under ``out/`` (ignored by git), never beside the README.
 """
 
 from __future__ import annotations
@@ -72,12 +72,28 @@ def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> No
             ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
         )
         assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-3000:])
-    heads = json.loads((tmp_path / "heads.json").read_text(encoding="utf-8"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples", "out"]  # nothing left in the root
+    out = tmp_path / "out"
+    heads = json.loads((out / "heads.json").read_text(encoding="utf-8"))
     assert heads["provenance"]["examples"] >= 1 and heads["heads"]
-    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["info"]["n_queries"] == 3 and "qrhead" in report["metrics"]
-    ranked = [json.loads(x) for x in (tmp_path / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
+    ranked = [json.loads(x) for x in (out / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(ranked) == 20 and all(row["error"] is None and len(row["ranking"]) == 10 for row in ranked)
+
+
+def test_the_getting_started_page_is_the_readme_quick_start() -> None:
+    """The site's getting-started page includes the README's section (one text, run by the tests here): both
+    markers are in the README, in order, around the set-up and quick start, and the page includes that section."""
+    start, end = "--8<-- [start:getting-started]", "--8<-- [end:getting-started]"
+    assert README.index(start) < README.index("## Quick start") < README.index(end)
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert '--8<-- "README.md:getting-started"' in page
+
+
+def test_the_output_folder_is_ignored_by_git() -> None:
+    """The README's commands write under ``out/``: git must ignore it, or a user's first run dirties the tree."""
+    assert "/out/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
 
 
 def test_committed_reports_record_no_machine_paths() -> None:
