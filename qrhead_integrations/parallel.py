@@ -91,12 +91,16 @@ class ParallelEncoder:
         self._inv_freq = inv_freq.detach().to(torch.float64)
 
     # -------------------------------------------------------------------------------------------- passages
-    @torch.inference_mode()
     def encode(self, passage: Passage) -> EncodedPassage:
         """The passage's keys and values, cut to the scorer's ``max_passage_tokens`` as in-context scoring cuts."""
         limit = self._scorer.config.max_passage_tokens
         if limit is not None:
             passage = self._builder.truncate_many([passage], limit)[0]
+        return self.encode_cut(passage)
+
+    @torch.inference_mode()
+    def encode_cut(self, passage: Passage) -> EncodedPassage:
+        """The keys and values of ``passage`` as it is (already cut)."""
         block = self._builder._user_ids(cached_block(passage))
         ids = block + self._separator
         cache = capture.fork_cache(self._opening)

@@ -33,6 +33,8 @@ class Unit:
     row: int
     window: list[int]
     encoded: EncodedPrompt
+    passages: list[Passage]
+    """The window's passages as cut, in prompt order (what a passage cache encodes)."""
 
     @property
     def length(self) -> int:
@@ -87,7 +89,8 @@ class Planner:
         units = []
         for window in windows:
             own = None if text_ids is None else [text_ids[i] for i in window]
-            units.append(Unit(row, window, self.builder.encode([cut[i] for i in window], tails, tail_ids, own)))
+            shown_here = [cut[i] for i in window]
+            units.append(Unit(row, window, self.builder.encode(shown_here, tails, tail_ids, own), shown_here))
         return RowPlan(units, scorable, len(orders))
 
     def cut(self, passages: list[Passage]) -> tuple[list[Passage], list[int] | None, list[TextIds] | None]:

@@ -17,6 +17,7 @@ one prefix and ``k + 1`` short tails. docs/architecture.md draws the whole pipel
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import threading
@@ -45,6 +46,8 @@ from .fusion import (
 from .heads import HeadSpec, resolve_heads
 from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
+from .parallel import ParallelEncoder
+from .passage_cache import PassageCache
 from .plan import BATCH_TOKENS, Planner, Unit, forward_groups
 from .prompt import NULL_QUERY, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
@@ -125,6 +128,7 @@ class QRHeadScorer:
         heads: HeadSpec = None,
         model_id: str | None = None,
         config: ScorerConfig | None = None,
+        passage_cache: PassageCache | None = None,
         **config_overrides: object,
     ) -> None:
         self.model = model
@@ -142,6 +146,12 @@ class QRHeadScorer:
         self.forwards = Forwards(model, self.heads, instruction_rows=config.study.query_part == "all")
         self._check_room()
         self._lock = threading.Lock()
+        if passage_cache is not None and not isinstance(passage_cache, PassageCache):
+            raise InvalidInputError(f"passage_cache must be a PassageCache or None, got {type(passage_cache).__name__}")
+        if passage_cache is not None and (not config.study.calibrate or config.study.outlier_filter):
+            raise InvalidInputError("passage_cache reads calibrated scores without the outlier filter (study options)")
+        self.passage_cache = passage_cache
+        self._parallel: ParallelEncoder | None = None
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -158,6 +168,7 @@ class QRHeadScorer:
         quantize: str | None = None,
         show_progress: bool = False,
         config: ScorerConfig | None = None,
+        passage_cache: PassageCache | None = None,
         **config_overrides: object,
     ) -> QRHeadScorer:
         """Load a model and build a scorer.
@@ -177,6 +188,9 @@ class QRHeadScorer:
             show_progress: progress bars: transformers' weight loading and the scorer's forward passes
                 (``ScorerConfig.show_progress``). Off by default: a cached load takes seconds.
             config: a :class:`ScorerConfig`.
+            passage_cache: a :class:`~qrhead_integrations.passage_cache.PassageCache`: passages are then encoded
+                once each (alone, in the parallel layout) and later queries read them from the cache — a query
+                costs its own tokens instead of every candidate's. ``None`` (default): passages read in context.
             **config_overrides: :class:`ScorerConfig` fields overriding ``config``'s (``debias=True``...), and
                 :class:`StudyOptions` fields by name (``calibrate=False``, ``query_part="query"``...).
         """
@@ -197,6 +211,7 @@ class QRHeadScorer:
             model_id=loaded.model_id,
             config=config,
             **({"show_progress": True} if show_progress else {}),
+            passage_cache=passage_cache,
             **config_overrides,
         )
 
@@ -204,7 +219,9 @@ class QRHeadScorer:
         """A scorer over the same model (no reload) reading other heads — for ablations and detection."""
         return self.with_config(heads=heads)
 
-    def with_config(self, *, heads: HeadSpec = None, **config_overrides: object) -> QRHeadScorer:
+    def with_config(
+        self, *, heads: HeadSpec = None, passage_cache: PassageCache | None = None, **config_overrides: object
+    ) -> QRHeadScorer:
         """A scorer over the same model with other heads and/or config fields (study options by name too)."""
         return QRHeadScorer(
             self.model,
@@ -212,6 +229,7 @@ class QRHeadScorer:
             heads=self.heads if heads is None else heads,
             model_id=self.model_id,
             config=self.config,
+            passage_cache=self.passage_cache if passage_cache is None else passage_cache,
             **config_overrides,
         )
 
@@ -490,6 +508,12 @@ class QRHeadScorer:
         calibrate, outlier_filter = self.config.study.calibrate, self.config.study.outlier_filter
         per_forward = rows_per_forward if rows_per_forward > 1 and self.forwards.can_pack else 1
         with self._lock, bar if bar is not None else contextlib.nullcontext():
+            if self.passage_cache is not None:
+                for unit in units:
+                    totals[unit.row][0][:, :, unit.window] += self._cached_scores(rows[unit.row][0], unit)
+                    if bar is not None:
+                        bar.update(1)
+                units = []
             for group in forward_groups(units, per_forward):
                 for unit, weights in zip(group, self.forwards.capture_many([u.encoded for u in group]), strict=True):
                     total = totals[unit.row][0]
@@ -503,6 +527,25 @@ class QRHeadScorer:
         for r, (total, scorable, n_orders) in totals.items():
             results[r][:, :, scorable] = total[:, :, scorable] / n_orders
         return results
+
+    def _cached_scores(self, queries: list[str], unit: Unit) -> torch.Tensor:
+        """``(queries, heads, window)`` scores of a unit's passages read from (or first stored in) the cache."""
+        cache = self.passage_cache
+        if cache is None:
+            raise RuntimeError("no passage cache")  # unreachable: the caller checks
+        if self._parallel is None:
+            self._parallel = ParallelEncoder(self)
+        encoder = self._parallel
+        namespace = self.cache_namespace
+        entries = [cache.get_or_encode(namespace, p, encoder.encode_cut) for p in unit.passages]
+        return encoder.score_per_head(queries, entries)
+
+    @property
+    def cache_namespace(self) -> str:
+        """What a cached passage's entry depends on besides its text: model, dtype, layout, template and depth."""
+        template = hashlib.sha256(repr((self._builder.before_ids, self._builder.layout)).encode()).hexdigest()[:16]
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{self.model_id}|{dtype}|depth={self.heads.deepest_layer}|template={template}"
 
 
 def _row_list(rows: object) -> list[Any]:

@@ -135,3 +135,37 @@ def test_copies_share_the_disk_tier_and_settings(tmp_path: Path) -> None:
 def test_bad_settings_raise_typed_errors(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         PassageCache(**kwargs)
+
+
+def test_a_scorer_with_a_cache_ranks_from_it_and_warm_equals_cold(tokenizer: Any, tmp_path: Path) -> None:
+    cache = PassageCache(directory=tmp_path)
+    scorer = QRHeadScorer(tiny_model("llama"), tokenizer, heads="1-0,2-3", model_id="tiny-llama", passage_cache=cache)
+    cold = scorer.score_many([QUERY, "What boils at one hundred degrees?"], PASSAGES)
+    assert cache.misses == 3
+    warm = scorer.score_many([QUERY, "What boils at one hundred degrees?"], PASSAGES)
+    assert cache.hits == 3 and warm == cold
+    # a second scorer over the same model shares the entries through the folder, and ranks the same
+    other = scorer.with_config(passage_cache=PassageCache(directory=tmp_path))
+    assert other.score_many([QUERY, "What boils at one hundred degrees?"], PASSAGES) == cold
+    assert [r.index for r in other.rank(QUERY, PASSAGES)] == [r.index for r in scorer.rank(QUERY, PASSAGES)]
+    # the in-context reading is another layout: same shapes, other numbers
+    plain = scorer.with_config(passage_cache=None)
+    assert plain.passage_cache is cache  # with_config keeps the cache unless given another
+    assert len(QRHeadScorer(tiny_model("llama"), tokenizer, heads="1-0,2-3").score(QUERY, PASSAGES)) == 3
+
+
+def test_entries_depend_on_the_model_setting(tokenizer: Any) -> None:
+    cache = PassageCache()
+    shallow = QRHeadScorer(tiny_model("llama"), tokenizer, heads="1-0", model_id="tiny-llama", passage_cache=cache)
+    deep = shallow.with_config(heads="3-1")
+    assert shallow.cache_namespace != deep.cache_namespace
+    shallow.score(QUERY, PASSAGES)
+    deep.score(QUERY, PASSAGES)
+    assert cache.misses == 6 and len(cache) == 6
+
+
+def test_a_scorer_refuses_a_cache_of_the_wrong_type_or_study_options(tokenizer: Any) -> None:
+    with pytest.raises(InvalidInputError, match="PassageCache"):
+        QRHeadScorer(tiny_model("llama"), tokenizer, heads="1-0", passage_cache={"not": "a cache"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="calibrated"):
+        QRHeadScorer(tiny_model("llama"), tokenizer, heads="1-0", passage_cache=PassageCache(), calibrate=False)
