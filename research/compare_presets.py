@@ -37,8 +37,9 @@ from study_defaults import (
     union_heads,
 )
 
+from qrhead_integrations.fusion import model_fusion
 from qrhead_integrations.heads import HeadSet
-from qrhead_integrations.presets import default_preset, get_preset, model_fusion, preset_names
+from qrhead_integrations.presets import default_preset, get_preset, preset_names
 
 LAYOUTS = {"rerank": ("reversed", "as_given"), "multihop": ("shuffled", "reversed", "as_given")}
 

@@ -41,7 +41,7 @@ from study_defaults import (
 )
 
 from qrhead_integrations.detect import select_heads
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import model_fusion
 
 DATA = {
     "multihop": "HotpotQA dev rows 0-59 (study select split; candidates in a seeded random layout)",

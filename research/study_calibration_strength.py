@@ -27,7 +27,7 @@ from _variant_study import splits_of, task_entry
 from study_cache import CacheVariant, DevExample
 from study_defaults import TASKS, default_heads, product_cache
 
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import model_fusion
 
 STRENGTHS = (0.0, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
 """1.0 is the method's (and the shipped) calibration; 0.0 is no calibration at all."""

@@ -31,9 +31,9 @@ from _report import write_reports
 from study_cache import CACHE, PRODUCT, CacheVariant, DevExample, cache_path, dev_examples
 
 from qrhead_integrations.detect import ExampleHeadScores, Objective, greedy_heads, head_scores_table, ranking_metric
-from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage, model_fusion
 from qrhead_integrations.heads import HeadSet, resolve_heads
-from qrhead_integrations.presets import default_preset, get_preset, model_fusion
+from qrhead_integrations.presets import default_preset, get_preset
 
 TASKS = {"rerank": "ndcg@10", "multihop": "recall@2"}
 # The order a product sees: SciFact candidates arrive in BM25 order and are laid out by the scorer's ``order``;

@@ -39,8 +39,9 @@ from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, figure, items, load
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import select_heads
+from qrhead_integrations.fusion import model_fusion
 from qrhead_integrations.heads import HeadSet
-from qrhead_integrations.presets import default_preset, model_fusion
+from qrhead_integrations.presets import default_preset
 
 TIMING_QUERIES = 3
 

@@ -37,8 +37,7 @@ from study_defaults import (
 )
 
 from qrhead_integrations.evaluation import BM25Index, read_beir
-from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage, model_fusion
 
 
 def retriever_scores(examples: list[Any]) -> dict[str, list[float]]:

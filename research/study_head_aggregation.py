@@ -22,8 +22,7 @@ from _variant_study import splits_of
 from study_cache import DevExample
 from study_defaults import TASKS, default_heads, metric, product_dev, unseen_only
 
-from qrhead_integrations.fusion import fuse_with_first_stage
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import fuse_with_first_stage, model_fusion
 
 
 def _z(per_head: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ from study_cache import DevExample
 from study_defaults import TASKS, default_heads, product_cache
 from transformers import AutoTokenizer
 
+from qrhead_integrations.fusion import model_fusion
 from qrhead_integrations.models import converted_bundled_model
-from qrhead_integrations.presets import model_fusion
 from qrhead_integrations.prompt import PromptBuilder, to_passages
 
 POWERS = (0.0, 0.25, 0.5, 1.0)

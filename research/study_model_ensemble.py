@@ -20,8 +20,7 @@ from _report import write_reports
 from study_cache import dev_examples, study_parser
 from study_defaults import TASKS, default_heads, metric, product_cache
 
-from qrhead_integrations.fusion import fuse_with_first_stage, z_scores
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import fuse_with_first_stage, model_fusion, z_scores
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The first model's share of the mix."""

@@ -43,9 +43,10 @@ from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, DevScores, default_head
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import select_heads
 from qrhead_integrations.evaluation.runner import prompt_order
+from qrhead_integrations.fusion import model_fusion
 from qrhead_integrations.heads import HeadSet
 from qrhead_integrations.parallel import ParallelEncoder
-from qrhead_integrations.presets import get_preset, model_fusion, preset_names
+from qrhead_integrations.presets import get_preset, preset_names
 from qrhead_integrations.prompt import to_passages
 
 TEMPERATURES = (1.0, 0.9, 0.75, 0.5)

@@ -28,8 +28,7 @@ from study_cache import ORDER_NAMES, DevExample, dev_examples, study_parser
 from study_defaults import PRODUCT_CACHE, TASKS, default_heads, load, metric
 
 from qrhead_integrations.evaluation.runner import prompt_order
-from qrhead_integrations.fusion import Fusion, fuse_with_first_stage
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import Fusion, fuse_with_first_stage, model_fusion
 
 Row = tuple[DevExample, np.ndarray, np.ndarray]
 """One dev query: the example, its default-heads scores (candidate order), each candidate's prompt position."""

@@ -34,7 +34,7 @@ from _variant_study import splits_of, task_entry
 from study_cache import PRODUCT, CacheVariant, DevExample
 from study_defaults import TASKS, default_heads, product_cache
 
-from qrhead_integrations.presets import model_fusion
+from qrhead_integrations.fusion import model_fusion
 
 VARIANTS = {
     'shipped (`query_part="all"`)': PRODUCT,
