@@ -162,29 +162,50 @@ class ParallelEncoder:
             cursor += passage.length
         cache = capture.new_cache(self.model)
         opening_layers = _layers(self._opening)
+        like = opening_layers[0].keys  # entries may be stored 16-bit on the CPU: read in the model's dtype and device
+        # One rotation table for every layer: each passage token moves by its passage's slot offset.
+        deltas = torch.cat(
+            [
+                torch.full((p.length,), start - self.opening_length, dtype=torch.float64)
+                for p, start in zip(passages, starts, strict=True)
+            ]
+        )
+        cos, sin = self._rotation(deltas, like)
         for layer in range(self.depth + 1):
-            keys = [opening_layers[layer].keys[0]]
-            values = [opening_layers[layer].values[0]]
-            like = keys[0]  # stored entries may be 16-bit and on the CPU: read in the model's dtype and device
-            for passage, start in zip(passages, starts, strict=True):
-                moved = self.rotate(passage.keys[layer].to(like), start - self.opening_length)
-                keys.append(moved / temperature if temperature != 1.0 else moved)
-                values.append(passage.values[layer].to(like))
-            cache.update(torch.cat(keys, dim=1)[None], torch.cat(values, dim=1)[None], layer)
+            keys = torch.cat([p.keys[layer] for p in passages], dim=1).to(like)
+            values = torch.cat([p.values[layer] for p in passages], dim=1).to(like)
+            moved = _rotated(keys, cos, sin)
+            if temperature != 1.0:
+                moved = moved / temperature
+            cache.update(
+                torch.cat([opening_layers[layer].keys[0], moved], dim=1)[None],
+                torch.cat([opening_layers[layer].values[0], values], dim=1)[None],
+                layer,
+            )
         return cache, spans, cursor
 
     def rotate(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
         """``keys`` (``(..., length, head_dim)``, rotary-embedded) moved ``delta`` positions later."""
         if delta == 0:
             return keys
-        angles = delta * self._inv_freq
-        half = angles.shape[0]
-        cos = torch.cat([angles.cos(), angles.cos()]).to(keys)
-        sin = torch.cat([angles.sin(), angles.sin()]).to(keys)
-        rotary, rest = keys[..., : 2 * half], keys[..., 2 * half :]
-        first, second = rotary[..., :half], rotary[..., half:]
-        turned = torch.cat([-second, first], dim=-1)
-        return torch.cat([rotary * cos + turned * sin, rest], dim=-1)
+        cos, sin = self._rotation(torch.full((keys.shape[-2],), delta, dtype=torch.float64), keys)
+        return _rotated(keys, cos, sin)
+
+    def _rotation(self, deltas: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(positions, rotary_dim)`` cosines and sines of moving each position by its delta."""
+        angles = deltas[:, None] * self._inv_freq[None, :]
+        cos, sin = angles.cos(), angles.sin()
+        return torch.cat([cos, cos], dim=-1).to(like), torch.cat([sin, sin], dim=-1).to(like)
+
+
+def _rotated(keys: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``cos.shape[-1]`` dims of ``keys`` (``(..., positions, head_dim)``) position by position."""
+    width = cos.shape[-1]
+    half = width // 2
+    rotary, rest = keys[..., :width], keys[..., width:]
+    turned = torch.cat([-rotary[..., half:], rotary[..., :half]], dim=-1)
+    moved = rotary * cos + turned * sin
+    return torch.cat([moved, rest], dim=-1) if rest.shape[-1] else moved
 
 
 def _layers(cache: Cache) -> list[Any]:

@@ -89,3 +89,22 @@ def test_temperature_changes_scores_and_one_keeps_them(encoder: ParallelEncoder)
     base = encoder.score_per_head(["capital of France"], passages)
     assert torch.equal(base, encoder.score_per_head(["capital of France"], passages, temperature=1.0))
     assert not torch.allclose(base, encoder.score_per_head(["capital of France"], passages, temperature=0.5))
+
+
+def test_assembled_layout_holds_every_passages_keys_at_its_slot(encoder: ParallelEncoder) -> None:
+    """Layer 0 of the assembled cache equals one forward of the concatenated blocks (keys depend on token and
+    position only there): each passage moved by its own offset, in the order given."""
+    others = [Passage(text="Water boils at one hundred degrees."), Passage(text="The moon orbits.", title="Moon")]
+    passages = [PASSAGE, *others]
+    builder = encoder._builder
+    separator = builder._user_ids(PASSAGE_SEPARATOR)
+    ids = builder.before_ids + builder._user_ids(OPENING)
+    for passage in passages:
+        ids += builder._user_ids(cached_block(passage)) + separator
+    cache = capture.new_cache(encoder.model)
+    with torch.inference_mode():
+        capture.run_layers(encoder.model, ids, cache, start=0, stop_after=encoder.depth)
+    assembled, _, total = encoder._assemble([encoder.encode(p) for p in passages], 1.0)
+    assert total == len(ids)
+    assert torch.allclose(assembled.layers[0].keys, cache.layers[0].keys, atol=1e-5)
+    assert torch.equal(assembled.layers[0].values, cache.layers[0].values)
