@@ -24,6 +24,15 @@ HeadsField = Annotated[
 DeviceField = Annotated[
     str | None, Field(description="Device of the model ('cpu', 'cuda', 'mps'...); None: chosen automatically.")
 ]
+DtypeField = Annotated[
+    str | None,
+    Field(
+        description=(
+            "dtype of the loaded model ('float32', 'bfloat16', 'float16'); None: automatic — bf16 on GPUs and on "
+            "CPUs with AMX, else float32."
+        )
+    ),
+]
 QuantizeField = Annotated[
     Literal["int8"] | None,
     Field(

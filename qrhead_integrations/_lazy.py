@@ -9,9 +9,10 @@ those fields and hand them to :class:`ScorerLoader`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +21,7 @@ from .heads import HeadSpec
 from .models import DEFAULT_MODEL
 from .scorer import QRHeadScorer
 
-LOADING_OPTIONS = ("model", "heads", "device", "quantize", "scorer_kwargs")
+LOADING_OPTIONS = ("model", "heads", "device", "dtype", "quantize", "scorer_kwargs")
 """The options that describe a model to load (meaningless next to a shared scorer)."""
 
 
@@ -38,6 +39,22 @@ def options_checked(component: str) -> Iterator[None]:
         yield
     except ValidationError as exc:
         raise InvalidInputError(f"{component}: {exc}") from exc
+
+
+def check_known_options(component: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse an option the component does not have (a misspelt ``topn=2`` would otherwise be ignored silently).
+
+    Raises:
+        InvalidInputError: naming the unknown option, the closest known one and every valid option.
+    """
+    valid = sorted(set(known))
+    unknown = [name for name in given if name not in valid]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InvalidInputError(f"{component} has no option {name!r}{hint}; its options: {', '.join(valid)}")
 
 
 def check_source(scorer: object, given: Mapping[str, object]) -> None:
@@ -83,6 +100,7 @@ class ScorerLoader:
         model: what ``QRHeadScorer.from_pretrained`` loads (``None``: the package's default bundled model).
         heads: head specification for the loaded scorer.
         device: its device (``None``: automatic).
+        dtype: the model's dtype (``None``: automatic).
         quantize: ``"int8"`` or ``None``.
         scorer_kwargs: further ``from_pretrained`` keyword arguments.
     """
@@ -94,6 +112,7 @@ class ScorerLoader:
         model: str | os.PathLike[str] | None = None,
         heads: HeadSpec = None,
         device: str | None = None,
+        dtype: str | None = None,
         quantize: str | None = None,
         scorer_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -101,6 +120,8 @@ class ScorerLoader:
         self._options: dict[str, Any] = dict(scorer_kwargs or {})
         if quantize is not None:
             self._options["quantize"] = quantize
+        if dtype is not None:
+            self._options["dtype"] = dtype
         self._model = DEFAULT_MODEL if model is None else model
         self._heads = heads
         self._device = device

@@ -16,8 +16,8 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from .._fields import DeviceField, HeadsField, QuantizeField, ScorerKwargsField
-from .._lazy import ScorerLoader, check_source, options_checked
+from .._fields import DeviceField, DtypeField, HeadsField, QuantizeField, ScorerKwargsField
+from .._lazy import ScorerLoader, check_known_options, check_source, options_checked
 from ..errors import PassageTypeError
 from ..scorer import QRHeadScorer
 
@@ -36,6 +36,9 @@ class LazyScorerMixin(BaseModel):
 
         That is still a ``ValueError``, as pydantic's ``ValidationError`` is, so bad input has one error family.
         """
+        fields = type(self).model_fields
+        known = {*fields, *(f.alias for f in fields.values() if f.alias)}
+        check_known_options(type(self).__name__, data, known)
         with options_checked(type(self).__name__):
             super().__init__(**data)
 
@@ -53,6 +56,7 @@ class LazyScorerMixin(BaseModel):
     )
     heads: HeadsField = None
     device: DeviceField = None
+    dtype: DtypeField = None
     quantize: QuantizeField = None
     scorer_kwargs: ScorerKwargsField
 
@@ -83,6 +87,7 @@ class LazyScorerMixin(BaseModel):
                         model=self.model,
                         heads=self.heads,
                         device=self.device,
+                        dtype=self.dtype,
                         quantize=self.quantize,
                         scorer_kwargs=self.scorer_kwargs,
                     )

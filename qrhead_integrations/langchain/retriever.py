@@ -22,7 +22,7 @@ from langchain_core.runnables.config import get_config_list, get_executor_for_co
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._checks import check_int
-from .._lazy import options_checked
+from .._lazy import check_known_options, options_checked
 from ..errors import InvalidInputError
 from ..prompt import check_query
 from ._scorer import check_documents
@@ -58,6 +58,8 @@ class QRHeadRetriever(BaseRetriever):
 
     def __init__(self, **data: object) -> None:
         """Validate as pydantic does; a bad option raises this package's ``InvalidInputError`` (a ``ValueError``)."""
+        fields = type(self).model_fields
+        check_known_options(type(self).__name__, data, {*fields, *(f.alias for f in fields.values() if f.alias)})
         with options_checked(type(self).__name__):
             super().__init__(**cast("dict[str, Any]", data))  # pydantic validates each field's type
 

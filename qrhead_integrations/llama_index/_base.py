@@ -21,8 +21,8 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
-from .._fields import DeviceField, HeadsField, QuantizeField, ScorerKwargsField
-from .._lazy import LOADING_OPTIONS, ScorerLoader, check_source, options_checked
+from .._fields import DeviceField, DtypeField, HeadsField, QuantizeField, ScorerKwargsField
+from .._lazy import LOADING_OPTIONS, ScorerLoader, check_known_options, check_source, options_checked
 from ..errors import PassageTypeError
 from ..models import DEFAULT_MODEL
 from ..prompt import check_query
@@ -49,6 +49,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
     )
     heads: HeadsField = None
     device: DeviceField = None
+    dtype: DtypeField = None
     quantize: QuantizeField = None
     scorer_kwargs: ScorerKwargsField
 
@@ -62,6 +63,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         is a field, validated by pydantic (a bad one raises :class:`~qrhead_integrations.errors.InvalidInputError`).
         """
         scorer = arguments.pop("scorer", None)
+        check_known_options(type(self).__name__, arguments, type(self).model_fields)
         check_source(
             scorer, {name: arguments[name] for name in LOADING_OPTIONS if arguments.get(name) not in (None, {})}
         )
@@ -78,6 +80,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             model=self.model,
             heads=self.heads,
             device=self.device,
+            dtype=self.dtype,
             quantize=self.quantize,
             scorer_kwargs=self.scorer_kwargs,
         )
