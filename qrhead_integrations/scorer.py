@@ -4,14 +4,13 @@ Every feature of the package (adapters, compressor, detection, evaluation) goes 
 (:meth:`QRHeadScorer.score_per_head_many` for one set of passages, :meth:`QRHeadScorer.score_per_head_batch` for
 independent rows):
 
-    passages + queries → prompt (prefix + one tail per query and one for "N/A")
-    → one forward of prefix + all tails packed (each tail sees the prefix and itself), cut inside the deepest
-      selected layer, capturing the selected heads — or, for sliding-window models, a prefix forward and the
-      tails on a fork of its cache
-    → token scores (calibrated) → per-passage sums (optionally filtered) → per-head scores.
+    passages + queries → a plan (:mod:`.plan`: the cut, orders, windows; prefix + one tail per query and one
+      for "N/A") → the forwards (:mod:`.forward`: one packed forward per prompt, cut inside the deepest selected
+      layer, capturing the selected heads) → token scores (calibrated) → per-passage sums → per-head scores.
 
-The content-free ``"N/A"`` tail is shared by all queries of a call, so ``k`` queries over the same passages cost
-one prefix and ``k + 1`` short tails. docs/architecture.md draws the whole pipeline.
+This module holds the public methods and adds the scores up; planning and running forwards live next door. The
+content-free ``"N/A"`` tail is shared by all queries of a call, so ``k`` queries over the same passages cost one
+prefix and ``k + 1`` short tails. docs/architecture.md draws the whole pipeline.
 """
 
 from __future__ import annotations

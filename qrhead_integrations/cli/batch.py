@@ -73,39 +73,41 @@ def batch(
 ) -> None:
     """Re-rank every row of INPUT on Ray and write scores, ranking and error columns to OUTPUT."""
     from ..distributed.rerank import ERROR, rerank_dataset
-    from ..distributed.session import ensure_ray, quiet_ray, require_ray
+    from ..distributed.session import ensure_ray, quiet_ray
 
-    try:
-        ray, started = ensure_ray(address, **({} if verbose else quiet_ray(require_ray())))
-    except (ImportError, ConnectionError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
-    try:
-        local = started and not (address or os.environ.get("RAY_ADDRESS"))
-        cpus = cpus_per_worker or _default_cpus(ray, local, workers, gpus_per_worker)
-        began = time.perf_counter()
-        written = rerank_dataset(
-            input_path,
-            model=model,
-            heads=heads,
-            query_column=query_column,
-            passages_column=passages_column,
-            top_n=top_n,
-            num_workers=workers,
-            num_gpus_per_worker=gpus_per_worker,
-            num_cpus_per_worker=cpus,
-            batch_size=batch_size,
-            output=output,
-            scorer_kwargs={key: value for key, value in (("quantize", quantize), ("dtype", dtype)) if value} or None,
-        )
-        elapsed = time.perf_counter() - began
-        rows, errors = _count(written, ERROR)
-    except (QRHeadError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
-    finally:
-        if started:
-            ray.shutdown()
+    with quiet_ray(not verbose) as init_options:
+        try:
+            ray, started = ensure_ray(address, **init_options)
+        except (ImportError, ConnectionError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        try:
+            local = started and not (address or os.environ.get("RAY_ADDRESS"))
+            cpus = cpus_per_worker or _default_cpus(ray, local, workers, gpus_per_worker)
+            began = time.perf_counter()
+            written = rerank_dataset(
+                input_path,
+                model=model,
+                heads=heads,
+                query_column=query_column,
+                passages_column=passages_column,
+                top_n=top_n,
+                num_workers=workers,
+                num_gpus_per_worker=gpus_per_worker,
+                num_cpus_per_worker=cpus,
+                batch_size=batch_size,
+                output=output,
+                scorer_kwargs={key: value for key, value in (("quantize", quantize), ("dtype", dtype)) if value}
+                or None,
+            )
+            elapsed = time.perf_counter() - began
+            rows, errors = _count(written, ERROR)
+        except (QRHeadError, OSError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        finally:
+            if started:
+                ray.shutdown()
     print(
         f"{rows} rows, {errors} with errors, written to {Path(output)} in {elapsed:.1f} s "
         f"({rows / elapsed:.2f} rows/s, {workers} worker{'s' if workers != 1 else ''})"

@@ -166,7 +166,7 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise fail(exc) from exc
-    console.print(heads_line(scorer.heads), highlight=False)
+    console.print(heads_line(scorer.heads), highlight=False, soft_wrap=True)
     console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -42,23 +46,76 @@ def ensure_ray(address: str | None = None, **init_kwargs: object) -> tuple[Modul
     return ray, True
 
 
-def quiet_ray(ray: ModuleType) -> dict[str, object]:
-    """Keep Ray's own chatter out of a command's output; return the ``ray.init`` options that do the rest.
+RAY_CORE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] ")
+"""A line Ray's C++ core writes to the process's stderr: ``[2026-12-07 06:34:37,085 E 22267 22267] file.cc:N: ...``."""
+
+
+@contextmanager
+def quiet_ray(quiet: bool = True) -> Iterator[dict[str, object]]:
+    """Keep Ray's own chatter out of a command's output while the block runs; yield the ``ray.init`` options.
 
     Why: a ``qrhead batch`` run redirected to a log file otherwise collects a couple of hundred lines that are
     Ray's, not the job's — its INFO lines, Ray Data's progress logged line by line when the output is not a
     terminal, the C++ core's notes (an ``E`` line about actor restarts on every run) and the workers' own
-    output. Errors still surface: as Python exceptions, and per row in the ``error`` column. Ray Data keeps
+    output. Errors still surface: as Python exceptions, and per row in the ``error`` column; Ray Data keeps
     writing its full log to the session's ``ray-data.log``.
 
-    Call before ``ray.init``; the options returned: Ray's driver logging at WARNING, workers' output not
-    forwarded. The C++ log level is only set when ``RAY_BACKEND_LOG_LEVEL`` is not (a caller's choice wins).
+    Quiet, it sets Ray Data's console lines to WARNING, yields ``ray.init`` options for Ray's driver logging at
+    WARNING and the workers' output not forwarded, and drops the C++ core's lines from this process's stderr
+    (:data:`RAY_CORE_LINE`; every other line passes). With ``quiet=False`` it changes nothing and yields ``{}``.
     """
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    for handler in logging.getLogger("ray.data").handlers:
-        if getattr(handler, "name", None) == "console":  # Ray Data's console handler; its file handler stays
-            handler.setLevel(logging.WARNING)
-    return {"logging_level": logging.WARNING, "log_to_driver": False}
+    try:
+        if quiet:
+            require_ray()  # Ray Data configures its loggers on import
+    except ImportError:  # the caller's own connection attempt says so, in its words
+        quiet = False
+    if not quiet:
+        yield {}
+        return
+    console = [h for h in logging.getLogger("ray.data").handlers if getattr(h, "name", None) == "console"]
+    levels = [handler.level for handler in console]
+    for handler in console:
+        handler.setLevel(logging.WARNING)  # its file handler keeps everything
+    try:
+        with _core_lines_dropped():
+            yield {"logging_level": logging.WARNING, "log_to_driver": False}
+    finally:
+        for handler, level in zip(console, levels, strict=True):
+            handler.setLevel(level)
+
+
+@contextmanager
+def _core_lines_dropped() -> Iterator[None]:
+    """Route this process's stderr (file descriptor 2) through a filter that drops Ray's C++ core lines.
+
+    The C++ core writes to the descriptor directly, below Python's ``sys.stderr``, so only a pipe in its place can
+    filter it. The pump thread forwards every other line to the real stderr as it comes; it outlives the block
+    while a process started inside it still holds the pipe, so nothing written there is ever blocked or lost.
+    """
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no descriptor to replace (an embedded interpreter): leave stderr as it is
+        yield
+        return
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as source:
+            for line in source:
+                if not RAY_CORE_LINE.match(line):
+                    os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="qrhead-stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # this process stops writing to the pipe; the pump drains what is in it
+        thread.join(timeout=2.0)
 
 
 @dataclass(frozen=True)

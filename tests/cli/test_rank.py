@@ -96,6 +96,27 @@ def test_demo_runs_offline_and_finds_a_gold_passage(smollm2: object) -> None:
     result = runner.invoke(app, ["demo", "--model", "smollm2-135m-instruct"])
     assert result.exit_code == 0, result.output
     assert "gold passages (★) in the top 2: 1 of 2" in result.output or "2 of 2" in result.output
+    # The heads by their preset's name and what it is, not how it was made.
+    assert "heads: the 'multihop' preset (the model's default), 16 heads — heads detected on HotpotQA" in result.output
+    assert ".py" not in result.output and "benchmarks" not in result.output
+
+
+def test_the_heads_line_names_the_preset_in_a_users_words() -> None:
+    """Every shipped preset: its name and one line of what it is — no script, cache or split names."""
+    from qrhead_integrations.cli.rank import heads_line
+    from qrhead_integrations.headset import HeadSet
+    from qrhead_integrations.presets import get_preset, known_models, preset_names
+
+    for model in known_models():
+        for name in preset_names(model):
+            preset = get_preset(model, name)
+            assert preset is not None
+            line = heads_line(preset)
+            assert line.startswith(f"heads: the {name!r} preset") and f"{len(preset)} heads — " in line
+            assert not any(word in line for word in (".py", "benchmarks", "study", "cache", "split")), line
+            assert len(line) <= 160, line
+    assert heads_line(HeadSet.all_heads(2, 3)) == "heads: all 6 heads of the model (it has no preset)"
+    assert heads_line(HeadSet.parse("1-2,3-4")) == "heads: 2 heads as given (1-2,3-4)"
 
 
 def test_empty_inputs_fail_before_any_model_loads(tmp_path: Path) -> None:

@@ -184,6 +184,38 @@ def test_cli_batch_writes_the_output_file(
     _check_rows(renamed, local_scorer)
 
 
+def test_cli_batch_prints_only_its_summary_unless_verbose(
+    ray_session: Any, saved_tiny_model: Path, tmp_path: Path
+) -> None:
+    """Redirected to a file, ``qrhead batch`` writes its summary and nothing of Ray's: no INFO lines, no progress
+    logged line by line, no C++ core lines (the ``E`` one about actor restarts); ``--verbose`` shows Ray's detail.
+
+    Run as a user runs it (its own process, output to a file), on this module's Ray cluster (``--address``)."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
+    address = ray_session.get_runtime_context().gcs_address
+    root = Path(__file__).resolve().parents[2]
+
+    def run(*extra: str) -> list[str]:
+        output, log = tmp_path / f"ranked{len(extra)}.jsonl", tmp_path / f"log{len(extra)}.txt"
+        command = [sys.executable, "-m", "qrhead_integrations.cli", "batch", str(source), "--output", str(output)]
+        command += ["--model", str(saved_tiny_model), "--heads", HEADS, "--address", address, *extra]
+        with log.open("w") as handle:
+            done = subprocess.run(command, cwd=root, stdout=handle, stderr=subprocess.STDOUT, timeout=600, check=False)
+        lines = log.read_text(encoding="utf-8").splitlines()
+        assert done.returncode == 0, lines
+        return lines
+
+    quiet = run()
+    assert len(quiet) == 1 and quiet[0].startswith("5 rows, 2 with errors, written to"), quiet
+    verbose = run("--verbose")
+    assert any("\tINFO " in line for line in verbose), verbose  # Ray's own lines, as Ray prints them
+    assert verbose[-1].startswith("5 rows, 2 with errors")
+
+
 def test_a_jsonl_file_with_bad_lines_and_mixed_passage_shapes_finishes_with_one_error_row_per_bad_line(
     ray_session: Any, saved_tiny_model: Path, local_scorer: QRHeadScorer, tmp_path: Path
 ) -> None:

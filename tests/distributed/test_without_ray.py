@@ -106,3 +106,27 @@ def test_a_worker_ranks_its_batch_in_batched_forwards_and_a_bad_row_gets_its_own
                 assert ranking == [item.index for item in expected] and error is None
                 assert scores is not None
                 assert scores == pytest.approx([item.score for item in sorted(expected, key=lambda r: r.index)])
+
+
+def test_rays_core_lines_are_dropped_from_stderr_and_every_other_line_passes(capfd: pytest.CaptureFixture[str]) -> None:
+    """Ray's C++ core writes to file descriptor 2 directly; the quiet mode filters the descriptor itself."""
+    import os
+    import sys
+
+    from qrhead_integrations.distributed.session import _core_lines_dropped
+
+    with _core_lines_dropped():
+        os.write(2, b"[2026-12-07 06:34:37,085 E 22267 22267] core_worker.cc:2465: Actor with class name: ...\n")
+        os.write(2, b"a line of our own\n")
+        os.write(2, b"[2026-12-07 07:09:13,248 I 27309 27309] logging.cc:303: Set ray log level ...\n")
+        os.write(2, b"error: a message of the command's own\n")
+    print("after the block", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["a line of our own", "error: a message of the command's own", "after the block"]
+
+
+def test_verbose_leaves_rays_output_alone() -> None:
+    from qrhead_integrations.distributed.session import quiet_ray
+
+    with quiet_ray(False) as options:
+        assert options == {}
