@@ -38,7 +38,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cache import CACHE, ORDER_NAMES, dev_examples
-from study_defaults import PRODUCT_CACHE, SHAPES, TASKS, DevScores, default_heads, figure
+from study_defaults import (
+    PRODUCT_CACHE,
+    SHAPES,
+    TASKS,
+    DevScores,
+    default_heads,
+    figure,
+    first_stage_figure,
+    lexical_figure,
+)
 
 from qrhead_integrations import QRHeadScorer
 from qrhead_integrations.detect import select_heads
@@ -162,9 +171,12 @@ def report(models: list[str], cache_dir: Path) -> dict[str, Any]:
                     "redetected_cv": _cv_redetected(model, task, data),
                 }
             seconds = list(state["seconds"].values())
+            everything = _items(task, {k: v for k, v in state["in_context"].items() if k in keys})
             per_task[task] = {
                 "metric": metric,
                 "queries": len(keys),
+                "first_stage": first_stage_figure(everything, metric),
+                "bm25_over_candidates": lexical_figure(everything, metric),
                 "rows": rows,
                 "seconds_per_query": {
                     k: sum(s[k] for s in seconds) / len(seconds) for k in ("in_context", "encode", "query")
@@ -194,6 +206,11 @@ def markdown(result: dict[str, Any]) -> str:
                     f" | {r['alone']:.3f} | {r['fused']:.3f} |"
                 )
         lines.append("")
+        for task, entry in per_task.items():
+            lines.append(
+                f"- {task}: first stage's order {entry['first_stage']:.3f}, BM25 over the candidates"
+                f" {entry['bm25_over_candidates']:.3f}"
+            )
         for task, entry in per_task.items():
             s = entry["seconds_per_query"]
             lines.append(
