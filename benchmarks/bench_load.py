@@ -52,7 +52,12 @@ def load_once(variant: Path, model: str, cache: Path) -> dict[str, Any]:
     """One load in a fresh interpreter that imports ``variant``'s package; its figures."""
     env = {**os.environ, "PYTHONPATH": str(variant.resolve())}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, model, str(cache)], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", CHILD, model, str(cache.resolve())],
+        env=env,
+        cwd=variant,  # "-c" puts the working folder first on sys.path
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise SystemExit(f"load failed ({variant}):\n{out.stderr[-3000:]}")

@@ -6,9 +6,10 @@ the default 0.5B model. No 16-bit type holds those values exactly (a 16-bit scal
 needs up to 19 significant bits), but float16's 11-bit significand holds them about eight times closer than
 bfloat16's 8 bits (relative RMS error 2e-4 vs 1.5e-3 on every block type of the bundled models), while their
 magnitudes (under 10) sit well inside float16's range. Each matrix is therefore stored in whichever of the two
-holds it best (measured per tensor, so an unusual GGUF with huge or tiny weights gets bfloat16), and the small
-one-dimensional tensors (norm weights, biases: under 0.1% of the bytes, kept float32 by the GGUF itself) stay
-float32 exactly. Loading casts once to the dtype that runs (:func:`qrhead_integrations.models.resolve_dtype`).
+holds it best (measured per tensor, so an unusual GGUF with huge or tiny weights gets bfloat16); the small
+one-dimensional tensors (norm weights, biases, kept float32 by the GGUF itself) are stored in 16 bit only where
+that is exact (it is for the bundled models), else float32. Loading casts once to the dtype that runs
+(:func:`qrhead_integrations.models.resolve_dtype`).
 
 The folder records its format in :data:`MARKER`; a cache folder's name includes :data:`CACHE_FORMAT`, so a
 float32 folder written by an earlier version is never mistaken for a 16-bit one (it is left in place, unused).
@@ -48,16 +49,21 @@ def _squared_error(weight: torch.Tensor, dtype: torch.dtype) -> float:
 
 
 def storage_dtype(weight: torch.Tensor) -> torch.dtype:
-    """The dtype a dequantised tensor is stored in: float32 for 1-D tensors, else the 16-bit type closest to it.
+    """The dtype a dequantised tensor is stored in: the 16-bit type that holds it best (a vector: exactly).
 
     Why per tensor: float16 is the closer type for every matrix of the bundled models, but a GGUF from elsewhere
     may hold values beyond float16's range (overflow) or far below it (lost to underflow), which bfloat16 keeps;
-    comparing the two round trips picks the right one without a list of cases.
+    comparing the two round trips picks the right one without a list of cases. Vectors (norm weights, biases,
+    float32 in the GGUF) are small, so one that neither type holds exactly stays float32; every vector of the
+    bundled models is exact in float16, so their files are float16 throughout, and a float32 load casts every
+    tensor and keeps no view of the file's memory map alive.
     """
-    if weight.ndim <= 1 or not weight.is_floating_point():
+    if not weight.is_floating_point() or weight.dtype in (torch.float16, torch.bfloat16):
         return weight.dtype
-    fp16 = _squared_error(weight, torch.float16)
-    return torch.float16 if fp16 <= _squared_error(weight, torch.bfloat16) else torch.bfloat16
+    fp16, bf16 = _squared_error(weight, torch.float16), _squared_error(weight, torch.bfloat16)
+    if weight.ndim <= 1 and min(fp16, bf16) > 0:
+        return weight.dtype
+    return torch.float16 if fp16 <= bf16 else torch.bfloat16
 
 
 def to_storage_dtypes(model: torch.nn.Module) -> Counter[str]:
