@@ -68,6 +68,6 @@ def test_bm25_top100_on_scifact_is_in_the_beir_range() -> None:
     run = BM25Index(data.corpus).run(queries, k=100)
     qrels = {qid: data.qrels[qid] for qid in queries}
     result = evaluate_run(run, qrels, ["ndcg@10", "recall@100"])
-    # Full train split measures 0.697 nDCG@10 (benchmarks/bm25_scifact.py); BEIR reports 0.665 on test.
+    # Full train split measures 0.697 nDCG@10 (research/bm25_scifact.py); BEIR reports 0.665 on test.
     assert 0.6 < result["ndcg@10"] < 0.8
     assert result["recall@100"] > 0.85

@@ -3,7 +3,7 @@
 BEIR reports 0.665 nDCG@10 for BM25 on the SciFact *test* split; the shared copy has the *train* split, where
 the same setup should land in the same 0.6-0.7 band. Usage::
 
-    .venv/bin/python benchmarks/bm25_scifact.py [--data ../shared/data/scifact] [--split train] [--k 100]
+    .venv/bin/python research/bm25_scifact.py [--data ../shared/data/scifact] [--split train] [--k 100]
 """
 
 from __future__ import annotations
