@@ -222,7 +222,9 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def speed(model: str, queries: int) -> dict[str, Any]:
+def speed(
+    model: str, queries: int, cuts: tuple[int, ...] = (128, 256), json_path: Path | None = None
+) -> dict[str, Any]:
     """Seconds per query at the product's settings (default heads): in-context, cold cache, warm cache.
 
     Candidates: BM25's top 20 (or its first 10) for SciFact ``tune`` queries, cut to 128 or 256 tokens. Cold = every
@@ -231,8 +233,14 @@ def speed(model: str, queries: int) -> dict[str, Any]:
     import statistics
 
     examples = [e for e in dev_examples("rerank") if e.split == "tune"][:queries]
-    out: dict[str, Any] = {"model": model, "queries": queries, "threads": torch.get_num_threads(), "cells": []}
-    for cut in (128, 256):
+    out: dict[str, Any] = {
+        "command": "python research/study_passage_cache.py " + " ".join(sys.argv[1:]),
+        "model": model,
+        "queries": queries,
+        "threads": torch.get_num_threads(),
+        "cells": [],
+    }
+    for cut in cuts:
         scorer = QRHeadScorer.from_pretrained(model, max_passage_tokens=cut)
         encoder = ParallelEncoder(scorer)
         out["dtype"] = str(scorer.dtype).removeprefix("torch.")
@@ -265,6 +273,9 @@ def speed(model: str, queries: int) -> dict[str, Any]:
             cell["speedup_warm"] = cell["in_context"] / cell["warm"]
             print(cell)
             out["cells"].append(cell)
+            if json_path is not None:  # after every cell: a long run stopped early keeps what it measured
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out
 
 
@@ -278,16 +289,14 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=CACHE)
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--speed", type=int, metavar="QUERIES", help="time the product settings on QUERIES queries")
+    parser.add_argument("--cuts", default="128,256", help="passage cuts the speed run measures (comma-separated)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("QRHEAD_STUDY_THREADS", torch.get_num_threads())))
     if args.speed:
-        result = speed(args.model[0], args.speed)
-        result["command"] = "python research/study_passage_cache.py " + " ".join(sys.argv[1:])
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        cuts = tuple(int(c) for c in args.cuts.split(","))
+        speed(args.model[0], args.speed, cuts, args.json)
         return
     if not args.report:
         for model in args.model:
