@@ -2,10 +2,12 @@
 
 Each load runs in a **fresh process** (what a user's new process pays): the first load converts the GGUF into an
 empty cache folder; each later load reads that folder. Figures per load: wall seconds and CPU seconds of the
-``load_model`` call (CPU seconds stay comparable on a busy machine, wall seconds do not), and the process's peak
-resident memory (``ru_maxrss``, imports included). Several code versions ("variants", each a folder that holds a
-``qrhead_integrations`` package) are measured in one run, their later loads interleaved so that a change in the
-machine's load hits them alike:
+``load_model`` call (CPU seconds stay comparable on a busy machine, wall seconds do not); the process's peak
+resident memory during the load, and its resident memory after one forward pass, anonymous and file-backed (a
+float32 cache is used in place through a memory map; a 16-bit one is cast into the process's own memory), and the
+time of that forward (a mapped file's pages are read there, not during the load). Several code versions
+("variants", each a folder that holds a ``qrhead_integrations`` package) are measured in one run, their later
+loads interleaved so that a change in the machine's load hits them alike:
 
     git archive <commit> qrhead_integrations | tar -x -C /tmp/before     # the code before the change
     taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/bench_load.py --model smollm2-135m-instruct \\
@@ -32,20 +34,34 @@ from typing import Any
 from _report import REPO, write_reports
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import torch, transformers
 import qrhead_integrations
 from qrhead_integrations.models import BUNDLED_MODELS, load_model
+
+def memory():  # MB: peak and current resident set, and the current set's anonymous and file-backed parts
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+
 name, cache = sys.argv[1], sys.argv[2]
 wall, cpu = time.perf_counter(), time.process_time()
 loaded = load_model(name, cache=cache)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-dtypes = sorted({str(p.dtype) for p in loaded.model.parameters()})
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_mb,
-    "dtypes": dtypes, "threads": torch.get_num_threads(), "package": qrhead_integrations.__file__,
+after_load = memory()
+forward = time.perf_counter()
+with torch.inference_mode():  # one forward touches every weight: the memory the model holds in use
+    loaded.model(torch.tensor([[1, 2, 3, 4]]))
+forward = time.perf_counter() - forward
+in_use = memory()
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "first_forward_s": forward, "peak_rss_mb": after_load["VmHWM"],
+    "in_use_mb": in_use["VmRSS"], "in_use_anon_mb": in_use["RssAnon"], "in_use_file_mb": in_use["RssFile"],
+    "peak_with_forward_mb": in_use["VmHWM"], "dtypes": sorted({str(p.dtype) for p in loaded.model.parameters()}),
+    "threads": torch.get_num_threads(), "package": qrhead_integrations.__file__,
     "gguf_bytes": sum(p.stat().st_size for p in BUNDLED_MODELS[name].find_parts())}))
 """
+
+
+MEMORY = ("peak_rss_mb", "in_use_mb", "in_use_anon_mb", "in_use_file_mb", "peak_with_forward_mb")
 
 
 def load_once(variant: Path, model: str, cache: Path) -> dict[str, Any]:
@@ -99,22 +115,25 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Install and load cost of the bundled models",
         "",
-        "Fresh process per load; `load_model(name)` at its default dtype; wall / CPU seconds of that call; peak "
-        "resident memory of the whole process (imports included). Later loads: median of the repeats (page cache "
-        "warm). Written by `benchmarks/bench_load.py`.",
+        "Fresh process per load; `load_model(name)` at its default dtype; wall / CPU seconds of that call. Memory "
+        "of the whole process, imports included: peak resident set during the load, and the resident set in use "
+        "after one forward (which touches every weight), split into anonymous memory and file-backed pages "
+        "(a memory-mapped cache file). Later loads: median seconds and largest memory over the repeats, page cache "
+        "warm. Written by `benchmarks/bench_load.py`.",
         "",
         "| model | variant | download (GGUF) | cache | first load wall / CPU | later load wall / CPU "
-        "| peak RSS first / later | dtype run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak RSS first / later load | later: in use (anon + file) | dtype run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
-        later = row["later"]
+        first, later = row["first"], row["later"]
         lines.append(
             f"| {row['model']} | {row['variant']} | {row['gguf_bytes'] / 1e6:.0f} MB | "
             f"{row['cache_bytes']['total'] / 1e9:.2f} GB | "
-            f"{row['first']['wall_s']:.0f} s / {row['first']['cpu_s']:.0f} s | "
-            f"{later['wall_s']:.2f} s / {later['cpu_s']:.2f} s | {row['first']['peak_rss_mb'] / 1e3:.2f} / "
-            f"{later['peak_rss_mb'] / 1e3:.2f} GB | {', '.join(row['first']['dtypes'])} |"
+            f"{first['wall_s']:.0f} s / {first['cpu_s']:.0f} s | {later['wall_s']:.1f} s / {later['cpu_s']:.1f} s | "
+            f"{first['peak_rss_mb'] / 1e3:.2f} / {later['peak_rss_mb'] / 1e3:.2f} GB | "
+            f"{later['in_use_mb'] / 1e3:.2f} GB ({later['in_use_anon_mb'] / 1e3:.2f} + "
+            f"{later['in_use_file_mb'] / 1e3:.2f}) | {', '.join(first['dtypes'])} |"
         )
     lines += ["", "Conditions per run:", ""]
     for run in report["runs"]:
@@ -151,7 +170,8 @@ def main() -> None:
         rows[label]["later"] = {
             "wall_s": statistics.median(x["wall_s"] for x in loads),
             "cpu_s": statistics.median(x["cpu_s"] for x in loads),
-            "peak_rss_mb": max(x["peak_rss_mb"] for x in loads),
+            "first_forward_s": statistics.median(x["first_forward_s"] for x in loads),
+            **{key: max(x[key] for x in loads) for key in MEMORY},
             "all_wall_s": [round(x["wall_s"], 3) for x in loads],
             "all_cpu_s": [round(x["cpu_s"], 3) for x in loads],
         }
@@ -159,7 +179,8 @@ def main() -> None:
         print(
             f"{label}: cache {row['cache_bytes']['total'] / 1e9:.3f} GB, later load {row['later']['wall_s']:.2f} s "
             f"wall / {row['later']['cpu_s']:.2f} s CPU, peak RSS first {row['first']['peak_rss_mb']:.0f} MB, "
-            f"later {row['later']['peak_rss_mb']:.0f} MB",
+            f"later {row['later']['peak_rss_mb']:.0f} MB, in use {row['later']['in_use_mb']:.0f} MB "
+            f"(anonymous {row['later']['in_use_anon_mb']:.0f} MB)",
             flush=True,
         )
     report: dict[str, Any] = {"rows": [], "runs": []}
