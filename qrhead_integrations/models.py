@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._conversion import CACHE_FORMAT, Progress, announce, convert_gguf
+from ._conversion import CACHE_FORMAT, Progress, announce, convert_gguf, release_memory
 from .errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -300,7 +300,9 @@ def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = No
                 item.rename(tmp / item.name)
             model_dir.rmdir()
 
-    return _atomic_dir(final, build)
+    _atomic_dir(final, build)
+    release_memory()
+    return final
 
 
 def converted_gguf(path: Path, cache: str | os.PathLike[str] | None = None) -> Path:
@@ -314,7 +316,9 @@ def converted_gguf(path: Path, cache: str | os.PathLike[str] | None = None) -> P
         with Progress(path.name) as progress, _progress_bars(False):
             convert_gguf(path, tmp, progress, str(path))
 
-    return _atomic_dir(final, build)
+    _atomic_dir(final, build)
+    release_memory()
+    return final
 
 
 def load_model(
