@@ -320,11 +320,11 @@ def fusion_grid(model: str, shape: tuple[int, int], dev: dict[str, list[ExampleH
     heads = default_heads(model)
     cells: dict[str, dict[str, float]] = {}
     for w, lex in FUSION_GRID:
-        fusion = Fusion(weight=w, lexical=lex) if (w or lex) else None
+        fusion = Fusion(weight=w, lexical=lex, form="ranks") if (w or lex) else None
         cells[f"{w}/{lex}"] = {t: figure(dev[t], heads, TASKS[t], fusion) for t in TASKS}
     model_free = {
         f"{w}/{round(1 - w, 1)}": {
-            t: figure(dev[t], heads, TASKS[t], Fusion(weight=w, lexical=round(1 - w, 1))) for t in TASKS
+            t: figure(dev[t], heads, TASKS[t], Fusion(weight=w, lexical=round(1 - w, 1), form="ranks")) for t in TASKS
         }
         for w in (0.3, 0.5, 0.7)
     }

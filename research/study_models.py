@@ -46,7 +46,7 @@ def cv_figures(data: list[Any], shape: tuple[int, int], metric: str) -> dict[str
         heads = [layer * n_heads + head for layer, head in table.top(16).heads]
         found.setdefault("alone", []).append(figure(held, heads, metric))
         for weight, lexical in CELLS:
-            cell = Fusion(weight=weight, lexical=lexical)
+            cell = Fusion(weight=weight, lexical=lexical, form="ranks")
             found.setdefault(f"fused {weight}/{lexical}", []).append(figure(held, heads, metric, cell))
     return {name: statistics.fmean(values) for name, values in found.items()}
 

@@ -54,7 +54,7 @@ Data = PooledData  # model -> task -> dev queries
 
 
 def _fusion(cell: Cell) -> Fusion:
-    return Fusion(weight=cell[0], lexical=cell[1], agreement=cell[2])
+    return Fusion(weight=cell[0], lexical=cell[1], agreement=cell[2], form="ranks")
 
 
 def _figures(cell: Cell, data: Data, heads: dict[str, list[int]]) -> dict[str, dict[str, float]]:
