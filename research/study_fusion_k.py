@@ -43,7 +43,9 @@ def study(model: str, tokens: int, cache_dir: Path) -> dict[str, Any]:
         for w, lex in FUSION_GRID:
             if not (w or lex):
                 continue
-            values = {t: figure(dev[t], heads, TASKS[t], Fusion(weight=w, lexical=lex, k=k, form="ranks")) for t in TASKS}
+            values = {
+                t: figure(dev[t], heads, TASKS[t], Fusion(weight=w, lexical=lex, k=k, form="ranks")) for t in TASKS
+            }
             ok = all(values[t] >= floor[t] for t in TASKS)
             cells.append((ok, float(np.mean(list(values.values()))), f"{w}/{lex}", values))
         qualified = [c for c in cells if c[0]]
