@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -214,7 +215,7 @@ def main() -> None:
         report = json.loads(args.json.read_text(encoding="utf-8"))
     ours = {(row["model"], row["variant"]) for row in rows.values()}
     report["rows"] = [r for r in report["rows"] if (r["model"], r["variant"]) not in ours] + list(rows.values())
-    command = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
+    command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
     command = command.replace(str(REPO), ".")
     run = {"model": args.model, "conditions": run_conditions, "command": command, "finished": time.strftime("%F %T")}
     report["runs"] = [r for r in report["runs"] if r["command"] != command] + [run]

@@ -22,6 +22,7 @@ import gc
 import importlib
 import json
 import re
+import struct
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -147,35 +148,64 @@ def announce(what: str, gguf_bytes: int, final: Path) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def gguf_tensor_count(path: Path) -> int:
+    """The number of tensors a GGUF file declares in its header (0 if the header is not a GGUF one).
+
+    Read from the first 24 bytes (magic, version, tensor count), so the progress bar knows its length before
+    transformers parses the file; for a GGUF split over packages, the first part holds the header.
+    """
+    with path.open("rb") as handle:
+        header = handle.read(24)
+    if len(header) < 24 or header[:4] != b"GGUF":
+        return 0
+    version = struct.unpack_from("<I", header, 4)[0]
+    return int(struct.unpack_from("<I" if version == 1 else "<Q", header, 8)[0])
+
+
+def conversion_steps(gguf_header: Path) -> int:
+    """Steps :func:`convert_gguf` reports: the tokenizer, reading the weights, one per tensor, writing."""
+    return 3 + gguf_tensor_count(gguf_header)
+
+
 class Progress:
     """The one progress bar a conversion draws, stage by stage (on a terminal only; elsewhere it stays silent).
 
     Why one bar: transformers draws three unexplained ones during a conversion (dequantising, loading, writing);
-    this one names the stage, and its total grows as each stage reveals its steps.
+    this one names the stage. Its steps differ in length (reading the tokenizer takes as long as hundreds of
+    tensors), so it shows the elapsed time and no rate or estimate, which would mislead.
 
     Args:
         label: what is converted, shown before the stage.
+        total: the steps expected (:func:`conversion_steps`, plus any the caller adds); grown if exceeded.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, total: int) -> None:
         from tqdm.auto import tqdm
 
         self.label = label
         self.done = 0
         """Steps done so far (counted even where the bar is not drawn)."""
-        self.total = 0
-        """Steps announced so far."""
-        self._bar = tqdm(total=0, desc=label, unit="step", file=sys.stderr, disable=None, leave=False)
+        self.total = total
+        """Steps expected."""
+        self._bar = tqdm(
+            total=total,
+            desc=label,
+            unit="step",
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]",
+        )
 
-    def stage(self, text: str, steps: int) -> None:
-        """Start a stage of ``steps`` more steps."""
-        self.total += steps
-        self._bar.total = self.total
+    def stage(self, text: str) -> None:
+        """Name the stage now running."""
         self._bar.set_description_str(f"{self.label}: {text}")
 
     def step(self) -> None:
         """One step done."""
         self.done += 1
+        if self.done > self.total:
+            self.total = self._bar.total = self.done
         self._bar.update(1)
 
     def __enter__(self) -> Progress:
@@ -203,9 +233,9 @@ def _count_gguf_tensors(progress: Progress) -> Iterator[None]:
         return
 
     def counting(iterable: Iterable[object], *_: object, **__: object) -> Iterator[object]:
-        items = list(iterable)
-        progress.stage("dequantising the weights", len(items))
-        for item in items:
+        progress.step()  # the file is read: the tensors come next
+        progress.stage("dequantising the weights")
+        for item in iterable:
             yield item
             progress.step()
 
@@ -229,10 +259,10 @@ def convert_gguf(gguf_file: Path, out_dir: Path, progress: Progress, source: str
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    progress.stage("reading the tokenizer", 1)
+    progress.stage("reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
     progress.step()
-    progress.stage("reading the weights", 0)
+    progress.stage("reading the weights")
     with _count_gguf_tensors(progress):
         model: Any = AutoModelForCausalLM.from_pretrained(
             str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
@@ -242,7 +272,7 @@ def convert_gguf(gguf_file: Path, out_dir: Path, progress: Progress, source: str
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    progress.stage("writing the 16-bit checkpoint", 1)
+    progress.stage("writing the 16-bit checkpoint")
     stored = to_storage_dtypes(model)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

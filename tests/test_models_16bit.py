@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,15 @@ import pytest
 import torch
 
 from qrhead_integrations import QRHeadScorer, models
-from qrhead_integrations._conversion import CACHE_FORMAT, MARKER, Progress, _count_gguf_tensors, storage_dtype
+from qrhead_integrations._conversion import (
+    CACHE_FORMAT,
+    MARKER,
+    Progress,
+    _count_gguf_tensors,
+    conversion_steps,
+    gguf_tensor_count,
+    storage_dtype,
+)
 from qrhead_integrations._conversion import to_storage_dtypes as cast_for_storage
 from qrhead_integrations.models import BUNDLED_MODELS, converted_bundled_model, needs_conversion
 
@@ -48,15 +57,25 @@ def test_the_conversion_counts_transformers_gguf_tensors_instead_of_its_bar(caps
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
     original = gguf_utils.tqdm
-    with Progress("test") as progress, _count_gguf_tensors(progress):
-        assert list(gguf_utils.tqdm(["a", "b", "c"], desc="Converting and de-quantizing GGUF tensors...")) == [
-            "a",
-            "b",
-            "c",
-        ]
-        assert (progress.done, progress.total) == (3, 3)
+    with Progress("test", total=4) as progress, _count_gguf_tensors(progress):
+        tensors = gguf_utils.tqdm(["a", "b", "c"], desc="Converting and de-quantizing GGUF tensors...")
+        assert list(tensors) == ["a", "b", "c"]
+        assert (progress.done, progress.total) == (4, 4)  # the file read, then one step per tensor
     assert gguf_utils.tqdm is original
     assert "de-quantizing" not in capsys.readouterr().err
+
+
+def test_the_bar_knows_its_length_from_the_gguf_header(tmp_path: Path) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 272, 30) + b"\0" * 100)
+    assert gguf_tensor_count(gguf) == 272
+    assert conversion_steps(gguf) == 275  # the tokenizer, reading the file, 272 tensors, writing
+    (tmp_path / "other.bin").write_bytes(b"not a gguf file at all, no header")
+    assert gguf_tensor_count(tmp_path / "other.bin") == 0
+    with Progress("test", total=1) as progress:
+        progress.step()
+        progress.step()  # more steps than expected: the total follows
+        assert (progress.done, progress.total) == (2, 2)
 
 
 def _fake_bundled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
@@ -138,6 +157,7 @@ def test_the_16bit_cache_ranks_as_the_float32_conversion_did(
     from transformers import AutoModelForCausalLM
 
     (gguf,) = BUNDLED_MODELS[SMOL].find_parts() or []
+    assert gguf_tensor_count(gguf) == 272  # the header the progress bar reads: SmolLM2's 272 tensors
     float32 = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     reference = QRHeadScorer(float32.eval(), smollm2.tokenizer, model_id=SMOL)
     assert reference.heads == smollm2.heads and reference.config == smollm2.config
