@@ -13,6 +13,7 @@ from .errors import (
     ModelLoadError,
     OutputPathError,
     PassageTypeError,
+    PromptTooLongError,
     QRHeadError,
     TokenCounterError,
     UnencodableTextError,
@@ -22,6 +23,7 @@ from .fusion import Fusion
 from .heads import HeadSet, HeadSpec
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
 from .prompt import Passage
+from .reader import Reader, ReaderAnswer
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
 
 __all__ = [
@@ -42,9 +44,12 @@ __all__ = [
     "OutputPathError",
     "Passage",
     "PassageTypeError",
+    "PromptTooLongError",
     "QRHeadError",
     "QRHeadScorer",
     "RankedPassage",
+    "Reader",
+    "ReaderAnswer",
     "ScoredChunk",
     "ScorerConfig",
     "TokenCounterError",

@@ -65,3 +65,7 @@ class TokenCounterError(QRHeadError, RuntimeError):
 
 class PassageCacheError(QRHeadError, RuntimeError):
     """A passage cache file is damaged or belongs to another model or setting (it is then rebuilt)."""
+
+
+class PromptTooLongError(InvalidInputError):
+    """A reader's prompt (instruction, context and question) does not fit the model's context window."""

@@ -11,6 +11,7 @@ import typer
 from .batch import batch
 from .detect import detect
 from .evaluate import eval_app
+from .evaluate_qa import qa as _qa  # noqa: F401 - registers `qrhead eval qa` on eval_app
 from .rank import demo, rank
 
 app = typer.Typer(
