@@ -185,7 +185,7 @@ class Reader:
             )
         device = next(self.model.parameters()).device
         inputs = torch.tensor([ids], device=device)
-        stop = [t for t in (self.tokenizer.eos_token_id, _end_of_turn(self.tokenizer)) if t is not None]
+        stop = stop_token_ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (stop or [0])[0]
         with self._lock:
             started = time.perf_counter()
@@ -210,13 +210,14 @@ class Reader:
         return ReaderAnswer(short_answer(raw), raw, len(ids), len(new), seconds)
 
 
-def _end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int | None:
-    """The id of the chat template's end-of-turn token, when the tokenizer has one that differs from EOS."""
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids that end an answer: EOS and the chat template's end-of-turn token, when it has one."""
+    ids = [tokenizer.eos_token_id] if isinstance(tokenizer.eos_token_id, int) else []
     for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
-        ids = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(ids, int) and ids != tokenizer.unk_token_id:
-            return ids
-    return None
+        found = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(found, int) and found != tokenizer.unk_token_id and found not in ids:
+            ids.append(found)
+    return ids
 
 
 def short_answer(generated: str) -> str:
