@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, OptionTypeError
 from .heads import HeadSpec
 from .models import DEFAULT_MODEL
 from .scorer import QRHeadScorer
@@ -70,7 +70,7 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
 
     Raises:
         InvalidInputError: both a scorer and loading options, or ``fusion`` in ``scorer_kwargs`` (a ``ValueError``).
-        TypeError: ``scorer`` is not a :class:`QRHeadScorer`.
+        OptionTypeError: ``scorer`` is not a :class:`QRHeadScorer` (a ``TypeError`` too).
     """
     kwargs = given.get("scorer_kwargs")
     if isinstance(kwargs, Mapping) and "fusion" in kwargs:
@@ -81,7 +81,7 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
     if scorer is None:
         return
     if not isinstance(scorer, QRHeadScorer):
-        raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
+        raise OptionTypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
     named = [name for name in LOADING_OPTIONS if name in given]
     if named:
         raise InvalidInputError(

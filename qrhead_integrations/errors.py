@@ -28,6 +28,22 @@ class UnencodableTextError(InvalidInputError):
     """
 
 
+class OptionTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type (a ``scorer`` that is not a :class:`QRHeadScorer`, rows that are no list).
+
+    Both a ``ValueError`` (as every other bad option is) and a ``TypeError`` (as Python's own wrong-type errors
+    are), so either ``except`` clause catches it.
+    """
+
+
+class NotPicklableError(QRHeadError, TypeError):
+    """A :class:`QRHeadScorer` was pickled: it holds a loaded model, which is shared, never copied by value.
+
+    ``copy.copy``/``copy.deepcopy`` of a scorer (and of any component holding one) share it by reference; a
+    pickled adapter leaves the model behind and loads it again from its settings on first use.
+    """
+
+
 class PassageTypeError(QRHeadError, TypeError):
     """A passage is not text: not a ``str``, a ``(title, text)`` pair or a mapping with ``text``."""
 

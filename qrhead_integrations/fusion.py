@@ -31,9 +31,10 @@ to test the order against) the order keeps its full weight.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class Fusion:
         """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
         for name in ("weight", "lexical") if self.agreement is None else ("weight", "lexical", "agreement"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise InvalidInputError(f"fusion {name} must be a number in [0, 1], got {value!r}")
             if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
                 raise InvalidInputError(f"fusion {name} must be in [0, 1], got {value!r}")
@@ -148,7 +149,7 @@ def as_fusion_setting(value: object) -> Fusion | Literal["default"] | None:
     Raises:
         InvalidInputError: anything else, or out-of-range weights.
     """
-    return MODEL_DEFAULT if value == MODEL_DEFAULT else as_fusion(value)
+    return MODEL_DEFAULT if isinstance(value, str) and value == MODEL_DEFAULT else as_fusion(value)
 
 
 def as_fusion(value: object) -> Fusion | None:
@@ -160,10 +161,19 @@ def as_fusion(value: object) -> Fusion | None:
     if value is None or isinstance(value, Fusion):
         return value
     if isinstance(value, Mapping):
-        return Fusion(**value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Fusion(weight=value, lexical=0.0, form="ranks")
+        return Fusion(**_fusion_fields(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return Fusion(weight=float(value), lexical=0.0, form="ranks")
     raise InvalidInputError(f"fusion must be 'default', None, a Fusion, a mapping or a number in [0, 1], got {value!r}")
+
+
+def _fusion_fields(value: Mapping[object, object]) -> dict[str, Any]:
+    """A ``fusion`` mapping's fields, or a typed error naming the unknown ones and the valid ones."""
+    known = [f.name for f in fields(Fusion)]
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise InvalidInputError(f"fusion: unknown field(s) {unknown!r}; a fusion mapping takes {known}")
+    return {str(key): item for key, item in value.items()}
 
 
 def model_fusion(model_id: str | None) -> Fusion | None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import numbers
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -338,10 +339,10 @@ class QRHeadScorer:
         check_int(top_n, "top_n", optional=True)
         chosen = self._fusion_for(fusion)
         items = to_passages(passages)
-        _check_first_stage(first_stage_scores, len(items))
+        stage = first_stage_list(first_stage_scores, len(items))
         if not items:
             return []
-        return self._ranked(query, items, self.score(query, items), chosen, first_stage_scores, top_n)
+        return self._ranked(query, items, self.score(query, items), chosen, stage, top_n)
 
     def _fusion_for(self, fusion: object) -> Fusion | None:
         """The fusion a ranking call uses, normalised where it enters: ``"default"`` means the configured one."""
@@ -457,13 +458,7 @@ class QRHeadScorer:
         chosen = self._fusion_for(fusion)
         per_forward = self.rows_per_forward(rows_per_forward)
         row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
-        stages: Sequence[Sequence[float] | None] = (
-            [None] * len(row_list) if first_stage_scores is None else first_stage_scores
-        )
-        if len(stages) != len(row_list):
-            raise InvalidInputError(f"{len(stages)} first-stage score lists for {len(row_list)} rows")
-        for i, ((_, items), stage) in enumerate(zip(row_list, stages, strict=True)):
-            _check_first_stage(stage, len(items), row=i)
+        stages = _first_stage_rows(first_stage_scores, [len(items) for _, items in row_list])
         per_head = self._score_checked_rows(row_list, per_forward, uncut=False, show_progress=show_progress)
         scores = [combine_heads(row).tolist() for row in per_head]
         return [
@@ -564,11 +559,42 @@ def _check_row(index: int, row: object) -> tuple[str, list[Passage]]:
         raise type(exc)(f"row {index}: {exc}") from exc
 
 
-def _check_first_stage(scores: Sequence[float] | None, count: int, *, row: int | None = None) -> None:
-    """One first-stage score per passage, or a typed error (naming the row of a batch)."""
-    if scores is not None and len(scores) != count:
-        where = "" if row is None else f"row {row}: "
-        raise InvalidInputError(f"{where}{len(scores)} first-stage scores for {count} passages")
+def first_stage_list(scores: object, count: int, *, row: int | None = None) -> list[float] | None:
+    """One finite first-stage score per passage as a list (any iterable of numbers is read once), or ``None``.
+
+    Checked before the model runs: a string, ``None`` entry, NaN or infinity has no place in a ranking, and an
+    infinity would be silently dropped by the z-scores of fusion.
+
+    Raises:
+        InvalidInputError: anything else, naming ``first_stage_scores`` (and the row of a batch).
+    """
+    if scores is None:
+        return None
+    where = "first_stage_scores" if row is None else f"row {row}: first_stage_scores"
+    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
+        raise InvalidInputError(f"{where} must be a list of numbers (one per passage), got {type(scores).__name__}")
+    values = list(scores)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise InvalidInputError(
+                f"{where}[{i}] must be a finite number, got {value!r}: first-stage scores are the retriever's "
+                "scores of each passage (higher = better)"
+            )
+    if len(values) != count:
+        raise InvalidInputError(f"{where}: {len(values)} first-stage scores for {count} passages")
+    return [float(value) for value in values]
+
+
+def _first_stage_rows(scores: object, counts: list[int]) -> list[list[float] | None]:
+    """:func:`first_stage_list` for each row of a batch (``None``: no first-stage scores for any row)."""
+    if scores is None:
+        return [None] * len(counts)
+    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
+        raise InvalidInputError(f"first_stage_scores must be one list (or None) per row, got {type(scores).__name__}")
+    rows = list(scores)
+    if len(rows) != len(counts):
+        raise InvalidInputError(f"first_stage_scores: {len(rows)} first-stage score lists for {len(counts)} rows")
+    return [first_stage_list(row, count, row=i) for i, (row, count) in enumerate(zip(rows, counts, strict=True))]
 
 
 def _layer_shape(model: PreTrainedModel) -> tuple[int, int]:
