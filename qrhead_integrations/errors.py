@@ -71,6 +71,14 @@ class OutputPathError(QRHeadError, ValueError):
     """
 
 
+class OutputWriteError(QRHeadError, OSError):
+    """Writing a finished result failed (a full disk, a vanished folder); the result was kept elsewhere.
+
+    The message names the path that failed and the file in the temp folder that holds the result, so a long
+    run's work is never lost. Also an ``OSError``, as the failed write was.
+    """
+
+
 class TokenCounterError(QRHeadError, RuntimeError):
     """A token counter cannot be built, or answered something that is not a token count.
 
