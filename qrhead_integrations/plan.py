@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .assembly import TextIds
 from .config import ScorerConfig
 from .errors import InvalidInputError
-from .prompt import NULL_QUERY, EncodedPrompt, Passage, PromptBuilder
+from .prompt import NULL_QUERY, EncodedPrompt, Passage, PromptBuilder, title_limit
 
 BATCH_TOKENS = 32_768
 """Most padded tokens (rows × longest row) per batched forward: bounds activation memory."""
@@ -77,7 +77,7 @@ class Planner:
         if not queries or not scorable:
             return None
         chosen = [items[i] for i in scorable]
-        shown, text_tokens, own_ids = (chosen, None, None) if uncut else self.cut(chosen)
+        shown, text_tokens, own_ids = (self.cut_titles(chosen), None, None) if uncut else self.cut(chosen)
         cut = dict(zip(scorable, shown, strict=True))
         counted = None if text_tokens is None else dict(zip(scorable, text_tokens, strict=True))
         orders = self.orders(scorable)
@@ -105,6 +105,14 @@ class Planner:
         if self.builder.assembles:
             return self.builder.truncate_encoded(passages, limit)
         return (*self.builder.truncate_counted(passages, limit), None)
+
+    def cut_titles(self, passages: list[Passage]) -> list[Passage]:
+        """The passages with titles cut to their share of ``max_passage_tokens`` (texts whole: read ``uncut``).
+
+        The compressor's chunks are sized already, but each carries its document's title, which nothing else bounds.
+        """
+        limit = self.config.max_passage_tokens
+        return passages if limit is None else self.builder.cut_titles(passages, title_limit(limit))
 
     def orders(self, indices: list[int]) -> list[list[int]]:
         """The prompt order(s) of the passages: the configured one, plus its reverse when de-biasing."""
@@ -150,7 +158,7 @@ class Planner:
                     f"({budget}); it is cut to fit for scoring. Set max_passage_tokens to control this.",
                     stacklevel=5,
                 )
-                passages[i] = self.builder.truncate(passages[i], max(1, budget - 2 * WINDOW_MARGIN))
+                passages[i] = self.builder.fit(passages[i], max(1, budget - 2 * WINDOW_MARGIN))
                 counts[pos] = self.builder.block_tokens([passages[i]])[0]
         total = sum(counts)
         if total <= budget:
