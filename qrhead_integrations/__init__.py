@@ -24,6 +24,7 @@ from .errors import (
 from .fusion import Fusion
 from .heads import HeadSet, HeadSpec
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
+from .plan import LongWorkWarning
 from .prompt import Passage
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
 
@@ -41,6 +42,7 @@ __all__ = [
     "HeadSpec",
     "HeadSpecError",
     "InvalidInputError",
+    "LongWorkWarning",
     "ModelLoadError",
     "NotPicklableError",
     "OptionTypeError",

@@ -18,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import numbers
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,8 @@ from .fusion import (
     FusionSetting,
     as_fusion,
     as_fusion_setting,
+    check_first_stage,
+    check_first_stage_rows,
     fuse_with_first_stage,
     model_fusion,
     rank_order,
@@ -48,7 +49,7 @@ from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
 from .parallel import ParallelEncoder
 from .passage_cache import PassageCache
-from .plan import BATCH_TOKENS, Planner, Unit, forward_groups
+from .plan import BATCH_TOKENS, Planner, Unit, forward_groups, warn_if_long
 from .prompt import NULL_QUERY, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
 
@@ -339,7 +340,7 @@ class QRHeadScorer:
         check_int(top_n, "top_n", optional=True)
         chosen = self._fusion_for(fusion)
         items = to_passages(passages)
-        stage = first_stage_list(first_stage_scores, len(items))
+        stage = check_first_stage(first_stage_scores, len(items))
         if not items:
             return []
         return self._ranked(query, items, self.score(query, items), chosen, stage, top_n)
@@ -458,7 +459,7 @@ class QRHeadScorer:
         chosen = self._fusion_for(fusion)
         per_forward = self.rows_per_forward(rows_per_forward)
         row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
-        stages = _first_stage_rows(first_stage_scores, [len(items) for _, items in row_list])
+        stages = check_first_stage_rows(first_stage_scores, [len(items) for _, items in row_list])
         per_head = self._score_checked_rows(row_list, per_forward, uncut=False, show_progress=show_progress)
         scores = [combine_heads(row).tolist() for row in per_head]
         return [
@@ -496,7 +497,10 @@ class QRHeadScorer:
             units.extend(planned.units)
             zeros = torch.zeros(len(query_list), len(self.heads), len(items))
             totals[r] = (zeros, planned.scorable, planned.n_orders)
-        progress = self.config.show_progress if show_progress is None else show_progress
+        layers_run, accelerator = self.heads.deepest_layer + 1, self.device.type != "cpu"
+        long = warn_if_long(units, self.model, layers_run, self.num_layers, accelerator)  # before any forward
+        # A long uncut call (the compressor's) shows a bar unless the call says otherwise.
+        progress = (self.config.show_progress or (long and uncut)) if show_progress is None else show_progress
         # No bar object at all when it is off: building a disabled one costs more than the rest of a call's Python.
         bar = tqdm(total=len(units), desc="qrhead") if progress else None
         calibrate, outlier_filter = self.config.study.calibrate, self.config.study.outlier_filter
@@ -557,44 +561,6 @@ def _check_row(index: int, row: object) -> tuple[str, list[Passage]]:
         return check_query(row[0]), to_passages(row[1])
     except QRHeadError as exc:
         raise type(exc)(f"row {index}: {exc}") from exc
-
-
-def first_stage_list(scores: object, count: int, *, row: int | None = None) -> list[float] | None:
-    """One finite first-stage score per passage as a list (any iterable of numbers is read once), or ``None``.
-
-    Checked before the model runs: a string, ``None`` entry, NaN or infinity has no place in a ranking, and an
-    infinity would be silently dropped by the z-scores of fusion.
-
-    Raises:
-        InvalidInputError: anything else, naming ``first_stage_scores`` (and the row of a batch).
-    """
-    if scores is None:
-        return None
-    where = "first_stage_scores" if row is None else f"row {row}: first_stage_scores"
-    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
-        raise InvalidInputError(f"{where} must be a list of numbers (one per passage), got {type(scores).__name__}")
-    values = list(scores)
-    for i, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-            raise InvalidInputError(
-                f"{where}[{i}] must be a finite number, got {value!r}: first-stage scores are the retriever's "
-                "scores of each passage (higher = better)"
-            )
-    if len(values) != count:
-        raise InvalidInputError(f"{where}: {len(values)} first-stage scores for {count} passages")
-    return [float(value) for value in values]
-
-
-def _first_stage_rows(scores: object, counts: list[int]) -> list[list[float] | None]:
-    """:func:`first_stage_list` for each row of a batch (``None``: no first-stage scores for any row)."""
-    if scores is None:
-        return [None] * len(counts)
-    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
-        raise InvalidInputError(f"first_stage_scores must be one list (or None) per row, got {type(scores).__name__}")
-    rows = list(scores)
-    if len(rows) != len(counts):
-        raise InvalidInputError(f"first_stage_scores: {len(rows)} first-stage score lists for {len(counts)} rows")
-    return [first_stage_list(row, count, row=i) for i, (row, count) in enumerate(zip(rows, counts, strict=True))]
 
 
 def _layer_shape(model: PreTrainedModel) -> tuple[int, int]:
