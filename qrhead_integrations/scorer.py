@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import capture
 from ._checks import check_int
 from .config import Order, QueryPart, ScorerConfig, StudyOptions, with_overrides
-from .errors import InvalidInputError, PassageTypeError, QRHeadError
+from .errors import InvalidInputError, NotPicklableError, PassageTypeError, QRHeadError
 from .forward import Forwards
 from .fusion import (
     MODEL_DEFAULT,
@@ -252,6 +252,22 @@ class QRHeadScorer:
         """Most prompt tokens per forward: the model's context, or ``config.max_length`` when smaller."""
         native = getattr(self.model.config, "max_position_embeddings", None) or 4096
         return min(native, self.config.max_length) if self.config.max_length else native
+
+    def __copy__(self) -> QRHeadScorer:
+        """The scorer itself: a scorer is a view of a loaded model, shared by reference, never copied."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> QRHeadScorer:
+        """The scorer itself, as :meth:`__copy__`: a deep copy of a pipeline shares its model, as it shares a GPU."""
+        return self
+
+    def __reduce__(self) -> Any:  # noqa: ANN401 - never returns
+        """Refuse to pickle with a typed error saying why (a pickled adapter reloads its model from its settings)."""
+        raise NotPicklableError(
+            f"a QRHeadScorer ({self.model_id!r}) holds a loaded model and is not pickled; pickle the adapter that "
+            "holds it (it loads the model again from its settings on first use), or call "
+            "QRHeadScorer.from_pretrained in the other process"
+        )
 
     def __repr__(self) -> str:
         """The model id, how many heads and the device."""

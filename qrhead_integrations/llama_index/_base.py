@@ -85,6 +85,17 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             scorer_kwargs=self.scorer_kwargs,
         )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the pickled settings (LlamaIndex's way), then keep the pickled loader: its recipe.
+
+        A shared scorer is pickled as :meth:`ScorerLoader.recipe` (model id, heads, dtype, config, passage cache),
+        which loads the model again on first use; copies share the scorer by reference instead.
+        """
+        super().__setstate__(state)
+        loader = (state.get("__pydantic_private__") or {}).get("_loader")
+        if isinstance(loader, ScorerLoader):
+            self._loader = loader
+
     @property
     def scorer_loaded(self) -> bool:
         """Whether a scorer is at hand without loading one (a shared scorer, or one loaded by an earlier call)."""
