@@ -168,3 +168,37 @@ def test_langchain_rerank_many_names_the_bad_row(tiny_scorer: QRHeadScorer, rows
     with pytest.raises(QRHeadError, match=match) as raised:
         QRHeadReranker(scorer=tiny_scorer).rerank_many(rows)
     assert isinstance(raised.value, TypeError | ValueError)
+
+
+def test_a_device_that_is_no_device_or_absent_is_refused_naming_it() -> None:
+    """Found by the type suite: ``--device x`` escaped as torch's ``RuntimeError`` (exit 1, a traceback)."""
+    import torch
+
+    from qrhead_integrations.models import resolve_device
+
+    with pytest.raises(InvalidInputError, match="device must be"):
+        resolve_device("x")
+    with pytest.raises(InvalidInputError, match="device must be"):
+        resolve_device(3.5)  # type: ignore[arg-type]
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="no cuda device"):
+            resolve_device("cuda")
+
+
+def test_token_counters_named_by_an_unknown_string_or_an_array_are_typed(tiny_scorer: QRHeadScorer) -> None:
+    """Found by the type suite: ``token_counter=""`` did not name the option; an array raised numpy's ValueError."""
+    from qrhead_integrations.errors import TokenCounterError
+
+    with pytest.raises(TokenCounterError, match="token counter"):
+        ContextCompressor(tiny_scorer, token_counter="")
+    with pytest.raises(TokenCounterError, match="token counter"):
+        ContextCompressor(tiny_scorer, token_counter=np.array([1.0]))  # type: ignore[arg-type]
+
+
+def test_an_array_as_a_llama_index_loading_option_is_a_package_error(tiny_scorer: QRHeadScorer) -> None:
+    """Found by the type suite: ``QRHeadRerank(scorer=..., heads=np.array([]))`` raised numpy's ``ValueError``."""
+    pytest.importorskip("llama_index.core")
+    from qrhead_integrations.llama_index import QRHeadRerank
+
+    with pytest.raises(InvalidInputError, match="heads"):
+        QRHeadRerank(scorer=tiny_scorer, heads=np.array([]))

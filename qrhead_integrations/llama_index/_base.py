@@ -30,6 +30,12 @@ from ..scorer import QRHeadScorer
 
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
+
+def _given(value: object) -> bool:
+    """Whether a loading option was set: not ``None`` nor an empty mapping (never compared by ``==``: arrays)."""
+    return value is not None and not (isinstance(value, dict) and not value)
+
+
 dispatcher = get_dispatcher(__name__)
 
 
@@ -64,9 +70,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         """
         scorer = arguments.pop("scorer", None)
         check_known_options(type(self).__name__, arguments, type(self).model_fields)
-        check_source(
-            scorer, {name: arguments[name] for name in LOADING_OPTIONS if arguments.get(name) not in (None, {})}
-        )
+        check_source(scorer, {name: arguments[name] for name in LOADING_OPTIONS if _given(arguments.get(name))})
         if scorer is not None:
             arguments.update(model=scorer.model_id, heads=str(scorer.heads), device=str(scorer.device))
         model = arguments.get("model")
