@@ -11,7 +11,10 @@ from .errors import (
     HeadSpecError,
     InvalidInputError,
     ModelLoadError,
+    NotPicklableError,
+    OptionTypeError,
     OutputPathError,
+    OutputWriteError,
     PassageTypeError,
     PromptTooLongError,
     QRHeadError,
@@ -22,6 +25,7 @@ from .errors import (
 from .fusion import Fusion
 from .heads import HeadSet, HeadSpec
 from .models import BUNDLED_MODELS, DEFAULT_MODEL, FAST_MODEL, load_model
+from .plan import LongWorkWarning
 from .prompt import Passage
 from .reader import Reader, ReaderAnswer
 from .scorer import EMPTY_PASSAGE_SCORE, QRHeadScorer, RankedPassage, ScorerConfig
@@ -40,8 +44,12 @@ __all__ = [
     "HeadSpec",
     "HeadSpecError",
     "InvalidInputError",
+    "LongWorkWarning",
     "ModelLoadError",
+    "NotPicklableError",
+    "OptionTypeError",
     "OutputPathError",
+    "OutputWriteError",
     "Passage",
     "PassageTypeError",
     "PromptTooLongError",

@@ -7,6 +7,7 @@ message: ``bool`` is refused (``True`` is an ``int`` to Python, never a count to
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Literal, overload
 
@@ -78,3 +79,45 @@ def _message(name: str, minimum: int, maximum: int | None, optional: bool, hint:
     none = " or None" if optional else ""
     why = f" ({hint})" if hint else ""
     return f"{name} must be an int {bounds}{none}{why}, got {value!r}"
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a ``bool`` (numpy's too); a typed error naming the option otherwise.
+
+    Why strict: ``"no"`` and ``"false"`` are truthy, so accepting any value would turn a switch on by mistake.
+
+    Raises:
+        InvalidInputError: anything else, naming the option and the value.
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy.bool_ without importing numpy
+        return bool(value)
+    raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; a typed error naming the option and the choices otherwise.
+
+    Raises:
+        InvalidInputError: anything else (a value of another type too, without comparing it).
+    """
+    if isinstance(value, str) and value in choices:
+        return value
+    listed = ", ".join(repr(choice) for choice in choices)
+    raise InvalidInputError(f"{name} must be one of {listed}, got {value!r}")
+
+
+def check_real(value: object, name: str, *, optional: bool = False, finite: bool = True) -> float | None:
+    """``value`` as a ``float`` if it is a real number (not ``bool``, not NaN; finite when ``finite``).
+
+    Raises:
+        InvalidInputError: anything else, naming the option and the value.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        none = " or None" if optional else ""
+        raise InvalidInputError(f"{name} must be a number{none}, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or (finite and math.isinf(number)):
+        raise InvalidInputError(f"{name} must be a {'finite ' if finite else ''}number, got {value!r}")
+    return number

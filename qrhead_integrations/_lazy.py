@@ -9,6 +9,7 @@ those fields and hand them to :class:`ScorerLoader`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, OptionTypeError
 from .heads import HeadSpec
 from .models import DEFAULT_MODEL
 from .scorer import QRHeadScorer
@@ -70,7 +71,7 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
 
     Raises:
         InvalidInputError: both a scorer and loading options, or ``fusion`` in ``scorer_kwargs`` (a ``ValueError``).
-        TypeError: ``scorer`` is not a :class:`QRHeadScorer`.
+        OptionTypeError: ``scorer`` is not a :class:`QRHeadScorer` (a ``TypeError`` too).
     """
     kwargs = given.get("scorer_kwargs")
     if isinstance(kwargs, Mapping) and "fusion" in kwargs:
@@ -81,7 +82,7 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
     if scorer is None:
         return
     if not isinstance(scorer, QRHeadScorer):
-        raise TypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
+        raise OptionTypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
     named = [name for name in LOADING_OPTIONS if name in given]
     if named:
         raise InvalidInputError(
@@ -93,7 +94,9 @@ def check_source(scorer: object, given: Mapping[str, object]) -> None:
 class ScorerLoader:
     """Hands out a shared scorer, or loads one from the given options on first use (once, thread-safe).
 
-    Picklable (the lock is not pickled; a loaded model is not either: the copy loads its own on first use).
+    Copies share the scorer by reference (``copy.deepcopy`` too: copying a model is never what a copy of a
+    pipeline means). Pickled, it carries its loading options and no model — a shared scorer is replaced by its
+    :meth:`recipe` — and the unpickled loader loads its own on first use.
 
     Args:
         scorer: a loaded scorer to share, or ``None``.
@@ -145,9 +148,31 @@ class ScorerLoader:
                     )
         return self._loaded
 
+    @classmethod
+    def recipe(cls, scorer: QRHeadScorer) -> ScorerLoader:
+        """A loader that loads ``scorer``'s like again: its model id, heads, dtype, config and passage cache.
+
+        What a pickled component carries instead of a shared scorer. The model id must be loadable where it is
+        unpickled (a bundled name, a folder, a hub id); one built from an in-memory model fails to load there
+        with :class:`~qrhead_integrations.errors.ModelLoadError`. The device is chosen again on that machine.
+        """
+        options: dict[str, Any] = {"config": scorer.config, "dtype": str(scorer.dtype).removeprefix("torch.")}
+        if scorer.passage_cache is not None:
+            options["passage_cache"] = scorer.passage_cache
+        return cls(model=scorer.model_id, heads=scorer.heads, scorer_kwargs=options)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ScorerLoader:
+        """A copy sharing the scorer (shared or already loaded) by reference, with its own lock."""
+        copied = ScorerLoader.__new__(ScorerLoader)
+        copied.__dict__.update(self.__dict__)  # not copy.copy: that would pickle (see __getstate__)
+        copied._options = copy.deepcopy(self._options, memo)
+        copied._lock = threading.Lock()
+        return copied
+
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the options and the shared scorer, not the lock nor a loaded model."""
-        state = dict(self.__dict__)
+        """Pickle the options, not the lock nor a model: a shared scorer becomes its :meth:`recipe`."""
+        source = self if self._shared is None else ScorerLoader.recipe(self._shared)
+        state = dict(source.__dict__)
         state["_lock"] = None
         state["_loaded"] = None
         return state

@@ -13,17 +13,18 @@ reuse their key/value cache for each query's short tail and for the shared ``"N/
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._checks import check_int
+from ._checks import check_bool, check_int, check_real
 from .chunking import Chunk, Chunker, to_documents
-from .errors import InvalidInputError
+from .errors import InvalidInputError, OptionTypeError
 from .fusion import Fusion, fuse_with_first_stage
 from .lexical import BM25Index
-from .prompt import Passage, check_query
+from .prompt import Passage, check_query, check_text
 from .scorer import QRHeadScorer
 from .tokens import TokenCounter, resolve_counter
 
@@ -146,6 +147,8 @@ class ContextCompressor:
         lexical: float | None = COMPRESSION_DEFAULTS.lexical,
         show_progress: bool = False,
     ) -> None:
+        if not isinstance(scorer, QRHeadScorer):
+            raise OptionTypeError(f"scorer must be a QRHeadScorer, got {type(scorer).__name__}")
         if budget_tokens is None and top_k is None:
             raise InvalidInputError("give budget_tokens, top_k, or both")
         check_int(budget_tokens, "budget_tokens", minimum=1, optional=True)
@@ -153,9 +156,12 @@ class ContextCompressor:
         check_int(keep_neighbors, "keep_neighbors")
         check_int(max_chunk_tokens, "max_chunk_tokens", minimum=1)
         if min_score is not None and (
-            isinstance(min_score, bool) or not isinstance(min_score, int | float) or math.isnan(min_score)
+            isinstance(min_score, bool) or not isinstance(min_score, numbers.Real) or math.isnan(min_score)
         ):
             raise InvalidInputError(f"min_score must be a number (not NaN) or None, got {min_score!r}")
+        check_text(separator, "separator")
+        check_bool(show_progress, "show_progress")
+        check_real(lexical, "lexical", optional=True)
         self.scorer = scorer
         self.budget_tokens = budget_tokens
         self.top_k = top_k
@@ -176,6 +182,8 @@ class ContextCompressor:
         """Compress the same documents for several queries, encoding the chunks once."""
         if isinstance(queries, str):
             raise InvalidInputError("compress_many takes a list of queries, not a single string")
+        if isinstance(queries, bytes | bytearray) or not isinstance(queries, Iterable):
+            raise OptionTypeError(f"queries must be a list of str, got {type(queries).__name__}")
         query_list = [check_query(q) for q in queries]
         docs = to_documents(documents)
         chunks = self.chunker.split(docs)

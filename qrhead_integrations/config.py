@@ -9,12 +9,13 @@ name: :func:`with_overrides` routes each to its place.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ._checks import check_int
-from .errors import InvalidInputError
+from ._checks import check_bool, check_choice, check_int
+from .errors import InvalidInputError, OptionTypeError
 from .fusion import MODEL_DEFAULT, Fusion, as_fusion_setting
 from .prompt import Layout
 
@@ -43,8 +44,9 @@ class StudyOptions:
 
     def __post_init__(self) -> None:
         """Check ``query_part`` (a bad value raises :class:`~qrhead_integrations.errors.InvalidInputError`)."""
-        if self.query_part not in ("all", "query"):
-            raise InvalidInputError(f"query_part must be 'all' or 'query', got {self.query_part!r}")
+        check_bool(self.calibrate, "calibrate")
+        check_bool(self.outlier_filter, "outlier_filter")
+        check_choice(self.query_part, "query_part", ("all", "query"))
 
 
 STUDY_FIELDS = tuple(f.name for f in fields(StudyOptions))
@@ -93,10 +95,14 @@ class ScorerConfig:
     def __post_init__(self) -> None:
         """Check the fields (a bad one raises :class:`~qrhead_integrations.errors.InvalidInputError`)."""
         object.__setattr__(self, "fusion", as_fusion_setting(self.fusion))  # validates the weights
-        if self.order not in ("as_given", "reversed", "shuffled"):
-            raise InvalidInputError(f"order must be 'as_given', 'reversed' or 'shuffled', got {self.order!r}")
+        check_choice(self.order, "order", ("as_given", "reversed", "shuffled"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise InvalidInputError(f"seed must be an int, got {self.seed!r}")
+        check_bool(self.debias, "debias")
         check_int(self.max_passage_tokens, "max_passage_tokens", minimum=1, optional=True)
         check_int(self.max_length, "max_length", minimum=64, optional=True)
+        check_choice(self.layout, "layout", ("auto", "chat", "plain"))
+        check_bool(self.show_progress, "show_progress")
         if not isinstance(self.study, StudyOptions):
             raise InvalidInputError(f"study must be a StudyOptions, got {type(self.study).__name__}")
 
@@ -109,14 +115,14 @@ def with_overrides(config: ScorerConfig | None, overrides: Mapping[str, object])
     ``from_pretrained(..., calibrate=False)`` keeps working.
 
     Raises:
-        TypeError: an unknown name (as for any unexpected keyword argument).
+        OptionTypeError: an unknown name (a ``TypeError``, as for any unexpected keyword argument).
         InvalidInputError: a bad value.
     """
     base = config or ScorerConfig()
     own = {f.name for f in fields(ScorerConfig)}
     unknown = sorted(set(overrides) - own - set(STUDY_FIELDS))
     if unknown:
-        raise TypeError(
+        raise OptionTypeError(
             f"unknown scorer option(s) {unknown}: ScorerConfig takes {sorted(own)}, and for studies "
             f"{list(STUDY_FIELDS)}"
         )

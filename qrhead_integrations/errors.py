@@ -28,6 +28,22 @@ class UnencodableTextError(InvalidInputError):
     """
 
 
+class OptionTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type (a ``scorer`` that is not a :class:`QRHeadScorer`, rows that are no list).
+
+    Both a ``ValueError`` (as every other bad option is) and a ``TypeError`` (as Python's own wrong-type errors
+    are), so either ``except`` clause catches it.
+    """
+
+
+class NotPicklableError(QRHeadError, TypeError):
+    """A :class:`QRHeadScorer` was pickled: it holds a loaded model, which is shared, never copied by value.
+
+    ``copy.copy``/``copy.deepcopy`` of a scorer (and of any component holding one) share it by reference; a
+    pickled adapter leaves the model behind and loads it again from its settings on first use.
+    """
+
+
 class PassageTypeError(QRHeadError, TypeError):
     """A passage is not text: not a ``str``, a ``(title, text)`` pair or a mapping with ``text``."""
 
@@ -52,6 +68,14 @@ class OutputPathError(QRHeadError, ValueError):
     """An output path can never be written as a file (an existing directory, a parent that is a file, no permission).
 
     Raised before any work starts, so a long run's result is not lost at the end.
+    """
+
+
+class OutputWriteError(QRHeadError, OSError):
+    """Writing a finished result failed (a full disk, a vanished folder); the result was kept elsewhere.
+
+    The message names the path that failed and the file in the temp folder that holds the result, so a long
+    run's work is never lost. Also an ``OSError``, as the failed write was.
     """
 
 

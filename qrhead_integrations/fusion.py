@@ -31,9 +31,10 @@ to test the order against) the order keeps its full weight.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+import numbers
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class Fusion:
         """Check the weights (each in ``[0, 1]``, together at most 1), ``k`` and ``agreement``."""
         for name in ("weight", "lexical") if self.agreement is None else ("weight", "lexical", "agreement"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise InvalidInputError(f"fusion {name} must be a number in [0, 1], got {value!r}")
             if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
                 raise InvalidInputError(f"fusion {name} must be in [0, 1], got {value!r}")
@@ -148,7 +149,7 @@ def as_fusion_setting(value: object) -> Fusion | Literal["default"] | None:
     Raises:
         InvalidInputError: anything else, or out-of-range weights.
     """
-    return MODEL_DEFAULT if value == MODEL_DEFAULT else as_fusion(value)
+    return MODEL_DEFAULT if isinstance(value, str) and value == MODEL_DEFAULT else as_fusion(value)
 
 
 def as_fusion(value: object) -> Fusion | None:
@@ -160,10 +161,57 @@ def as_fusion(value: object) -> Fusion | None:
     if value is None or isinstance(value, Fusion):
         return value
     if isinstance(value, Mapping):
-        return Fusion(**value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Fusion(weight=value, lexical=0.0, form="ranks")
+        return Fusion(**_fusion_fields(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return Fusion(weight=float(value), lexical=0.0, form="ranks")
     raise InvalidInputError(f"fusion must be 'default', None, a Fusion, a mapping or a number in [0, 1], got {value!r}")
+
+
+def _fusion_fields(value: Mapping[object, object]) -> dict[str, Any]:
+    """A ``fusion`` mapping's fields, or a typed error naming the unknown ones and the valid ones."""
+    known = [f.name for f in fields(Fusion)]
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise InvalidInputError(f"fusion: unknown field(s) {unknown!r}; a fusion mapping takes {known}")
+    return {str(key): item for key, item in value.items()}
+
+
+def check_first_stage(scores: object, count: int, *, row: int | None = None) -> list[float] | None:
+    """One finite first-stage score per passage as a list (any iterable of numbers is read once), or ``None``.
+
+    Checked before the model runs: a string, ``None`` entry, NaN or infinity has no place in a ranking, and an
+    infinity would be silently dropped by the z-scores of fusion.
+
+    Raises:
+        InvalidInputError: anything else, naming ``first_stage_scores`` (and the row of a batch).
+    """
+    if scores is None:
+        return None
+    where = "first_stage_scores" if row is None else f"row {row}: first_stage_scores"
+    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
+        raise InvalidInputError(f"{where} must be a list of numbers (one per passage), got {type(scores).__name__}")
+    values = list(scores)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise InvalidInputError(
+                f"{where}[{i}] must be a finite number, got {value!r}: first-stage scores are the retriever's "
+                "scores of each passage (higher = better)"
+            )
+    if len(values) != count:
+        raise InvalidInputError(f"{where}: {len(values)} first-stage scores for {count} passages")
+    return [float(value) for value in values]
+
+
+def check_first_stage_rows(scores: object, counts: list[int]) -> list[list[float] | None]:
+    """:func:`check_first_stage` for each row of a batch (``None``: no first-stage scores for any row)."""
+    if scores is None:
+        return [None] * len(counts)
+    if isinstance(scores, str | bytes | bytearray | Mapping) or not isinstance(scores, Iterable):
+        raise InvalidInputError(f"first_stage_scores must be one list (or None) per row, got {type(scores).__name__}")
+    rows = list(scores)
+    if len(rows) != len(counts):
+        raise InvalidInputError(f"first_stage_scores: {len(rows)} first-stage score lists for {len(counts)} rows")
+    return [check_first_stage(row, count, row=i) for i, (row, count) in enumerate(zip(rows, counts, strict=True))]
 
 
 def model_fusion(model_id: str | None) -> Fusion | None:

@@ -87,6 +87,9 @@ def _resolve_unvalidated(spec: object, *, model_id: str | None, num_layers: int,
                 "'layer:N', a 'layer-head,...' list or a head-set JSON file)"
             )
         return HeadSet.parse(text)
-    if isinstance(spec, Sequence):
+    if isinstance(spec, Sequence) and not isinstance(spec, bytes | bytearray):
         return HeadSet.from_pairs(spec)
-    raise HeadSpecError(f"unsupported head specification of type {type(spec).__name__}")
+    raise HeadSpecError(
+        f"unsupported head specification of type {type(spec).__name__}: heads must be None, a HeadSet, a "
+        "preset name or 'layer-head,...' string, a head-set JSON path or a list of (layer, head) pairs"
+    )

@@ -8,6 +8,8 @@ per-head detection scores and where it came from (model, data, method, date), so
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,26 @@ Head = tuple[int, int]
 """One attention head: ``(layer, head)``, both 0-indexed."""
 
 HEADSET_FORMAT_VERSION = 1
+
+
+def _index(value: object) -> int | None:
+    """``value`` as a layer or head index when it is a non-negative integer (``bool`` is not one), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        return None
+    return int(value)
+
+
+def _pair(item: object) -> Head:
+    """One ``(layer, head)`` pair of non-negative ints (numpy ints too); a typed error naming ``heads`` otherwise.
+
+    Why strict: ``int(0.7)`` is layer 0 and ``int(True)`` layer 1, so converting would read a head nobody asked for.
+    """
+    if isinstance(item, str | bytes | bytearray) or not isinstance(item, Sequence) or len(item) != 2:
+        raise HeadSpecError(f"heads: {item!r} is not a (layer, head) pair")
+    layer, head = _index(item[0]), _index(item[1])
+    if layer is None or head is None:
+        raise HeadSpecError(f"heads: {tuple(item)!r} is not a (layer, head) pair of non-negative ints")
+    return layer, head
 
 
 def _parse_pair(token: str) -> Head:
@@ -47,17 +69,20 @@ class HeadSet:
 
     def __post_init__(self) -> None:
         """Check the heads (non-negative ``(layer, head)`` ints, no repeat) and their scores."""
+        if isinstance(self.heads, str | bytes | bytearray) or not isinstance(self.heads, Sequence):
+            raise HeadSpecError(f"heads must be a tuple of (layer, head) pairs, got {type(self.heads).__name__}")
+        object.__setattr__(self, "heads", tuple(_pair(item) for item in self.heads))  # plain ints, checked
         if not self.heads:
             raise HeadSpecError("a head set needs at least one head")
         seen: set[Head] = set()
         for layer, head in self.heads:
-            if not isinstance(layer, int) or not isinstance(head, int) or layer < 0 or head < 0:
-                raise HeadSpecError(f"invalid head ({layer!r}, {head!r}): layer and head are non-negative ints")
             if (layer, head) in seen:
                 raise HeadSpecError(f"head {layer}-{head} is listed twice")
             seen.add((layer, head))
         if self.scores is not None and len(self.scores) != len(self.heads):
             raise HeadSpecError(f"{len(self.scores)} scores for {len(self.heads)} heads")
+        if not isinstance(self.provenance, Mapping):
+            raise HeadSpecError(f"head set provenance must be a mapping, got {type(self.provenance).__name__}")
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -70,13 +95,15 @@ class HeadSet:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Sequence[int]]) -> HeadSet:
-        """Build from ``[(layer, head), ...]`` (lists or tuples)."""
-        heads: list[Head] = []
-        for pair in pairs:
-            if len(pair) != 2:
-                raise HeadSpecError(f"head {pair!r} is not a (layer, head) pair")
-            heads.append((int(pair[0]), int(pair[1])))
-        return cls(tuple(heads))
+        """Build from ``[(layer, head), ...]`` (lists or tuples of non-negative ints, numpy ints included).
+
+        Raises:
+            HeadSpecError: ``pairs`` is not a list of pairs, or a pair is not two non-negative ints (a float,
+                a ``bool`` or a string is refused, not converted).
+        """
+        if isinstance(pairs, str | bytes | bytearray) or not isinstance(pairs, Iterable):
+            raise HeadSpecError(f"heads must be a list of (layer, head) pairs, got {type(pairs).__name__}")
+        return cls(tuple(_pair(pair) for pair in pairs))
 
     @classmethod
     def all_heads(cls, num_layers: int, num_heads: int, layers: Iterable[int] | None = None) -> HeadSet:
@@ -151,12 +178,10 @@ class HeadSet:
             raise HeadSpecError("head set JSON has no 'heads' field")
         heads_field = data["heads"]
         parsed = cls.parse(heads_field) if isinstance(heads_field, str) else cls.from_pairs(heads_field)
-        scores = data.get("scores")
-        return cls(
-            parsed.heads,
-            None if scores is None else tuple(float(s) for s in scores),
-            dict(data.get("provenance") or {}),
-        )
+        provenance = data.get("provenance") or {}
+        if not isinstance(provenance, Mapping):
+            raise HeadSpecError(f"head set JSON field 'provenance' must be an object, got {type(provenance).__name__}")
+        return cls(parsed.heads, _scores(data.get("scores")), dict(provenance))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically (a temp file renamed into place), so an interrupted run leaves no half file."""
@@ -169,8 +194,27 @@ class HeadSet:
         """A head set from a JSON file (see :meth:`save`)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise HeadSpecError(f"{path}: not valid JSON ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise HeadSpecError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise HeadSpecError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from exc
         if not isinstance(data, dict):
             raise HeadSpecError(f"{path}: expected a JSON object with a 'heads' field")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except HeadSpecError as exc:
+            raise HeadSpecError(f"{path}: {exc}") from exc
+
+
+def _scores(value: object) -> tuple[float, ...] | None:
+    """A head set's ``scores`` field: ``None`` or a list of finite numbers; a typed error naming the field."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise HeadSpecError(f"head set field 'scores' must be a list of numbers, got {type(value).__name__}")
+    out = []
+    for i, score in enumerate(value):
+        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(float(score)):
+            raise HeadSpecError(f"head set field 'scores'[{i}] must be a finite number, got {score!r}")
+        out.append(float(score))
+    return tuple(out)

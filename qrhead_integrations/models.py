@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._conversion import CACHE_FORMAT, Progress, announce, conversion_steps, convert_gguf, release_memory
-from .errors import ModelLoadError
+from .errors import InvalidInputError, ModelLoadError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -155,14 +155,32 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The one place a device is chosen: CUDA, then Apple MPS, then CPU, unless the caller names one."""
+    """The one place a device is chosen: CUDA, then Apple MPS, then CPU, unless the caller names one.
+
+    Raises:
+        InvalidInputError: a named device that is no device, or one this machine does not have.
+    """
     if device is not None:
-        return torch.device(device)
+        return _named_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _named_device(device: object) -> torch.device:
+    """The device the caller named, checked here rather than failing inside torch when the model moves."""
+    try:
+        chosen = device if isinstance(device, torch.device) else torch.device(device)  # type: ignore[call-overload]
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps'..., got {device!r}") from exc
+    missing = (chosen.type == "cuda" and not torch.cuda.is_available()) or (
+        chosen.type == "mps" and not torch.backends.mps.is_available()
+    )
+    if missing:
+        raise InvalidInputError(f"device {device!r}: this machine has no {chosen.type} device (use 'cpu')")
+    return chosen
 
 
 _DTYPE_NAMES = {

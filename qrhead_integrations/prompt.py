@@ -72,6 +72,16 @@ _PROBES = (
 Layout = Literal["auto", "chat", "plain"]
 
 
+def title_limit(max_tokens: int) -> int:
+    """Most tokens a passage's title keeps when its passage is cut to ``max_tokens``: half of them (at least one).
+
+    Why a share and not the rest of the limit: a usual title (a few words) is far below it, so the text keeps its
+    full ``max_tokens`` as before; only a runaway title (a whole document in a metadata field) is cut, and the
+    block stays within 1.5 times the limit.
+    """
+    return max(1, max_tokens // 2)
+
+
 def passage_block(number: int, passage: Passage) -> str:
     r"""``[i] title\ntext`` (or ``[i] text`` without a title): the marker and title belong to the span."""
     head = f"[{number}] {passage.title}".rstrip() if passage.title.strip() else f"[{number}]"
@@ -229,10 +239,11 @@ class PromptBuilder:
     def truncate_counted(self, passages: Sequence[Passage], max_tokens: int) -> tuple[list[Passage], list[int]]:
         """:meth:`truncate_many`, and each returned text's token count from the same tokenizer call.
 
-        A caller that needs both so tokenises the texts once.
+        A caller that needs both so tokenises the texts once. Titles are cut to :func:`title_limit` tokens.
         """
         if not passages:
             return [], []
+        passages = self.cut_titles(passages, title_limit(max_tokens))
         encoding = self._user_ids_many([passage.text for passage in passages], offsets=True)
         return _cut_by_offsets(passages, encoding["offset_mapping"], max_tokens)
 
@@ -245,8 +256,36 @@ class PromptBuilder:
         """
         if self._assembler is None:
             raise RuntimeError("truncate_encoded needs a tokenizer that assembles prompts (see .assembles)")
+        passages = self.cut_titles(passages, title_limit(max_tokens))
         own = self._assembler.encode_covering([passage.text for passage in passages], max_tokens)
         return (*_cut_by_offsets(passages, [encoded.offsets for encoded in own], max_tokens), own)
+
+    def cut_titles(self, passages: Sequence[Passage], max_tokens: int) -> list[Passage]:
+        """The passages with each title cut to at most ``max_tokens`` tokens (at a token boundary).
+
+        Only a title longer in UTF-8 bytes than the limit can exceed it (no token is shorter than a byte, the
+        margin covers a tokenizer's added word marker), so a usual title is never tokenised here.
+        """
+        long = [i for i, passage in enumerate(passages) if len(passage.title.encode("utf-8")) + 2 > max_tokens]
+        out = list(passages)
+        if not long:
+            return out
+        encoding = self._user_ids_many([passages[i].title for i in long], offsets=True)
+        for i, spans in zip(long, encoding["offset_mapping"], strict=True):
+            if len(spans) > max_tokens:
+                out[i] = Passage(text=passages[i].text, title=passages[i].title[: int(spans[max_tokens - 1][1])])
+        return out
+
+    def fit(self, passage: Passage, max_tokens: int) -> Passage:
+        """The passage cut so that its title and text *together* take at most ``max_tokens`` tokens.
+
+        For a passage longer than a whole window: the title keeps at most :func:`title_limit` tokens and the
+        text the rest.
+        """
+        titled = self.cut_titles([passage], title_limit(max_tokens))[0]
+        used = self.count_tokens(titled.title) if titled.title else 0
+        encoding = self._user_ids_many([titled.text], offsets=True)
+        return _cut_by_offsets([titled], encoding["offset_mapping"], max(1, max_tokens - used))[0][0]
 
     @staticmethod
     def block_token_bound(passage: Passage, text_tokens: int) -> int:

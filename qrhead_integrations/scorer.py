@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import capture
 from ._checks import check_int
 from .config import Order, QueryPart, ScorerConfig, StudyOptions, with_overrides
-from .errors import InvalidInputError, PassageTypeError, QRHeadError
+from .errors import InvalidInputError, NotPicklableError, PassageTypeError, QRHeadError
 from .forward import Forwards
 from .fusion import (
     MODEL_DEFAULT,
@@ -38,6 +38,8 @@ from .fusion import (
     FusionSetting,
     as_fusion,
     as_fusion_setting,
+    check_first_stage,
+    check_first_stage_rows,
     fuse_with_first_stage,
     model_fusion,
     rank_order,
@@ -47,7 +49,7 @@ from .lexical import bm25_rank
 from .models import DEFAULT_MODEL, load_model
 from .parallel import ParallelEncoder
 from .passage_cache import PassageCache
-from .plan import BATCH_TOKENS, Planner, Unit, forward_groups
+from .plan import BATCH_TOKENS, Planner, Unit, forward_groups, warn_if_long
 from .prompt import NULL_QUERY, Passage, PromptBuilder, check_query, to_passages
 from .scoring import combine_heads, passage_scores, token_scores
 
@@ -251,6 +253,22 @@ class QRHeadScorer:
         native = getattr(self.model.config, "max_position_embeddings", None) or 4096
         return min(native, self.config.max_length) if self.config.max_length else native
 
+    def __copy__(self) -> QRHeadScorer:
+        """The scorer itself: a scorer is a view of a loaded model, shared by reference, never copied."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> QRHeadScorer:
+        """The scorer itself, as :meth:`__copy__`: a deep copy of a pipeline shares its model, as it shares a GPU."""
+        return self
+
+    def __reduce__(self) -> Any:  # noqa: ANN401 - never returns
+        """Refuse to pickle with a typed error saying why (a pickled adapter reloads its model from its settings)."""
+        raise NotPicklableError(
+            f"a QRHeadScorer ({self.model_id!r}) holds a loaded model and is not pickled; pickle the adapter that "
+            "holds it (it loads the model again from its settings on first use), or call "
+            "QRHeadScorer.from_pretrained in the other process"
+        )
+
     def __repr__(self) -> str:
         """The model id, how many heads and the device."""
         return f"QRHeadScorer(model_id={self.model_id!r}, heads={len(self.heads)} heads, device={self.device})"
@@ -338,10 +356,10 @@ class QRHeadScorer:
         check_int(top_n, "top_n", optional=True)
         chosen = self._fusion_for(fusion)
         items = to_passages(passages)
-        _check_first_stage(first_stage_scores, len(items))
+        stage = check_first_stage(first_stage_scores, len(items))
         if not items:
             return []
-        return self._ranked(query, items, self.score(query, items), chosen, first_stage_scores, top_n)
+        return self._ranked(query, items, self.score(query, items), chosen, stage, top_n)
 
     def _fusion_for(self, fusion: object) -> Fusion | None:
         """The fusion a ranking call uses, normalised where it enters: ``"default"`` means the configured one."""
@@ -457,13 +475,7 @@ class QRHeadScorer:
         chosen = self._fusion_for(fusion)
         per_forward = self.rows_per_forward(rows_per_forward)
         row_list = [_check_row(i, row) for i, row in enumerate(_row_list(rows))]
-        stages: Sequence[Sequence[float] | None] = (
-            [None] * len(row_list) if first_stage_scores is None else first_stage_scores
-        )
-        if len(stages) != len(row_list):
-            raise InvalidInputError(f"{len(stages)} first-stage score lists for {len(row_list)} rows")
-        for i, ((_, items), stage) in enumerate(zip(row_list, stages, strict=True)):
-            _check_first_stage(stage, len(items), row=i)
+        stages = check_first_stage_rows(first_stage_scores, [len(items) for _, items in row_list])
         per_head = self._score_checked_rows(row_list, per_forward, uncut=False, show_progress=show_progress)
         scores = [combine_heads(row).tolist() for row in per_head]
         return [
@@ -501,7 +513,10 @@ class QRHeadScorer:
             units.extend(planned.units)
             zeros = torch.zeros(len(query_list), len(self.heads), len(items))
             totals[r] = (zeros, planned.scorable, planned.n_orders)
-        progress = self.config.show_progress if show_progress is None else show_progress
+        layers_run, accelerator = self.heads.deepest_layer + 1, self.device.type != "cpu"
+        long = warn_if_long(units, self.model, layers_run, self.num_layers, accelerator)  # before any forward
+        # A long uncut call (the compressor's) shows a bar unless the call says otherwise.
+        progress = (self.config.show_progress or (long and uncut)) if show_progress is None else show_progress
         # No bar object at all when it is off: building a disabled one costs more than the rest of a call's Python.
         bar = tqdm(total=len(units), desc="qrhead") if progress else None
         calibrate, outlier_filter = self.config.study.calibrate, self.config.study.outlier_filter
@@ -562,13 +577,6 @@ def _check_row(index: int, row: object) -> tuple[str, list[Passage]]:
         return check_query(row[0]), to_passages(row[1])
     except QRHeadError as exc:
         raise type(exc)(f"row {index}: {exc}") from exc
-
-
-def _check_first_stage(scores: Sequence[float] | None, count: int, *, row: int | None = None) -> None:
-    """One first-stage score per passage, or a typed error (naming the row of a batch)."""
-    if scores is not None and len(scores) != count:
-        where = "" if row is None else f"row {row}: "
-        raise InvalidInputError(f"{where}{len(scores)} first-stage scores for {count} passages")
 
 
 def _layer_shape(model: PreTrainedModel) -> tuple[int, int]:

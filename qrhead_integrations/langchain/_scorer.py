@@ -10,6 +10,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -67,6 +68,19 @@ class LazyScorerMixin(BaseModel):
         """Reject a shared scorer combined with loading options: the options would be silently ignored."""
         check_source(self.scorer, {name: getattr(self, name) for name in self.model_fields_set})
         return self
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle the settings, not a model: a shared scorer is left behind and its recipe loads it on first use.
+
+        Copies (``copy.copy``, ``copy.deepcopy``) share the scorer by reference instead: see
+        :class:`~qrhead_integrations._lazy.ScorerLoader`.
+        """
+        state = super().__getstate__()
+        if self.scorer is None:
+            return state
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_loader"] = ScorerLoader.recipe(self.scorer)
+        return {**state, "__dict__": {**state["__dict__"], "scorer": None}, "__pydantic_private__": private}
 
     @property
     def scorer_loaded(self) -> bool:

@@ -8,13 +8,14 @@ shared between threads without paying for (or copying) the model until it first 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from langchain_core.documents import Document
 from pydantic import Field, field_validator
 
 from .._checks import check_int
+from ..errors import OptionTypeError, QRHeadError
 from ..fusion import FUSION_HELP, MODEL_DEFAULT, Fusion, as_fusion_setting
 from ..prompt import Passage, check_query
 from ..scorer import RankedPassage
@@ -109,7 +110,9 @@ class QRHeadReranker(DocumentStep):
             EmptyQueryError: ``query`` is empty or whitespace (a ``ValueError``).
             PassageTypeError: ``documents`` is not a sequence of ``Document`` (a ``TypeError``).
         """
-        return self.rerank_many([(documents, query)], top_n=top_n)[0]
+        limit = self.top_n if top_n is _UNSET else top_n
+        check_int(limit, "top_n", minimum=1, optional=True)
+        return self._rerank_checked([(check_query(query), check_documents(documents))], limit)[0]
 
     def rerank_many(
         self, rows: Sequence[tuple[Sequence[Document], str]], *, top_n: int | None = _UNSET
@@ -131,10 +134,14 @@ class QRHeadReranker(DocumentStep):
         Raises:
             EmptyQueryError: a row's query is empty or whitespace (a ``ValueError``).
             PassageTypeError: a row's documents are not a sequence of ``Document`` (a ``TypeError``).
+            OptionTypeError: ``rows`` is not a list of ``(documents, query)`` pairs (a ``TypeError``).
         """
         limit = self.top_n if top_n is _UNSET else top_n
         check_int(limit, "top_n", minimum=1, optional=True)
-        checked = [(check_query(query), check_documents(documents)) for documents, query in rows]
+        return self._rerank_checked([_check_row(i, row) for i, row in enumerate(_row_list(rows))], limit)
+
+    def _rerank_checked(self, checked: list[tuple[str, list[Document]]], limit: int | None) -> list[list[Document]]:
+        """The scored copies of each checked ``(query, documents)`` row, best first, at most ``limit``."""
         scorable = [(query, [self._passage(doc) for doc in docs]) for query, docs in checked if docs]
         ranked_rows = iter(self._rank_rows(scorable))
         out: list[list[Document]] = []
@@ -167,6 +174,24 @@ class QRHeadReranker(DocumentStep):
 
     def _title(self, document: Document) -> str:
         return document_title(document, self.title_key)
+
+
+def _row_list(rows: object) -> list[object]:
+    """``rerank_many``'s rows as a list, or a typed error naming ``rows`` (a string or ``None`` is no list)."""
+    if isinstance(rows, str | bytes | bytearray | Document) or not isinstance(rows, Iterable):
+        raise OptionTypeError(f"rows must be a list of (documents, query) pairs, got {type(rows).__name__}")
+    return list(rows)
+
+
+def _check_row(index: int, row: object) -> tuple[str, list[Document]]:
+    """One checked ``(documents, query)`` row; a typed error naming the row otherwise."""
+    if isinstance(row, str | bytes | bytearray) or not isinstance(row, Sequence) or len(row) != 2:
+        raise OptionTypeError(f"rows[{index}] must be a (documents, query) pair, got {type(row).__name__}")
+    documents, query = row
+    try:
+        return check_query(query), check_documents(documents)
+    except QRHeadError as exc:
+        raise type(exc)(f"rows[{index}]: {exc}") from exc
 
 
 QRHEAD_SCORE_KEY = "qrhead_score"

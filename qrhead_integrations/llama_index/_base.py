@@ -30,6 +30,12 @@ from ..scorer import QRHeadScorer
 
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
+
+def _given(value: object) -> bool:
+    """Whether a loading option was set: not ``None`` nor an empty mapping (never compared by ``==``: arrays)."""
+    return value is not None and not (isinstance(value, dict) and not value)
+
+
 dispatcher = get_dispatcher(__name__)
 
 
@@ -64,9 +70,7 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
         """
         scorer = arguments.pop("scorer", None)
         check_known_options(type(self).__name__, arguments, type(self).model_fields)
-        check_source(
-            scorer, {name: arguments[name] for name in LOADING_OPTIONS if arguments.get(name) not in (None, {})}
-        )
+        check_source(scorer, {name: arguments[name] for name in LOADING_OPTIONS if _given(arguments.get(name))})
         if scorer is not None:
             arguments.update(model=scorer.model_id, heads=str(scorer.heads), device=str(scorer.device))
         model = arguments.get("model")
@@ -84,6 +88,17 @@ class QRHeadPostprocessor(BaseNodePostprocessor):
             quantize=self.quantize,
             scorer_kwargs=self.scorer_kwargs,
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the pickled settings (LlamaIndex's way), then keep the pickled loader: its recipe.
+
+        A shared scorer is pickled as :meth:`ScorerLoader.recipe` (model id, heads, dtype, config, passage cache),
+        which loads the model again on first use; copies share the scorer by reference instead.
+        """
+        super().__setstate__(state)
+        loader = (state.get("__pydantic_private__") or {}).get("_loader")
+        if isinstance(loader, ScorerLoader):
+            self._loader = loader
 
     @property
     def scorer_loaded(self) -> bool:

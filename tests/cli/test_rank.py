@@ -132,3 +132,48 @@ def test_empty_inputs_fail_before_any_model_loads(tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert any(f"no {what}" in result.output for what in ("passages", "labelled examples", "examples"))
         assert "no-such-model" not in result.output, args
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"heads": [[0, 0]] \xff}', b'{"heads": [["a", 0]]}', b'{"heads": [[0.7, 1]]}', b"[" * 100_000]
+)
+def test_a_bad_head_set_file_is_one_error_line_and_exit_2(
+    saved_tiny_model: Path, tmp_path: Path, content: bytes
+) -> None:
+    heads = tmp_path / "bad.json"
+    heads.write_bytes(content)
+    args = ["rank", "-q", "moon?", "-m", str(saved_tiny_model), "--heads", str(heads)]
+    result = runner.invoke(app, args, input="the moon\nthe sun\n")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert str(heads) in result.output.replace("\n", "")
+
+
+def test_rank_json_writes_null_for_an_empty_passage_and_lists_it_last(saved_tiny_model: Path) -> None:
+    stdin = "".join(json.dumps(t) + "\n" for t in ("The moon orbits.", "   ", "Paris is in France."))
+    args = ["rank", "-q", "capital of France", "-m", str(saved_tiny_model), "--heads", "1-0", "--json"]
+    result = runner.invoke(app, args, input=stdin)
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    rows = [json.loads(line, parse_constant=refuse) for line in result.stdout.splitlines()]
+    assert rows[-1]["index"] == 1 and rows[-1]["score"] is None and rows[-1]["qrhead_score"] is None
+    assert all(isinstance(r["score"], float) for r in rows[:-1])
+
+
+def test_a_plain_text_file_whose_lines_start_with_quotes_or_braces_stays_text(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text('"To be or not to be," he said.\n{draft} a second note\nplain third line\n', encoding="utf-8")
+    assert [p.text for p in read_passages(str(notes))] == [
+        '"To be or not to be," he said.',
+        "{draft} a second note",
+        "plain third line",
+    ]
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text('"a JSON string"\nnot JSON at all\n', encoding="utf-8")  # not every line is JSON: text
+    assert [p.text for p in read_passages(str(mixed))] == ['"a JSON string"', "not JSON at all"]
+    lines = tmp_path / "lines.txt"
+    lines.write_text('\ufeff"a JSON string"\n{"title": "T", "text": "b"}\n', encoding="utf-8")  # every line: JSON
+    assert [(p.title, p.text) for p in read_passages(str(lines))] == [("", "a JSON string"), ("T", "b")]
