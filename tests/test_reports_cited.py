@@ -84,12 +84,16 @@ def test_an_uncited_file_and_a_dangling_citation_are_caught(tmp_path: Path) -> N
 
 
 def test_every_json_report_records_the_command_that_made_it() -> None:
-    """A report anyone can re-run: its JSON says how (``command``, or ``info.command`` for ``qrhead eval``'s);
-    a report its script writes as Markdown only says it in a ``Command:`` line."""
+    """A report anyone can re-run: its JSON says how (``command``, or ``info.command`` for ``qrhead eval``'s, or
+    each run's ``command`` for a report that gathers several runs); a report its script writes as Markdown only
+    says it in a ``Command:`` line."""
     for path in sorted(REPORTS.rglob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        command = data.get("command") or data.get("info", {}).get("command")
-        assert isinstance(command, str) and command.split()[0] in ("python", "qrhead"), path.name
+        runs = data.get("runs") if isinstance(data.get("runs"), list) else [data]
+        assert runs, path.name
+        for run in runs:
+            command = run.get("command") or run.get("info", {}).get("command")
+            assert isinstance(command, str) and command.split()[0] in ("python", "qrhead"), path.name
     for path in sorted(REPORTS.glob("*.md")):
         if not path.with_suffix(".json").exists():
             assert "Command: `python " in path.read_text(encoding="utf-8"), path.name
