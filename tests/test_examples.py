@@ -22,6 +22,7 @@ SCRIPTS = {
     "langchain_rerank.py": "Gold promoted into the top 3 by QRHead:",
     "llamaindex_rerank.py": "Gold passages in the top 2: retriever 0/2, QRHead",
     "compress_long_document.py": "Gold passage",
+    "local_rag.py": "Reader tokens: ",
 }
 
 
@@ -42,6 +43,7 @@ def test_the_sample_is_hotpotqa_rows_0_to_19(hotpotqa_rows: list[dict[str, Any]]
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_example_runs_without_shared_data(script: str, fresh_clone: Path, smollm2: object, tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["QRHEAD_EXAMPLE_MODEL"] = "smollm2-135m-instruct"  # local_rag.py's default is the default model
     result = subprocess.run(
         [sys.executable, str(fresh_clone / script)],
         cwd=tmp_path,

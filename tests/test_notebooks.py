@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 from qrhead_integrations.tokens import tiktoken_counter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NOTEBOOKS = ("langchain_quickstart.ipynb", "llamaindex_quickstart.ipynb")
+NOTEBOOKS = ("langchain_quickstart.ipynb", "llamaindex_quickstart.ipynb", "local_rag.ipynb")
 ROW = 15  # the LlamaIndex notebook's row (llama_index PROMOTED_QUESTION)
 LANGCHAIN_ROW = 1  # the LangChain notebook's row (tests/langchain/test_chains.PROMOTED_ROW)
 CELL_TIMEOUT_S = 600
@@ -105,19 +105,37 @@ def langchain_notebook(python3_kernel: str, bundled_smollm2: None) -> nbformat.N
 
 
 @pytest.fixture(scope="module")
+def local_rag_notebook(python3_kernel: str, bundled_smollm2: None) -> Iterator[nbformat.NotebookNode]:
+    """The local RAG notebook run on SmolLM2 (its saved outputs are the default model's)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QRHEAD_EXAMPLE_MODEL", "smollm2-135m-instruct")
+        yield execute("local_rag.ipynb", python3_kernel)
+
+
+@pytest.fixture(scope="module")
 def llamaindex_notebook(python3_kernel: str, bundled_smollm2: None) -> nbformat.NotebookNode:
     return execute("llamaindex_quickstart.ipynb", python3_kernel)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_saved_clean(name: str) -> None:
-    """Valid, on the ``python3`` kernel, short, and with no outputs saved (no kernel is started)."""
+def test_notebook_is_saved_with_the_outputs_of_one_clean_run(name: str) -> None:
+    """Valid, on the ``python3`` kernel, short, and saved with its outputs (a reader on GitHub sees the result):
+    every code cell ran once, in order, nearly all printed what they show, and nothing failed or named this
+    machine's paths."""
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
     nbformat.validate(notebook)
     assert notebook.metadata.kernelspec.name == "python3"
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert 0 < len(code) <= 12
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    printing = 0
+    for cell in code:
+        kinds = {(out.output_type, out.get("name")) for out in cell.outputs}
+        printing += ("stream", "stdout") in kinds
+        assert not any(kind == "error" for kind, _ in kinds)
+        text = "".join("".join(out.get("text", "")) for out in cell.outputs)
+        assert str(EXAMPLES.parent) not in text and "/home/" not in text
+    assert printing >= len(code) - 2  # what each step shows is there to read (a model-loading cell may be silent)
 
 
 @pytest.mark.real_model
@@ -187,3 +205,27 @@ def test_llamaindex_quickstart(llamaindex_notebook: nbformat.NotebookNode, row: 
     # passage competes with two passages about the same band (measured rates: docs/results.md).
     assert sum(f"- {title}  [gold]  whole  " in compressed for title in gold) >= 1, compressed
     assert f"answer {row['answer']!r} in the compressed context: True" in compressed
+
+
+@pytest.mark.real_model
+@pytest.mark.notebook
+def test_local_rag(local_rag_notebook: nbformat.NotebookNode, row: dict[str, Any]) -> None:
+    """Retrieve, re-rank and answer with one model: the premise, the promotion, one copy, the tokens saved."""
+    assert "model: smollm2-135m-instruct" in printed(local_rag_notebook, "setup")
+    assert row["question"] in printed(local_rag_notebook, "question")
+    retrieved = printed(local_rag_notebook, "retrieve")
+    assert len(RANKED.findall(retrieved)) == 10
+    assert "gold passages in BM25's top 3: 0 of 2" in retrieved  # the premise: BM25's top 3 has no gold
+    assert "one copy of the weights: True" in printed(local_rag_notebook, "load-model")
+    reranked = printed(local_rag_notebook, "rerank")
+    found = re.search(r"gold passages in QRHead's top 3: (\d) of 2", reranked)
+    assert found and int(found.group(1)) >= 1, reranked  # QRHead promotes gold from below BM25's top 3
+    answered = printed(local_rag_notebook, "answer")
+    saved = re.search(r"reader tokens: (\d+) instead of (\d+) \((\d+)% saved\)", answered)
+    assert saved and int(saved.group(1)) < int(saved.group(2)) and int(saved.group(3)) >= 50, answered
+    assert "answer from the 3 kept passages: " in answered
+    compressed = re.search(
+        r"kept \d+ of \d+ chunks, (\d+) of \d+ tokens \(budget (\d+)\)", printed(local_rag_notebook, "compress")
+    )
+    assert compressed and int(compressed.group(1)) <= int(compressed.group(2))
+    assert "same weights: True" in printed(local_rag_notebook, "langchain")
