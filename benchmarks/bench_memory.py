@@ -8,6 +8,13 @@ context are scored in windows; the growth is then per window, since windows run 
 
     python benchmarks/bench_memory.py --json reports/bench_memory.json --markdown reports/bench_memory.md
     python benchmarks/bench_memory.py --case qwen2.5-coder-0.5b-instruct:32768   # one case
+
+``--reader`` measures one model for both jobs instead: the resident memory of a scorer alone, then with a reader
+and both frameworks' LLM objects over its own weights (``shared``), against a scorer plus a reader loaded as a
+second copy (``copy``) — each mode in a fresh process, after one re-rank and one answer:
+
+    python benchmarks/bench_memory.py --reader --json reports/bench_memory_reader.json \
+        --markdown reports/bench_memory_reader.md
 """
 
 from __future__ import annotations
@@ -78,13 +85,94 @@ def child(model: str, length: int) -> dict[str, Any]:
     }
 
 
+READER_MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
+CONTEXT = "Paris is the capital and most populous city of France.\n\nBerlin is the capital of Germany."
+
+
+def reader_child(model: str, mode: str) -> dict[str, Any]:
+    """Resident memory (GiB) of a scorer and a reader over ``model``: ``shared`` weights or a second ``copy``."""
+    import psutil
+
+    from qrhead_integrations import QRHeadScorer, Reader
+
+    proc = psutil.Process()
+    rss = {"start": proc.memory_info().rss / 2**30}
+    scorer = QRHeadScorer.from_pretrained(model, dtype="float32")
+    scorer.rank("What is the capital of France?", CONTEXT.split("\n\n"))
+    rss["scorer"] = proc.memory_info().rss / 2**30
+    if mode == "shared":
+        from qrhead_integrations.langchain.llm import chat_model
+        from qrhead_integrations.llama_index.llm import huggingface_llm
+
+        reader = Reader.from_scorer(scorer)
+        frameworks = (chat_model(scorer), huggingface_llm(scorer))  # kept alive while measured
+    else:
+        reader = Reader.from_pretrained(model, dtype="float32")
+        frameworks = ()
+    answer = reader.answer("What is the capital of France?", CONTEXT)
+    rss["scorer_and_reader"] = proc.memory_info().rss / 2**30
+    return {
+        "model": model,
+        "mode": mode,
+        "rss_gib": {k: round(v, 3) for k, v in rss.items()},
+        "peak_rss_gib": round(proc.memory_full_info().rss / 2**30, 3),
+        "reader_adds_gib": round(rss["scorer_and_reader"] - rss["scorer"], 3),
+        "weights_shared": reader.model is scorer.model,
+        "framework_objects": len(frameworks),
+        "answer": answer.text,
+    }
+
+
+def reader_report(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# One model for both jobs: resident memory of a scorer and a reader (CPU, float32, fresh process each)",
+        "",
+        "| model | reader | scorer loaded GiB | scorer + reader GiB | the reader adds GiB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        what = "shared weights (+ LangChain and LlamaIndex LLMs)" if r["mode"] == "shared" else "a second copy"
+        lines.append(
+            f"| {r['model']} | {what} | {r['rss_gib']['scorer']:.2f} | {r['rss_gib']['scorer_and_reader']:.2f} | "
+            f"{r['reader_adds_gib']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_child(argument: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, *argument.split()],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parent,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{argument} failed:\n{done.stderr[-3000:]}")
+    row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", action="append", help=f"model:tokens (default: {', '.join(CASES)})")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--reader-child", help=argparse.SUPPRESS)
+    parser.add_argument("--reader", action="store_true", help="measure a reader sharing the scorer's weights")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
+    if args.reader_child:
+        model, mode = args.reader_child.rsplit(":", 1)
+        print(json.dumps(reader_child(model, mode)))
+        return
+    if args.reader:
+        rows = [run_child(f"--reader-child {m}:{mode}") for m in READER_MODELS for mode in ("shared", "copy")]
+        text = reader_report(rows)
+        write_reports({"rows": rows}, text, json_path=args.json, markdown_path=args.markdown)
+        print(text)
+        return
     if args.child:
         model, length = args.child.rsplit(":", 1)
         print(json.dumps(child(model, int(length))))

@@ -26,8 +26,9 @@ def test_the_python_blocks_of_the_guide_run_as_written() -> None:
     assert title == "Hamlet" and float(score) > 0.5, lines  # the fused z-score mix: clearly above the mean
     assert lines[1] == "Hamlet"
     assert "Question: Who wrote Hamlet?" in output.getvalue() and "Hamlet is a tragedy" in output.getvalue()
-    assert lines[-4] == "Hamlet"  # the ContextualCompressionRetriever block
-    assert lines[-3:] == [  # the QRHeadContextCompressor block: the Hamlet sentences only, Paris dropped
+    assert lines[-5] == "Hamlet"  # the ContextualCompressionRetriever block
+    assert lines[-1] == "True"  # the chat model over the reranker's own model: one copy of the weights
+    assert lines[-4:-1] == [  # the QRHeadContextCompressor block: the Hamlet sentences only, Paris dropped
         "notes.txt [(93, 209)]",
         "Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601. "
         "It is Shakespeare's longest play.",
