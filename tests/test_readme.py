@@ -33,7 +33,7 @@ def test_every_block_is_run_or_marked() -> None:
     """A new block is either runnable (and run below) or says ``notest``: nothing is silently skipped."""
     languages = {lang for lang, _, _ in BLOCK.findall(README)}
     assert languages <= {"python", "bash", "json"}, languages
-    assert len(blocks("python")) == 2 and len(blocks("bash")) == 1
+    assert len(blocks("python")) == 3 and len(blocks("bash")) == 1
 
 
 @pytest.mark.real_model
@@ -53,6 +53,8 @@ def test_the_python_blocks_run_as_written(monkeypatch: pytest.MonkeyPatch) -> No
     assert batched[0][0] == 1 and sorted(batched[0]) == [0, 1, 2] and batched[1][0] == 1  # Paris; the Seine
     kept = re.fullmatch(r"kept (\d+) of (\d+) tokens", lines[7])
     assert kept is not None and 0 < int(kept.group(1)) <= 256 < int(kept.group(2))
+    answer, tokens = lines[-1].rsplit(" ", 1)  # the reader over the scorer's own model
+    assert 0 < int(tokens) < 1000 and answer.strip()
 
 
 @pytest.mark.real_model
@@ -80,6 +82,8 @@ def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> No
     assert report["info"]["n_queries"] == 3 and "qrhead" in report["metrics"]
     ranked = [json.loads(x) for x in (out / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(ranked) == 20 and all(row["error"] is None and len(row["ranking"]) == 10 for row in ranked)
+    qa = json.loads((out / "qa.json").read_text(encoding="utf-8"))
+    assert qa["info"]["n_queries"] == 1 and {"full", "gold", "qrhead@25%", "bm25@25%"} <= set(qa["metrics"])
 
 
 def test_the_getting_started_page_is_the_readme_quick_start() -> None:
