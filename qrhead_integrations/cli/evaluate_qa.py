@@ -105,7 +105,12 @@ def qa(
         )
         checkpoint = None
         if output is not None:
-            checkpoint = Checkpoint(output.with_name(output.name + ".partial.jsonl"), {"command": command})
+            # Rows are kept by id, so the answers' identity is the command without the row slice: a resumed or
+            # widened run (another --start/--limit) reuses every row a run with the same settings answered.
+            identity = _command(
+                file, model, reader, heads, 0, None, budgets, top_k, strategies, max_new_tokens, ran_dtype
+            )
+            checkpoint = Checkpoint(output.with_name(output.name + ".partial.jsonl"), {"answers_from": identity})
             checkpoint.load()
             if checkpoint.done:
                 console.print(f"resuming: {len(checkpoint.done)} questions already answered in {checkpoint.path}")

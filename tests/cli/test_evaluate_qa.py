@@ -58,3 +58,28 @@ def test_eval_qa_bad_options_and_data_exit_2(saved_tiny_model: Path, tmp_path: P
         result = cli.invoke(app, ["eval", "qa", *args])
         assert result.exit_code == 2, result.output
         assert "error" in result.output
+
+
+def test_eval_qa_reuses_rows_a_run_with_the_same_settings_answered(long_tiny_model: Path, tmp_path: Path) -> None:
+    """Rows are kept by id under the settings without the row slice: a checkpoint written by a run over other
+    rows (another --start/--limit) is reused, and one with other settings is refused."""
+    from qrhead_integrations.cli.evaluate_qa import _command
+    from qrhead_integrations.evaluation.qa_data import read_qa_jsonl
+
+    out = tmp_path / "qa.json"
+    options = ["--heads", "1-0,2-3", "--max-new-tokens", "2", "--strategies", "full", "--dtype", "float32"]
+    identity = _command(SAMPLE, str(long_tiny_model), None, "1-0,2-3", 0, None, "0.25,0.5", 2, "full", 2, "float32")
+    row_id = read_qa_jsonl(SAMPLE, limit=1)[0].id
+    done = {"answer": "kept from before", "em": 0.0, "f1": 0.0, "reader_tokens": 9, "context_tokens": 3, "seconds": 1}
+    partial = tmp_path / "qa.json.partial.jsonl"
+    lines = [{"settings": {"answers_from": identity}}, {"id": row_id, "results": {"full": done}}]
+    partial.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    args = ["eval", "qa", str(SAMPLE), "--model", str(long_tiny_model), *options, "--output", str(out)]
+    result = cli.invoke(app, [*args, "--start", "0", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["answers"]["full"][row_id] == "kept from before" and len(report["answers"]["full"]) == 2
+    assert report["info"]["resumed_rows"] == 1 and not partial.exists()
+    partial.write_text(json.dumps({"settings": {"answers_from": "other"}}) + "\n", encoding="utf-8")
+    refused = cli.invoke(app, [*args, "--limit", "1"])
+    assert refused.exit_code == 2 and "other settings" in refused.output
