@@ -59,6 +59,14 @@ def qa(
         Path | None, typer.Option("--output", "-o", help="JSON report (and OUTPUT.partial.jsonl to resume).")
     ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")] = None,
+    answered_only: Annotated[
+        bool,
+        typer.Option(
+            "--answered-only",
+            help="Report only the questions OUTPUT.partial.jsonl already holds, answering none (a partial report; "
+            "the checkpoint is kept to resume).",
+        ),
+    ] = False,
     device: DeviceOption = None,
     quantize: QuantizeOption = None,
     dtype: DtypeOption = None,
@@ -128,8 +136,15 @@ def qa(
             "versions": versions(),
             "date": time.strftime("%Y-%m-%d"),
         }
+        if answered_only and checkpoint is None:
+            raise typer.BadParameter("--answered-only reports from OUTPUT.partial.jsonl: give --output")
         report = run_qa(
-            ContextBuilder(scorer, answerer, settings), examples, info=info, checkpoint=checkpoint, show_progress=True
+            ContextBuilder(scorer, answerer, settings),
+            examples,
+            info=info,
+            checkpoint=checkpoint,
+            show_progress=not answered_only,
+            answered_only=answered_only,
         )
     except KeyboardInterrupt:
         kept = (
@@ -146,8 +161,8 @@ def qa(
         if output is not None:
             write_report(report, output)
             console.print(f"report written to {output}")
-            if checkpoint is not None:
-                checkpoint.path.unlink(missing_ok=True)
+            if checkpoint is not None and not report.info["unanswered"]:
+                checkpoint.path.unlink(missing_ok=True)  # complete: nothing left to resume
         if markdown is not None:
             write_text_atomic(markdown, qa_markdown(report))
             console.print(f"table written to {markdown}")

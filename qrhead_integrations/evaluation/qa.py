@@ -250,6 +250,7 @@ def run_qa(
     checkpoint: Checkpoint | None = None,
     show_progress: bool = False,
     on_row: Callable[[int], None] | None = None,
+    answered_only: bool = False,
 ) -> QAReport:
     """Answer every question from every strategy's context and gather the report.
 
@@ -260,6 +261,8 @@ def run_qa(
         checkpoint: where finished rows are kept; rows it already holds are not run again.
         show_progress: a progress bar over questions.
         on_row: called with the number of finished rows after each one (tests interrupt with it).
+        answered_only: report only the questions the checkpoint already holds, answering none (the partial report
+            of an interrupted run; ``info["unanswered"]`` counts the rest).
     """
     from tqdm.auto import tqdm
 
@@ -272,6 +275,8 @@ def run_qa(
         if example.id in done:
             rows[example.id] = done[example.id]
             continue
+        if answered_only:
+            continue
         rows[example.id] = answer_row(builder, example)
         if checkpoint is not None:
             checkpoint.add(example.id, rows[example.id])
@@ -283,6 +288,7 @@ def run_qa(
         {
             "n_queries": len(rows),
             "resumed_rows": resumed,
+            "unanswered": len(examples) - len(rows),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "budgets": list(builder.settings.budgets),
             "top_k": builder.settings.top_k,

@@ -80,6 +80,12 @@ def test_eval_qa_reuses_rows_a_run_with_the_same_settings_answered(long_tiny_mod
     report = json.loads(out.read_text())
     assert report["answers"]["full"][row_id] == "kept from before" and len(report["answers"]["full"]) == 2
     assert report["info"]["resumed_rows"] == 1 and not partial.exists()
+    partial.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    only = cli.invoke(app, [*args, "--start", "0", "--limit", "3", "--answered-only"])
+    assert only.exit_code == 0, only.output
+    report = json.loads(out.read_text())
+    assert list(report["answers"]["full"]) == [row_id] and report["info"]["unanswered"] == 2
+    assert partial.exists()  # kept: the run can still be completed
     partial.write_text(json.dumps({"settings": {"answers_from": "other"}}) + "\n", encoding="utf-8")
     refused = cli.invoke(app, [*args, "--limit", "1"])
     assert refused.exit_code == 2 and "other settings" in refused.output
