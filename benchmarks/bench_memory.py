@@ -140,6 +140,7 @@ def reader_report(rows: list[dict[str, Any]]) -> str:
 
 
 def run_child(argument: str) -> dict[str, Any]:
+    """One case in a fresh interpreter (``--child`` or ``--reader-child`` and its case); its figures."""
     done = subprocess.run(
         [sys.executable, __file__, *argument.split()],
         capture_output=True,
@@ -177,19 +178,7 @@ def main() -> None:
         model, length = args.child.rsplit(":", 1)
         print(json.dumps(child(model, int(length))))
         return
-    rows = []
-    for case in args.case or CASES:
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", case],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{case} failed:\n{done.stderr[-3000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+    rows = [run_child(f"--child {case}") for case in args.case or CASES]
     lines = [
         "# Peak memory of one scoring call (CPU, float32, fresh process per case)",
         "",

@@ -181,3 +181,22 @@ class ScorerLoader:
         """Restore the options with a new lock (a model is loaded again on first use)."""
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def scorer_behind(source: object, kinds: str) -> QRHeadScorer:
+    """The scorer a component holds (loaded now if it was lazy), or ``source`` itself when it is a scorer.
+
+    What the framework LLM helpers share a model through: a LangChain component has ``get_scorer()`` (a retriever
+    holds a ``reranker`` that has it), a LlamaIndex postprocessor a ``scorer`` property.
+
+    Raises:
+        OptionTypeError: ``source`` is none of these; the message lists ``kinds``, what the caller accepts.
+    """
+    if isinstance(source, QRHeadScorer):
+        return source
+    holder = getattr(source, "reranker", None) or source
+    get_scorer = getattr(holder, "get_scorer", None)
+    found = get_scorer() if callable(get_scorer) else getattr(holder, "scorer", None)
+    if isinstance(found, QRHeadScorer):
+        return found
+    raise OptionTypeError(f"expected a QRHeadScorer or {kinds}, got {type(source).__name__}")

@@ -9,9 +9,10 @@ metrics all consume one representation.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .._checks import check_int
 from ..errors import QRHeadError
@@ -77,26 +78,44 @@ def read_multihop_jsonl(path: PathLike, limit: int | None = None, start: int = 0
         FileNotFoundError: the file does not exist.
         ValueError: ``start`` or ``limit`` is negative.
     """
+    return read_rows(Path(path), _parse_multihop, limit=limit, start=start)
+
+
+_Row = TypeVar("_Row", bound="_HasId")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def read_rows(
+    file: Path, parse: Callable[[dict[str, Any], Path, int], _Row], *, limit: int | None, start: int
+) -> list[_Row]:
+    """The rows ``start`` to ``start + limit`` of a JSON Lines file, each parsed by ``parse(obj, file, line)``.
+
+    One reading loop for every row reader: ids must be unique (the message names both lines), ``start``/``limit``
+    count rows (not lines), and reading stops once ``limit`` rows are collected, so later lines are not read.
+    """
     check_int(start, "start")
     check_int(limit, "limit", optional=True)
-    file = Path(path)
-    examples: list[MultihopExample] = []
+    rows: list[_Row] = []
     first_line_of: dict[str, int] = {}
     seen = 0
     if limit == 0:
-        return examples
+        return rows
     for number, obj in iter_json_objects(file):
-        example = _parse_multihop(obj, file, number)
-        if example.id in first_line_of:
-            fail(file, number, f"duplicate id {example.id!r} (first used on line {first_line_of[example.id]})")
-        first_line_of[example.id] = number
+        row = parse(obj, file, number)
+        if row.id in first_line_of:
+            fail(file, number, f"duplicate id {row.id!r} (first used on line {first_line_of[row.id]})")
+        first_line_of[row.id] = number
         seen += 1
         if seen <= start:
             continue
-        examples.append(example)
-        if limit is not None and len(examples) >= limit:
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
             break
-    return examples
+    return rows
 
 
 def _parse_multihop(obj: dict[str, Any], path: Path, line: int) -> MultihopExample:

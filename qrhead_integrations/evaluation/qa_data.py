@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._checks import check_int
 from ..prompt import Passage
-from ._lines import fail, iter_json_objects, json_type, require_id, require_str
-from .data import _parse_passage
+from ._lines import fail, json_type, require_id, require_str
+from .data import _parse_passage, read_rows
 
 
 @dataclass(frozen=True)
@@ -51,28 +50,10 @@ def read_qa_jsonl(path: str | os.PathLike[str], limit: int | None = None, start:
         FileNotFoundError: the file does not exist.
         InvalidInputError: ``start`` or ``limit`` is negative or not an integer.
     """
-    check_int(start, "start")
-    check_int(limit, "limit", optional=True)
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"QA data file not found: {file}")
-    rows: list[QAExample] = []
-    first_line_of: dict[str, int] = {}
-    seen = 0
-    if limit == 0:
-        return rows
-    for number, obj in iter_json_objects(file):
-        row = _parse_row(obj, file, number)
-        if row.id in first_line_of:
-            fail(file, number, f"duplicate id {row.id!r} (first used on line {first_line_of[row.id]})")
-        first_line_of[row.id] = number
-        seen += 1
-        if seen <= start:
-            continue
-        rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows
+    return read_rows(file, _parse_row, limit=limit, start=start)
 
 
 def _parse_row(obj: dict[str, Any], path: Path, line: int) -> QAExample:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._extras import missing_extra
+from .._lazy import scorer_behind
 from ..reader import stop_token_ids
 from ..scorer import QRHeadScorer
 
@@ -26,19 +27,8 @@ if TYPE_CHECKING:
 
 
 def _scorer_of(source: object) -> QRHeadScorer:
-    """The scorer behind a QRHead LangChain component (loaded now if it was lazy), or the scorer itself."""
-    if isinstance(source, QRHeadScorer):
-        return source
-    reranker = getattr(source, "reranker", None)  # QRHeadRetriever holds a QRHeadReranker
-    holder = reranker if reranker is not None else source
-    get_scorer = getattr(holder, "get_scorer", None)
-    if callable(get_scorer):
-        scorer = get_scorer()
-        if isinstance(scorer, QRHeadScorer):
-            return scorer
-    raise TypeError(
-        f"expected a QRHeadScorer or a QRHead LangChain component (QRHeadReranker, QRHeadContextCompressor, "
-        f"QRHeadRetriever), got {type(source).__name__}"
+    return scorer_behind(
+        source, "a QRHead LangChain component (QRHeadReranker, QRHeadContextCompressor, QRHeadRetriever)"
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._extras import missing_extra
+from .._lazy import scorer_behind
 from ..reader import stop_token_ids
 from ..scorer import QRHeadScorer
 
@@ -22,16 +23,7 @@ if TYPE_CHECKING:
 
 
 def _scorer_of(source: object) -> QRHeadScorer:
-    """The scorer behind a QRHead LlamaIndex postprocessor (loaded now if it was lazy), or the scorer itself."""
-    if isinstance(source, QRHeadScorer):
-        return source
-    scorer = getattr(source, "scorer", None)
-    if isinstance(scorer, QRHeadScorer):
-        return scorer
-    raise TypeError(
-        f"expected a QRHeadScorer or a QRHead LlamaIndex postprocessor (QRHeadRerank, QRHeadContextCompressor), "
-        f"got {type(source).__name__}"
-    )
+    return scorer_behind(source, "a QRHead LlamaIndex postprocessor (QRHeadRerank, QRHeadContextCompressor)")
 
 
 def huggingface_llm(source: object, *, max_new_tokens: int = 256, **llm_kwargs: Any) -> HuggingFaceLLM:  # noqa: ANN401 - HuggingFaceLLM options
