@@ -3,8 +3,9 @@
 Per bundled model, configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (``dtype="float32"``, the default
 heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX runs bf16 matrix products in hardware),
 ``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
-``research/study_depth.py``), ``bf16+fast`` and ``int8+fast`` (``--config`` picks some; ``fp32`` always runs,
-as the reference). For each:
+``research/study_depth.py``), ``bf16+fast``, ``int8+fast``, ``cut96`` and ``fast+cut96`` (passages cut to 96
+tokens instead of 128; the workload's cut shrinks in proportion) — ``--config`` picks some, ``--dtype float32`` the
+ones a CPU without AMX runs; ``fp32`` always runs, as the reference. For each:
 
 * **seconds per query** on the re-ranking workload: a real SciFact query with BM25's top 20 passages cut to 256
   tokens (``--queries`` of them), every configuration once per round, rounds interleaved, median;
@@ -18,6 +19,7 @@ as the reference). For each:
 quality on both tasks (``null`` when none is); ``speedup_max_over_fp32`` ignores quality.
 
     python benchmarks/bench_rerank.py --json reports/bench_rerank.json --markdown reports/bench_rerank.md
+    python benchmarks/bench_rerank.py --dtype float32 --model qwen2.5-coder-0.5b-instruct   # a CPU without AMX
 """
 
 from __future__ import annotations
@@ -53,7 +55,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "fast": {"dtype": "float32", "heads": "fast"},
     "bf16+fast": {"dtype": "bfloat16", "heads": "fast"},
     "int8+fast": {"dtype": "float32", "quantize": "int8", "heads": "fast"},
+    "cut96": {"dtype": "float32", "cut": 96},
+    "fast+cut96": {"dtype": "float32", "heads": "fast", "cut": 96},
 }
+DEFAULT_CUT = 128
+"""The product's passage cut; a configuration's ``cut`` replaces it (quality) and scales the workload's (speed)."""
 WORKLOAD_TOKENS = 256
 CPU = torch.device("cpu")
 
@@ -91,7 +97,8 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     hotpotqa, rerank = dev_rows(args.hotpotqa)
     scifact = rerank[: args.scifact]
     workload = rerank[args.scifact : args.scifact + args.queries]  # not the quality queries
-    chosen = ["fp32", *(name for name in CONFIGS if name != "fp32" and name in (args.config or CONFIGS))]
+    wanted = args.config or [name for name in CONFIGS if args.dtype is None or CONFIGS[name]["dtype"] == args.dtype]
+    chosen = ["fp32", *(name for name in CONFIGS if name != "fp32" and name in wanted)]
     loaded: dict[str, QRHeadScorer] = {}
     load_mib: dict[str, float] = {}
     loads = {(CONFIGS[name]["dtype"], CONFIGS[name].get("quantize")) for name in chosen}
@@ -101,7 +108,8 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
         for name in chosen:
             options = CONFIGS[name]
             if (options["dtype"], options.get("quantize")) == (dtype, quantize):
-                loaded[name] = base.with_heads(options["heads"]) if "heads" in options else base
+                scorer = base.with_heads(options["heads"]) if "heads" in options else base
+                loaded[name] = scorer.with_config(max_passage_tokens=options.get("cut", DEFAULT_CUT))
                 load_mib[name] = mem.peak_bytes / 2**20
     loaded = {name: loaded[name] for name in chosen}
     rows: dict[str, dict[str, Any]] = {}
@@ -109,7 +117,12 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
         figures = quality(scorer, hotpotqa, scifact)
         rows[name] = {**figures, "load_mib": load_mib[name]}
         print(f"{model} {name}: {figures}", flush=True)
-    timed = {name: scorer.with_config(max_passage_tokens=WORKLOAD_TOKENS) for name, scorer in loaded.items()}
+    timed = {
+        name: scorer.with_config(
+            max_passage_tokens=WORKLOAD_TOKENS * CONFIGS[name].get("cut", DEFAULT_CUT) // DEFAULT_CUT
+        )
+        for name, scorer in loaded.items()
+    }
     for scorer in timed.values():
         scorer.rank(workload[0].question, workload[0].passages)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in timed}
@@ -178,6 +191,11 @@ def main() -> None:
     parser.add_argument("--model", action="append", help=f"default: {', '.join(MODELS)}")
     parser.add_argument(
         "--config", action="append", choices=list(CONFIGS), help="repeat; default: all (fp32 always runs)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        help="only the configurations running in this dtype (float32: the options of a CPU without AMX)",
     )
     parser.add_argument("--queries", type=int, default=3, help="workload queries per round")
     parser.add_argument("--rounds", type=int, default=3)
