@@ -25,6 +25,7 @@ import torch
 from ._checks import check_int
 from .errors import InvalidInputError, PromptTooLongError
 from .models import DEFAULT_MODEL, load_model
+from .passages import check_text
 from .prompt import check_query
 
 if TYPE_CHECKING:
@@ -135,8 +136,8 @@ class Reader:
     def prompt_ids(self, question: str, context: str | None = None) -> list[int]:
         """Token ids of the whole prompt; user text can never become a control token."""
         check_query(question)
-        if context is not None and not isinstance(context, str):
-            raise InvalidInputError(f"context must be a str or None, got {type(context).__name__}")
+        if context is not None:
+            check_text(context, "the context")
         messages = self.messages(question, context)
         user = messages[-1]["content"]
         before, after = self._template_parts(messages[:-1])
@@ -173,7 +174,8 @@ class Reader:
 
         Raises:
             EmptyQueryError: the question is empty.
-            InvalidInputError: ``context`` is not a ``str`` or ``None``.
+            PassageTypeError: ``context`` is not a ``str`` or ``None``.
+            UnencodableTextError: the question or context holds a lone surrogate.
             PromptTooLongError: the prompt and ``max_new_tokens`` exceed the model's context window.
         """
         ids = self.prompt_ids(question, context)

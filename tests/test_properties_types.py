@@ -163,6 +163,27 @@ def test_scorer_rank_batch(tiny_scorer: QRHeadScorer, data: st.DataObject) -> No
     attempt("QRHeadScorer.rank_batch", lambda: tiny_scorer.rank_batch(**kwargs), NAMES[which])
 
 
+@TYPES
+@given(data=st.data())
+def test_reader_answer(tiny_scorer: QRHeadScorer, data: st.DataObject) -> None:
+    from qrhead_integrations.reader import Reader
+
+    reader = Reader.from_scorer(tiny_scorer, max_new_tokens=2)
+    which, kwargs = _one_hostile(data, {"question": "moon?", "context": "The moon orbits the earth."})
+    names = {"question": ("query", "question"), "context": ("context",)}[which]
+    answer = attempt("Reader.answer", lambda: reader.answer(**kwargs), names)
+    if answer is not None:
+        assert isinstance(answer.text, str) and answer.input_tokens > 0
+
+
+@TYPES
+@given(option=st.sampled_from(["max_new_tokens", "instruction", "closed_book_instruction"]), value=ANY)
+def test_reader_options(tiny_scorer: QRHeadScorer, option: str, value: Any) -> None:
+    from qrhead_integrations.reader import Reader
+
+    attempt("Reader()", lambda: Reader.from_scorer(tiny_scorer, **{option: value}), (option,))
+
+
 CONFIG_FIELDS = ["order", "seed", "debias", "max_passage_tokens", "max_length", "layout", "show_progress", "fusion"]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qrhead_integrations import QRHeadScorer
-from qrhead_integrations.errors import EmptyQueryError, InvalidInputError
+from qrhead_integrations.errors import EmptyQueryError, InvalidInputError, PassageTypeError, UnencodableTextError
 from qrhead_integrations.reader import Reader, short_answer
 from tests.tiny_models import tiny_model
 
@@ -68,7 +68,9 @@ def test_plain_tokenizer_without_chat_template(plain_tokenizer: Any, tiny_llama:
     ("call", "error"),
     [
         (lambda r: r.answer("  ", "text"), EmptyQueryError),
-        (lambda r: r.answer("Who?", 3), InvalidInputError),
+        (lambda r: r.answer("Who?", 3), PassageTypeError),
+        (lambda r: r.answer("Who?", "a \ud800 b"), UnencodableTextError),
+        (lambda r: r.answer(None), PassageTypeError),
         (lambda r: r.answer("Who?", "word " * 3000), InvalidInputError),  # past the model's 2048 positions
     ],
 )
