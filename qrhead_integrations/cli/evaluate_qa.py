@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
-from ._common import DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
+from ._common import FLAG, DeviceOption, DtypeOption, HeadsOption, ModelOption, QuantizeOption, console, fail
 from .evaluate import eval_app
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def qa(
         bool,
         typer.Option(
             "--answered-only",
+            metavar=FLAG,
             help="Report only the questions OUTPUT.partial.jsonl already holds, answering none (a partial report; "
             "the checkpoint is kept to resume).",
         ),
