@@ -82,6 +82,7 @@ def load_once(variant: Path, model: str, cache: Path, dtype: str) -> dict[str, A
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if Path(figures["package"]).resolve().parents[1] != variant.resolve():
         raise SystemExit(f"{variant}: the child imported {figures['package']}; check PYTHONPATH")
+    figures["package"] = str(Path(figures["package"]).resolve().relative_to(variant.resolve()))  # no machine path
     lines = [line for line in out.stderr.replace("\r", "\n").splitlines() if line.strip()]
     bars = [line for line in lines if "it/s]" in line or "s/it]" in line or "%|" in line]
     figures["stderr"] = {"lines": [line for line in lines if line not in bars], "progress_bar_redraws": len(bars)}
@@ -219,7 +220,18 @@ def main() -> None:
     command = command.replace(str(REPO), ".")
     run = {"model": args.model, "conditions": run_conditions, "command": command, "finished": time.strftime("%F %T")}
     report["runs"] = [r for r in report["runs"] if r["command"] != command] + [run]
+    places = {str(folder.resolve()): f"<{label}>" for label, folder in variants.items() if folder.resolve() != REPO}
+    places[str(args.cache_root.resolve())] = "<cache-root>"
+    report = json.loads(portable(json.dumps(report), places))
     write_reports(report, markdown(report), args.json, args.markdown)
+
+
+def portable(text: str, places: dict[str, str]) -> str:
+    """``text`` with this machine's folders (the variants' checkouts, the cache root) named by their role: a
+    committed report records no machine path, and its command reads as a recipe (``--variant before=<before>``)."""
+    for path, name in sorted(places.items(), key=lambda item: -len(item[0])):
+        text = text.replace(path, name)
+    return text
 
 
 if __name__ == "__main__":

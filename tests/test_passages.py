@@ -81,11 +81,19 @@ def test_evaluation_files_read_every_shape_and_name_the_line(tmp_path: Path) -> 
         read_multihop_jsonl(path)
 
 
-def test_qrhead_rank_reads_json_lines_with_the_parser_and_keeps_text_lines(tmp_path: Path) -> None:
+def test_qrhead_rank_reads_json_lines_with_the_parser_and_keeps_text_files_text(tmp_path: Path) -> None:
+    """The file's format is decided for the whole file: a ``.jsonl`` is JSON lines (a line that is not JSON is
+    an error naming it, never silently text); a ``.txt`` whose lines are not all JSON is text, line by line."""
     path = tmp_path / "p.jsonl"
-    lines = ['{"text": "x", "title": "T"}', '{"page_content": "y"}', '"z"', "[1] a text line, not JSON"]
+    lines = ['{"text": "x", "title": "T"}', '{"page_content": "y"}', '"z"']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert read_passages(str(path)) == [Passage("x", "T"), Passage("y"), Passage("z"), Passage(lines[3])]
+    assert read_passages(str(path)) == [Passage("x", "T"), Passage("y"), Passage("z")]
+    path.write_text("\n".join([*lines, "[1] a text line, not JSON"]) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="line 4: invalid JSON"):
+        read_passages(str(path))
+    text = tmp_path / "p.txt"
+    text.write_text("\n".join([*lines, "[1] a text line, not JSON"]) + "\n", encoding="utf-8")
+    assert read_passages(str(text)) == [Passage(line) for line in [*lines, "[1] a text line, not JSON"]]
     path.write_text('{"text": "x", "title": 5}\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match="line 1: the passage 'title' must be a string, got int"):
         read_passages(str(path))
