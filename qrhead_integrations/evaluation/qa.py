@@ -32,12 +32,15 @@ from ..lexical import bm25_rank
 from ..passages import Passage
 from ..reader import Reader, ReaderAnswer
 from ..scorer import QRHeadScorer
-from .answers import best_scores
+from .answers import best_scores, normalize_answer
 from .qa_data import QAExample
 from .report import EvalReport, paired_comparison
 
 QA_METRICS = ("em", "f1", "reader_tokens", "context_tokens", "seconds")
 """Per-strategy means in the report: answer quality first, then cost."""
+DIAGNOSTICS = ("answer_in_context", "gold_in_context")
+"""Why an answer is right or wrong: the reference answer's presence in the context (normalised text), and the
+share of gold passages kept whole. Reported where the rows hold them (rows of earlier versions do not)."""
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,24 @@ def answer_row(builder: ContextBuilder, example: QAExample) -> dict[str, dict[st
             "reader_tokens": answer.input_tokens,
             "context_tokens": context_tokens,
             "seconds": round(answer.seconds + context.select_seconds, 4),
+            **diagnostics(example, context.text),
         }
     return results
+
+
+def diagnostics(example: QAExample, context: str | None) -> dict[str, float]:
+    """Whether the context holds a reference answer (normalised text) and which share of the gold passages whole.
+
+    They separate a selector's miss (the answer is not there) from a reader's (it is there and was not read).
+    """
+    text = normalize_answer(context or "")
+    padded = f" {text} "
+    found = any(f" {normalize_answer(a)} " in padded for a in example.answers if normalize_answer(a))
+    out = {"answer_in_context": float(found)}
+    if example.gold:
+        kept = sum(block(example.passages[i]) in (context or "") for i in example.gold)
+        out["gold_in_context"] = kept / len(example.gold)
+    return out
 
 
 @dataclass
@@ -330,6 +349,10 @@ def build_report(rows: dict[str, dict[str, dict[str, Any]]], strategies: Sequenc
             continue
         report.per_query[name] = {qid: {m: float(v[m]) for m in QA_METRICS} for qid, v in per.items()}
         report.metrics[name] = {m: round(sum(v[m] for v in per.values()) / len(per), 4) for m in QA_METRICS}
+        for diagnostic in DIAGNOSTICS:
+            values = [float(v[diagnostic]) for v in per.values() if diagnostic in v]
+            if values:
+                report.metrics[name][diagnostic] = round(sum(values) / len(values), 4)
         report.answers[name] = {qid: v["answer"] for qid, v in per.items()}
     for a, b in comparison_pairs(list(report.metrics)):
         found = paired_comparison(report, a, b, "f1")
@@ -361,16 +384,22 @@ def comparison_pairs(strategies: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def qa_markdown(report: QAReport) -> str:
-    """The strategies × (EM, F1, tokens, seconds) table and the paired comparisons, as Markdown."""
-    lines = [
-        "| strategy | EM | F1 | reader tokens | context tokens | s/question |",
-        "| --- | --- | --- | --- | --- | --- |",
+    """The strategies × (EM, F1, tokens, seconds, diagnostics where present) table and the paired comparisons."""
+    extra = [d for d in DIAGNOSTICS if any(d in values for values in report.metrics.values())]
+    header = [
+        "strategy",
+        "EM",
+        "F1",
+        "reader tokens",
+        "context tokens",
+        "s/question",
+        *(d.replace("_", " ") for d in extra),
     ]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, v in report.metrics.items():
-        lines.append(
-            f"| {name} | {v['em']:.3f} | {v['f1']:.3f} | {v['reader_tokens']:.0f} | {v['context_tokens']:.0f} | "
-            f"{v['seconds']:.2f} |"
-        )
+        cells = [f"{v['em']:.3f}", f"{v['f1']:.3f}", f"{v['reader_tokens']:.0f}", f"{v['context_tokens']:.0f}"]
+        cells += [f"{v['seconds']:.2f}", *(f"{v[d]:.3f}" if d in v else "—" for d in extra)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {comparison['text']}" for comparison in report.comparisons]
     return "\n".join(lines) + "\n"

@@ -87,6 +87,9 @@ def test_run_reports_every_strategy_with_its_metrics(builder: ContextBuilder, tm
     pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
     assert ("qrhead@25%", "bm25@25%") in pairs and ("gold", "full") in pairs
     assert data["info"]["n_queries"] == 2 and data["info"]["command"] == "x"
+    assert data["metrics"]["gold"]["gold_in_context"] == 1.0 and data["metrics"]["full"]["gold_in_context"] == 1.0
+    assert data["metrics"]["closed_book"]["answer_in_context"] == 0.0
+    assert data["metrics"]["gold"]["answer_in_context"] >= data["metrics"]["closed_book"]["answer_in_context"]
     assert qa_markdown(report).startswith("| strategy | EM | F1 |")
 
 
@@ -172,3 +175,14 @@ def test_reader_names_file_and_line(tmp_path: Path, row: dict[str, Any], message
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=f"bad.jsonl:1: .*{message}"):
         read_qa_jsonl(path)
+
+
+def test_diagnostics_find_the_answer_and_the_gold_passages() -> None:
+    from qrhead_integrations.evaluation.qa import QAExample, diagnostics
+
+    passages = (Passage("Rush is a Canadian rock band.", "Rush"), Passage("Toronto is a city.", "Toronto"))
+    example = QAExample("1", "Which band?", ("Rush", "RUSH band"), passages, (0,))
+    assert diagnostics(example, document(passages)) == {"answer_in_context": 1.0, "gold_in_context": 1.0}
+    assert diagnostics(example, block(passages[1])) == {"answer_in_context": 0.0, "gold_in_context": 0.0}
+    assert diagnostics(example, "the rushing river") == {"answer_in_context": 0.0, "gold_in_context": 0.0}
+    assert diagnostics(example, None)["answer_in_context"] == 0.0
