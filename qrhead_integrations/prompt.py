@@ -82,6 +82,30 @@ def title_limit(max_tokens: int) -> int:
     return max(1, max_tokens // 2)
 
 
+def split_template(tokenizer: PreTrainedTokenizerBase, before: list[dict[str, str]]) -> tuple[str, str] | None:
+    """The chat template's text before and after a user message that follows the ``before`` messages.
+
+    Rendered around a sentinel, so the user text can be tokenised on its own (control tokens split) between the
+    template's markup; ``None`` when the template does not keep the message verbatim.
+    """
+    rendered = tokenizer.apply_chat_template(
+        [*before, {"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
+    )
+    if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
+        head, tail = rendered.split(_SENTINEL)
+        return head, tail
+    return None
+
+
+def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The BOS token, when the tokenizer normally adds one (Gemma depends on it), for prompts without a template."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return []
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos] if probe and probe[0] == bos else []
+
+
 def passage_block(number: int, passage: Passage) -> str:
     r"""``[i] title\ntext`` (or ``[i] text`` without a title): the marker and title belong to the span."""
     head = f"[{number}] {passage.title}".rstrip() if passage.title.strip() else f"[{number}]"
@@ -156,12 +180,9 @@ class PromptBuilder:
     def _template_ids(self) -> tuple[list[int], list[int]]:
         """Token ids the template puts before and after the user message body."""
         if self.layout == "chat":
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
-            )
-            if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
-                before, after = rendered.split(_SENTINEL)
-                return self._markup_ids(before), self._markup_ids(after)
+            parts = split_template(self.tokenizer, [])
+            if parts is not None:
+                return self._markup_ids(parts[0]), self._markup_ids(parts[1])
             warnings.warn(
                 "the chat template does not keep the message text verbatim; using the plain layout",
                 stacklevel=3,
@@ -171,11 +192,7 @@ class PromptBuilder:
 
     def _plain_before_ids(self) -> list[int]:
         """The BOS token, when the tokenizer normally adds one (Gemma depends on it)."""
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        if bos is None:
-            return []
-        probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        return [bos] if probe and probe[0] == bos else []
+        return bos_ids(self.tokenizer)
 
     def _markup_ids(self, text: str) -> list[int]:
         """Template markup: special tokens in it are real control tokens."""

@@ -26,7 +26,7 @@ from ._checks import check_int
 from .errors import InvalidInputError, PromptTooLongError
 from .models import DEFAULT_MODEL, load_model
 from .passages import check_text
-from .prompt import check_query
+from .prompt import bos_ids, check_query, split_template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,7 +43,6 @@ CLOSED_BOOK_INSTRUCTION = (
     "full sentence."
 )
 """The system message when there is no context (closed book): the same answer form, nothing to read."""
-_SENTINEL = "\u2063QRHEAD_USER\u2063"
 
 
 @dataclass(frozen=True)
@@ -145,17 +144,11 @@ class Reader:
 
     def _template_parts(self, system: list[dict[str, str]]) -> tuple[list[int], list[int]]:
         """The template's token ids before and after the user message (markup may hold special tokens)."""
-        template = getattr(self.tokenizer, "chat_template", None)
-        if template:
-            rendered = self.tokenizer.apply_chat_template(
-                [*system, {"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
-            )
-            if isinstance(rendered, str) and rendered.count(_SENTINEL) == 1:
-                head, tail = rendered.split(_SENTINEL)
-                return self._markup_ids(head), self._markup_ids(tail)
+        parts = split_template(self.tokenizer, system) if getattr(self.tokenizer, "chat_template", None) else None
+        if parts is not None:
+            return self._markup_ids(parts[0]), self._markup_ids(parts[1])
         # No chat template (a base model): the instruction as plain text above the user text.
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self._user_ids(system[0]["content"] + "\n\n"), []
+        return bos_ids(self.tokenizer) + self._user_ids(system[0]["content"] + "\n\n"), []
 
     def _markup_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

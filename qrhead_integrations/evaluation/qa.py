@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class QASettings:
 
     def all_names(self) -> list[str]:
         """Every strategy these budgets and k define, in report order."""
-        percents = [f"{round(share * 100)}%" for share in self.budgets]
+        percents = [budget_label(share) for share in self.budgets]
         return [
             "full",
             "closed_book",
@@ -85,6 +85,11 @@ class QASettings:
         """The strategies that run."""
         chosen = self.all_names()
         return chosen if self.strategies is None else [s for s in chosen if s in self.strategies]
+
+
+def budget_label(share: float) -> str:
+    """A budget's name in strategy names: ``0.25`` -> ``"25%"``."""
+    return f"{round(share * 100)}%"
 
 
 def block(passage: Passage) -> str:
@@ -138,7 +143,7 @@ class ContextBuilder:
     def _budgeted(self, question: str, full: str) -> dict[str, Context]:
         """``qrhead@P%`` and ``bm25@P%``: the QRHead chunk scores computed once, every budget selected from them."""
         total = self.reader.count_tokens(full)
-        budgets = {f"{round(share * 100)}%": max(1, int(share * total)) for share in self.settings.budgets}
+        budgets = {budget_label(share): max(1, int(share * total)) for share in self.settings.budgets}
         smallest = min(budgets.values())
         compressor = self._compressor(smallest)
         started = time.perf_counter()
@@ -356,19 +361,8 @@ def build_report(rows: dict[str, dict[str, dict[str, Any]]], strategies: Sequenc
         report.answers[name] = {qid: v["answer"] for qid, v in per.items()}
     for a, b in comparison_pairs(list(report.metrics)):
         found = paired_comparison(report, a, b, "f1")
-        report.comparisons.append(
-            {
-                "a": a,
-                "b": b,
-                "metric": "f1",
-                "diff": round(found.diff, 4),
-                "wins": found.wins,
-                "losses": found.losses,
-                "ties": found.ties,
-                "p_not_better": round(found.p_not_better, 4),
-                "text": str(found),
-            }
-        )
+        rounded = {"diff": round(found.diff, 4), "p_not_better": round(found.p_not_better, 4)}
+        report.comparisons.append({**asdict(found), **rounded, "text": str(found)})
     return report
 
 
