@@ -86,6 +86,8 @@ def qa(
             top_k=top_k,
             strategies=None if strategies is None else tuple(s.strip() for s in strategies.split(",") if s.strip()),
         )
+        if answered_only and output is None:
+            raise typer.BadParameter("--answered-only reports from OUTPUT.partial.jsonl: give --output")
         for path, option in ((output, "--output"), (markdown, "--markdown")):
             if path is not None:
                 check_output_path(path, option=option)
@@ -96,13 +98,12 @@ def qa(
         started = time.perf_counter()
         scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize, dtype=dtype)
         shared = reader is None or reader == model
-        answerer = (
-            Reader.from_scorer(scorer, max_new_tokens=max_new_tokens)
-            if reader is None or shared
-            else Reader.from_pretrained(
+        if reader is None or shared:  # the scorer's own weights answer: one model in memory
+            answerer = Reader.from_scorer(scorer, max_new_tokens=max_new_tokens)
+        else:
+            answerer = Reader.from_pretrained(
                 reader, device=device, quantize=quantize, dtype=dtype, max_new_tokens=max_new_tokens
             )
-        )
         load_seconds = time.perf_counter() - started
         ran_dtype = str(scorer.dtype).removeprefix("torch.")
         command = _command(
@@ -137,8 +138,6 @@ def qa(
             "versions": versions(),
             "date": time.strftime("%Y-%m-%d"),
         }
-        if answered_only and checkpoint is None:
-            raise typer.BadParameter("--answered-only reports from OUTPUT.partial.jsonl: give --output")
         report = run_qa(
             ContextBuilder(scorer, answerer, settings),
             examples,
