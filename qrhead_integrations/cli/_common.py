@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 
@@ -54,5 +55,6 @@ RowsPerForward = Annotated[
 
 def fail(exc: BaseException) -> typer.Exit:
     """Print ``exc`` as one unwrapped error line (paths stay whole) and return the exit (code 2) to raise."""
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    # escape: a message quotes user text and install hints (``pkg[extra]``), which rich would read as markup.
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import QRHeadError
 from ..models import DEFAULT_MODEL
@@ -79,7 +80,7 @@ def batch(
         try:
             ray, started = ensure_ray(address, **init_options)
         except (ImportError, ConnectionError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from exc
         try:
             local = started and not (address or os.environ.get("RAY_ADDRESS"))
@@ -103,7 +104,7 @@ def batch(
             elapsed = time.perf_counter() - began
             rows, errors = _count(written, ERROR)
         except (QRHeadError, OSError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from exc
         finally:
             if started:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import DataFormatError, QRHeadError
 from ..models import DEFAULT_MODEL
@@ -114,16 +115,16 @@ def detect(
     except OSError as exc:
         rescued = rescue_text(output.name, json.dumps(heads.to_dict(), indent=2) + "\n")
         console.print(
-            f"[red]error:[/red] could not write {output} ({exc}); the head set is kept in {rescued}",
+            f"[red]error:[/red] {escape(f'could not write {output} ({exc}); the head set is kept in {rescued}')}",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(code=1) from exc
-    console.print(f"{len(heads)} heads ({method}, {table.examples} examples): {heads}")
-    console.print(f"best single layer: {table.best_layer()} · written to {output}")
+    console.print(escape(f"{len(heads)} heads ({method}, {table.examples} examples): {heads}"))
+    console.print(escape(f"best single layer: {table.best_layer()} · written to {output}"))
     if plot is not None:
         plot_head_scores(table, str(plot), top_k=len(heads))
-        console.print(f"heatmap written to {plot}")
+        console.print(escape(f"heatmap written to {plot}"))
 
 
 def labelled_examples(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typing_extensions import TypedDict
 
@@ -213,7 +214,7 @@ class _Evaluation:
             payload = load_data()
             if not (payload.queries if isinstance(payload, BeirDataset) else payload):
                 raise DataFormatError(f"{self.data}: no examples to evaluate (an empty file, or --start past its end)")
-            console.print(f"Loading [bold]{self.model}[/bold]…")
+            console.print(f"Loading [bold]{escape(self.model)}[/bold]…")
             started = time.perf_counter()
             scorer = QRHeadScorer.from_pretrained(
                 self.model,
@@ -249,13 +250,13 @@ class _Evaluation:
         try:
             if run.output is not None:
                 write_report(report, run.output)
-                console.print(f"report written to {run.output}")
+                console.print(escape(f"report written to {run.output}"))
             if run.markdown is not None:
                 write_text_atomic(run.markdown, markdown_table(report, comparisons=True))
-                console.print(f"table written to {run.markdown}")
+                console.print(escape(f"table written to {run.markdown}"))
             if run.plot is not None:
                 plot_report(report, run.plot)
-                console.print(f"plot written to {run.plot}")
+                console.print(escape(f"plot written to {run.plot}"))
         except OSError as exc:
             _rescue(report, exc)
             raise fail(exc) from exc
@@ -269,7 +270,9 @@ def _rescue(report: EvalReport, exc: OSError) -> None:
 
     rescued = rescue_text("report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     console.print(
-        f"[yellow]the report is kept in {rescued}[/yellow] (writing failed: {exc})", highlight=False, soft_wrap=True
+        f"[yellow]the report is kept in {escape(str(rescued))}[/yellow] (writing failed: {escape(str(exc))})",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -277,7 +280,7 @@ def _print(report: EvalReport) -> None:
     """The metrics table and the timings."""
     info = report.info
     title = f"{info.get('data_name', '')} · {info['model']} · {info['n_queries']} queries · {info['order']}"
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("system", no_wrap=True)
     for name in report.metric_names:
         table.add_column(name, justify="right", overflow="fold")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
@@ -94,7 +95,7 @@ def qa(
         examples = read_qa_jsonl(file, limit=limit, start=start)
         if not examples:
             raise DataFormatError(f"{file}: no rows to evaluate (an empty file, or --start past its end)")
-        console.print(f"Loading [bold]{model}[/bold]…")
+        console.print(f"Loading [bold]{escape(model)}[/bold]…")
         started = time.perf_counter()
         scorer = QRHeadScorer.from_pretrained(model, heads=heads, device=device, quantize=quantize, dtype=dtype)
         shared = reader is None or reader == model
@@ -111,7 +112,7 @@ def qa(
         )
         console.print(
             f"heads: {len(scorer.heads)} ({scorer.heads.provenance.get('preset', 'given')}) · reader: "
-            f"{'the same model' if shared else reader} · loaded in {load_seconds:.1f} s"
+            f"{'the same model' if shared else escape(str(reader))} · loaded in {load_seconds:.1f} s"
         )
         checkpoint = None
         if output is not None:
@@ -123,7 +124,8 @@ def qa(
             checkpoint = Checkpoint(output.with_name(output.name + ".partial.jsonl"), {"answers_from": identity})
             checkpoint.load()
             if checkpoint.done:
-                console.print(f"resuming: {len(checkpoint.done)} questions already answered in {checkpoint.path}")
+                resuming = f"resuming: {len(checkpoint.done)} questions already answered in {checkpoint.path}"
+                console.print(escape(resuming))
         info = {
             "model": scorer.model_id,
             "reader": scorer.model_id if shared else reader,
@@ -152,7 +154,7 @@ def qa(
             if output is None
             else f"; answered questions are kept in {output}.partial.jsonl: run the same command to resume"
         )
-        console.print(f"[yellow]interrupted: no report written{kept}[/yellow]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]interrupted: no report written{escape(kept)}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     except (QRHeadError, OSError, ValueError, ImportError) as exc:
         raise fail(exc) from exc
@@ -160,12 +162,12 @@ def qa(
     try:
         if output is not None:
             write_report(report, output)
-            console.print(f"report written to {output}")
+            console.print(escape(f"report written to {output}"))
             if checkpoint is not None and not report.info["unanswered"]:
                 checkpoint.path.unlink(missing_ok=True)  # complete: nothing left to resume
         if markdown is not None:
             write_text_atomic(markdown, qa_markdown(report))
-            console.print(f"table written to {markdown}")
+            console.print(escape(f"table written to {markdown}"))
     except OSError as exc:
         raise fail(exc) from exc
 
@@ -195,7 +197,8 @@ def _command(
 
 def _print(report: QAReport) -> None:
     info = report.info
-    table = Table(title=f"{info.get('data_name', '')} · reader {info['reader']} · {info['n_queries']} questions")
+    title = f"{info.get('data_name', '')} · reader {info['reader']} · {info['n_queries']} questions"
+    table = Table(title=escape(title))
     table.add_column("strategy", no_wrap=True)
     for name in ("EM", "F1", "reader tokens", "context tokens", "s/question"):
         table.add_column(name, justify="right")
@@ -210,4 +213,4 @@ def _print(report: QAReport) -> None:
         )
     console.print(table)
     for comparison in report.comparisons:
-        console.print(f"- {comparison['text']}", highlight=False, soft_wrap=True)
+        console.print(escape(f"- {comparison['text']}"), highlight=False, soft_wrap=True)

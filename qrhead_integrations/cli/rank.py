@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataFormatError, QRHeadError
@@ -103,7 +104,7 @@ def heads_line(heads: HeadSet) -> str:
 
 def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -> Table:
     """The ranking as a table: rank, input number, score and passage (gold ones marked when ``gold`` is given)."""
-    table = Table(title=title, show_lines=False)
+    table = Table(title=escape(title), show_lines=False)
     table.add_column("rank", justify="right")
     table.add_column("input #", justify="right")
     table.add_column("score", justify="right")
@@ -116,7 +117,7 @@ def ranking_table(title: str, ranked: list[Any], gold: set[int] | None = None) -
         row = [str(rank), str(item.index), f"{item.score:+.4f}"]
         if gold is not None:
             row.append("★" if item.index in gold else "")
-        row.append(snippet[:90] + ("…" if len(snippet) > 90 else ""))
+        row.append(escape(snippet[:90] + ("…" if len(snippet) > 90 else "")))
         table.add_row(*row)
     return table
 
@@ -192,9 +193,11 @@ def demo(
     from ..models import needs_conversion
 
     if needs_conversion(model):
-        console.print(f"Converting [bold]{model}[/bold]'s bundled GGUF once (a minute or more; later runs load it)…")
+        console.print(
+            f"Converting [bold]{escape(model)}[/bold]'s bundled GGUF once (a minute or more; later runs load it)…"
+        )
     else:
-        console.print(f"Loading [bold]{model}[/bold]…")
+        console.print(f"Loading [bold]{escape(model)}[/bold]…")
     try:
         started = time.perf_counter()
         scorer = QRHeadScorer.from_pretrained(model, heads=heads)
@@ -203,10 +206,10 @@ def demo(
         done = time.perf_counter()
     except QRHeadError as exc:
         raise fail(exc) from exc
-    console.print(heads_line(scorer.heads), highlight=False, soft_wrap=True)
+    console.print(escape(heads_line(scorer.heads)), highlight=False, soft_wrap=True)
     console.print(ranking_table(f"Query: {example['question']}", ranked, gold))
     found = sum(1 for item in ranked[: len(gold)] if item.index in gold)
     console.print(
         f"gold passages (★) in the top {len(gold)}: {found} of {len(gold)} · load {loaded - started:.1f} s · "
-        f"scoring {done - loaded:.1f} s · data: {example['_source']}"
+        f"scoring {done - loaded:.1f} s · data: {escape(str(example['_source']))}"
     )

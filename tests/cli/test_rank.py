@@ -177,3 +177,20 @@ def test_a_plain_text_file_whose_lines_start_with_quotes_or_braces_stays_text(tm
     lines = tmp_path / "lines.txt"
     lines.write_text('\ufeff"a JSON string"\n{"title": "T", "text": "b"}\n', encoding="utf-8")  # every line: JSON
     assert [(p.title, p.text) for p in read_passages(str(lines))] == [("", "a JSON string"), ("T", "b")]
+
+
+def test_text_that_looks_like_rich_markup_is_printed_as_written(saved_tiny_model: Path, tmp_path: Path) -> None:
+    # A stray closing tag used to raise rich's MarkupError, and "[bold]" vanished from the table.
+    passages = tmp_path / "markup.txt"
+    passages.write_text("Paris [/b] is the capital of [bold]France[/bold].\nthe sun\n")
+    args = ["rank", "-q", "capital [x] of France", "-p", str(passages), "-m", str(saved_tiny_model), "--heads", "1-0"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Paris [/b] is the capital of [bold]France[/bold]." in result.output
+    assert "capital [x] of France" in result.output
+
+
+def test_an_install_hint_keeps_its_extra_in_brackets() -> None:
+    # the hint reads "pip install 'qrhead-integrations[...]'": rich must not take "[...]" for a style tag
+    result = runner.invoke(app, ["rank", "-q", "x", "-m", "[no-such]-model"], input="a passage\n")
+    assert result.exit_code == 2 and "[no-such]-model" in result.output
