@@ -3,9 +3,9 @@
 Per bundled model, configurations of ``QRHeadScorer.from_pretrained``: ``fp32`` (``dtype="float32"``, the default
 heads), ``bf16`` (``dtype="bfloat16"``: a CPU with AMX runs bf16 matrix products in hardware),
 ``int8`` (``quantize="int8"``), ``fast`` (``heads="fast"``, the depth-budgeted set of
-``research/study_depth.py``), ``bf16+fast``, ``int8+fast``, ``cut96`` and ``fast+cut96`` (passages cut to 96
-tokens instead of 128; the workload's cut shrinks in proportion) — ``--config`` picks some, ``--dtype float32`` the
-ones a CPU without AMX runs; ``fp32`` always runs, as the reference. For each:
+``research/study_depth.py``), ``bf16+fast``, ``int8+fast``, ``cut96``, ``fast+cut96`` and ``cut64`` (passages
+cut to 96 or 64 tokens instead of 128; the workload's cut shrinks in proportion) — ``--config`` picks some,
+``--dtype float32`` the ones a CPU without AMX runs; ``fp32`` always runs, as the reference. For each:
 
 * **seconds per query** on the re-ranking workload: a real SciFact query with BM25's top 20 passages cut to 256
   tokens (``--queries`` of them), every configuration once per round, rounds interleaved, median;
@@ -18,8 +18,15 @@ ones a CPU without AMX runs; ``fp32`` always runs, as the reference. For each:
 ``speedup_best_over_fp32`` is the largest speed-up among configurations within ``--tolerance`` (0.01) of fp32's
 quality on both tasks (``null`` when none is); ``speedup_max_over_fp32`` ignores quality.
 
+``--threads`` measures instead how torch's thread count fares on a shared machine: seconds per query of the
+default configuration (float32, the product's 128-token cut, SciFact dev queries with BM25's top 20) with torch's
+default threads (every core the process may use) and with one thread, **alone** and **beside a busy process** —
+a second torch job with its own default threads, and a single-threaded Python loop (a test run, a tokenizer) —
+rounds interleaved, medians. The neighbour starts before and stops after each cell.
+
     python benchmarks/bench_rerank.py --json reports/bench_rerank.json --markdown reports/bench_rerank.md
     python benchmarks/bench_rerank.py --dtype float32 --model qwen2.5-coder-0.5b-instruct   # a CPU without AMX
+    python benchmarks/bench_rerank.py --threads --model qwen2.5-coder-0.5b-instruct --json reports/bench_threads.json
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "int8+fast": {"dtype": "float32", "quantize": "int8", "heads": "fast"},
     "cut96": {"dtype": "float32", "cut": 96},
     "fast+cut96": {"dtype": "float32", "heads": "fast", "cut": 96},
+    "cut64": {"dtype": "float32", "cut": 64},
 }
 DEFAULT_CUT = 128
 """The product's passage cut; a configuration's ``cut`` replaces it (quality) and scales the workload's (speed)."""
@@ -158,6 +168,65 @@ def bench_model(model: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+NEIGHBOURS = {
+    "alone": None,
+    "beside a torch job": "import torch\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a",
+    "beside a 1-thread loop": "while True:\n    pass",
+}
+"""The neighbour processes of ``--threads``: nothing, a matrix-product loop with torch's default threads (another
+model job), and a pure-Python loop that keeps one core busy."""
+
+
+def bench_threads(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per query with torch's default threads and with one, alone and beside each neighbour."""
+    scorer = QRHeadScorer.from_pretrained(model, dtype="float32")
+    queries = beir_candidates(read_beir(SCIFACT, split="train"), top_k=20, start=0, limit=100)[: args.queries]
+    default_threads = torch.get_num_threads()
+    settings = sorted({default_threads, 1}, reverse=True)
+    scorer.rank(queries[0].question, queries[0].passages)  # warm-up
+    seconds: dict[tuple[str, int], list[float]] = {(n, t): [] for n in args.neighbours.split(",") for t in settings}
+    neighbours = {name: NEIGHBOURS[name] for name in args.neighbours.split(",")}
+    for _ in range(args.rounds):
+        for neighbour, code in neighbours.items():
+            process = None if code is None else subprocess.Popen([sys.executable, "-c", code])
+            try:
+                time.sleep(0 if process is None else 2.0)  # the neighbour is running (torch imported) first
+                for threads in settings:
+                    torch.set_num_threads(threads)
+                    started = time.perf_counter()
+                    for example in queries:
+                        scorer.rank(example.question, example.passages)
+                    seconds[(neighbour, threads)].append((time.perf_counter() - started) / len(queries))
+            finally:
+                torch.set_num_threads(default_threads)
+                if process is not None:
+                    process.kill()
+                    process.wait()
+    rows = [
+        {"neighbour": n, "threads": t, "seconds": statistics.median(v), "all_seconds": v}
+        for (n, t), v in seconds.items()
+    ]
+    print(f"{model}: {rows}", flush=True)
+    return {"default_threads": default_threads, "queries": len(queries), "rows": rows}
+
+
+def threads_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Torch threads on a shared CPU", "", report["setup"], ""]
+    for model, data in report["models"].items():
+        settings = sorted({row["threads"] for row in data["rows"]}, reverse=True)
+        lines += [
+            f"## {model}",
+            "",
+            "| neighbour | " + " | ".join(f"{t} thread{'s' * (t > 1)} s/query" for t in settings) + " |",
+            "|---|" + "---|" * len(settings),
+        ]
+        for neighbour in dict.fromkeys(row["neighbour"] for row in data["rows"]):
+            cells = {row["threads"]: row["seconds"] for row in data["rows"] if row["neighbour"] == neighbour}
+            lines.append(f"| {neighbour} | " + " | ".join(f"{cells[t]:.2f}" for t in settings) + " |")
+        lines += ["", f"torch's default: {data['default_threads']} threads; {data['queries']} queries per cell.", ""]
+    return "\n".join(lines)
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# Re-ranking speed: float32, bf16, int8, fast heads", "", report["setup"], ""]
     for model, data in report["models"].items():
@@ -202,10 +271,23 @@ def main() -> None:
     parser.add_argument("--hotpotqa", type=int, default=40, help="HotpotQA dev rows from 60 for quality")
     parser.add_argument("--scifact", type=int, default=20, help="SciFact dev queries for quality")
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--threads", action="store_true", help="the threads measurement instead (see above)")
+    parser.add_argument(
+        "--neighbours", default=",".join(NEIGHBOURS), help=f"with --threads, comma-separated: {', '.join(NEIGHBOURS)}"
+    )
     parser.add_argument("--note", default="")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
+    if args.threads:
+        setup = (
+            f"{platform.machine()}, {psutil.cpu_count()} cores, float32, {args.rounds} interleaved rounds (median "
+            "s/query); SciFact dev queries with BM25's top 20 cut to 128 tokens (the product's default). " + args.note
+        )
+        threads = {"setup": setup.strip(), "models": {m: bench_threads(m, args) for m in args.model or MODELS}}
+        write_reports(threads, threads_markdown(threads), json_path=args.json, markdown_path=args.markdown)
+        print(threads_markdown(threads))
+        return
     setup = (
         f"{platform.machine()}, {psutil.cpu_count()} cores, AMX bf16: {'yes' if cpu_has_amx_bf16() else 'no'}; "
         f"workload: {args.queries} SciFact dev queries x BM25 "

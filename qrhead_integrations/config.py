@@ -79,6 +79,10 @@ class ScorerConfig:
             when the scorer is built), a :class:`~qrhead_integrations.fusion.Fusion`, a mapping of its fields, a
             number (the first stage's weight alone) or ``None`` (QRHead alone). Normalised here, once. Scores
             (``score``, ``score_many``) are never fused.
+        threads: torch threads for the scorer's forwards (``torch.set_num_threads`` around each call, restored
+            after), or ``None`` (the default): whatever the process runs — torch's own default, every core this
+            process may use. Set ``threads=1`` when another busy process shares the cores: two jobs each running
+            every core's worth of threads stall each other (docs/engine.md, "Threads").
         study: the retired variants (:class:`StudyOptions`); leave at the default outside a study.
     """
 
@@ -90,6 +94,7 @@ class ScorerConfig:
     layout: Layout = "auto"
     show_progress: bool = False
     fusion: Fusion | float | Mapping[str, object] | Literal["default"] | None = MODEL_DEFAULT
+    threads: int | None = None
     study: StudyOptions = field(default_factory=StudyOptions)
 
     def __post_init__(self) -> None:
@@ -103,6 +108,7 @@ class ScorerConfig:
         check_int(self.max_length, "max_length", minimum=64, optional=True)
         check_choice(self.layout, "layout", ("auto", "chat", "plain"))
         check_bool(self.show_progress, "show_progress")
+        check_int(self.threads, "threads", minimum=1, optional=True)
         if not isinstance(self.study, StudyOptions):
             raise InvalidInputError(f"study must be a StudyOptions, got {type(self.study).__name__}")
 

@@ -20,7 +20,7 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -521,7 +521,7 @@ class QRHeadScorer:
         bar = tqdm(total=len(units), desc="qrhead") if progress else None
         calibrate, outlier_filter = self.config.study.calibrate, self.config.study.outlier_filter
         per_forward = rows_per_forward if rows_per_forward > 1 and self.forwards.can_pack else 1
-        with self._lock, bar if bar is not None else contextlib.nullcontext():
+        with self._lock, torch_threads(self.config.threads), bar if bar is not None else contextlib.nullcontext():
             if self.passage_cache is not None:
                 for unit in units:
                     totals[unit.row][0][:, :, unit.window] += self._cached_scores(rows[unit.row][0], unit)
@@ -560,6 +560,24 @@ class QRHeadScorer:
         template = hashlib.sha256(repr((self._builder.before_ids, self._builder.layout)).encode()).hexdigest()[:16]
         dtype = str(self.dtype).removeprefix("torch.")
         return f"{self.model_id}|{dtype}|depth={self.heads.deepest_layer}|template={template}"
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (``None``: as set), then restore the process's setting.
+
+    torch's thread count is process-wide; the scorer's lock keeps its own calls from interleaving, but another
+    thread of the application running torch meanwhile runs with this count too.
+    """
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _row_list(rows: object) -> list[Any]:

@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from tests.tiny_models import tiny_model, tiny_tokenizer
+from tests.workers import share_the_cores
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+share_the_cores()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.workers import ray_lock
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
@@ -58,7 +60,9 @@ def test_the_python_blocks_run_as_written(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.real_model
-def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> None:
+def test_the_command_lines_run_as_written(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, smollm2: object
+) -> None:
     (tmp_path / "examples").symlink_to(REPO / "examples")
     env = {
         **os.environ,
@@ -70,9 +74,11 @@ def test_the_command_lines_run_as_written(tmp_path: Path, smollm2: object) -> No
     }
     (commands,) = blocks("bash")
     for line in (x for x in commands.splitlines() if x.strip() and not x.lstrip().startswith("#")):
-        result = subprocess.run(
-            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
+        # `qrhead batch` starts a local Ray: one at a time across test workers
+        with ray_lock(tmp_path_factory) if "qrhead batch" in line else contextlib.nullcontext():
+            result = subprocess.run(
+                ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+            )
         assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-3000:])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["examples", "out"]  # nothing left in the root
     out = tmp_path / "out"

@@ -231,3 +231,27 @@ def test_from_pretrained_show_progress_covers_loading_and_scoring(saved_tiny_mod
     assert loud.config.show_progress
     loud.score("moon?", PASSAGES)
     assert "qrhead" in capsys.readouterr().err  # the forward passes' bar
+
+
+def test_threads_apply_to_the_forward_only_and_leave_the_scores_alone(tiny_scorer: QRHeadScorer) -> None:
+    passages = ["Paris is in France.", "The moon orbits the earth.", "Berlin is in Germany."]
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    seen: list[int] = []
+    first_layer = tiny_scorer.model.model.layers[0]  # the scorer runs the layers itself (a truncated forward)
+    hook = first_layer.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        pinned = tiny_scorer.with_config(threads=wanted).score("capital of France", passages)
+        default = tiny_scorer.score("capital of France", passages)
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert seen and seen[0] == wanted and seen[-1] == before  # the pinned call's forward, then the default one's
+    assert torch.get_num_threads() == before  # restored after the call
+    assert pinned == pytest.approx(default, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_a_bad_thread_count_is_a_typed_error(tiny_scorer: QRHeadScorer, bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="threads"):
+        tiny_scorer.with_config(threads=bad)

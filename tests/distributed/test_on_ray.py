@@ -30,6 +30,7 @@ from qrhead_integrations.distributed import (  # noqa: E402
     rerank_dataset,
     score_heads_distributed,
 )
+from tests.workers import ray_lock  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 
@@ -68,8 +69,13 @@ BAD = {1: "EmptyQueryError", 3: "PassageTypeError"}
 
 
 @pytest.fixture(scope="module")
-def ray_session() -> Iterator[Any]:
-    """One local Ray for the module, torn down at the end."""
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Ray for the module, torn down at the end (holding the test workers' Ray lock meanwhile)."""
+    with ray_lock(tmp_path_factory):
+        yield from _local_ray()
+
+
+def _local_ray() -> Iterator[Any]:
     previous = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     temp_dir = tempfile.mkdtemp(prefix="qrray")  # short: Ray's socket paths must stay under ~107 characters
