@@ -81,8 +81,9 @@ class ScorerConfig:
             (``score``, ``score_many``) are never fused.
         threads: torch threads for the scorer's forwards (``torch.set_num_threads`` around each call, restored
             after), or ``None`` (the default): whatever the process runs — torch's own default, every core this
-            process may use. Set ``threads=1`` when another busy process shares the cores: two jobs each running
-            every core's worth of threads stall each other (docs/engine.md, "Threads").
+            process may use, which was fastest alone (1.64x over one thread on 2 cores) and no slower beside a
+            busy process. Set it to leave cores to other work (``threads=1`` beside another job costs that call
+            nothing measurable on 2 cores) or to split a machine between workers (docs/engine.md, "Threads").
         study: the retired variants (:class:`StudyOptions`); leave at the default outside a study.
     """
 

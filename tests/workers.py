@@ -12,8 +12,8 @@ from filelock import FileLock
 def share_the_cores() -> None:
     """Under pytest-xdist, give each test worker its share of the cores, for torch and the processes it starts.
 
-    Left alone, every worker runs torch's default (all cores): two workers on two cores then fight over them and
-    both crawl (a ranking measured 23 s beside a busy process against 9 s with one thread).
+    Left alone, every worker runs torch's default (all cores): two workers on two cores then run four threads on
+    two cores, and beside a busy process a second thread bought a ranking nothing (reports/bench_threads.md).
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
