@@ -13,7 +13,8 @@ how their recordings become per-query means:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -158,3 +159,21 @@ def tail_groups(tails: list[list[int]], prefix_len: int) -> list[list[list[int]]
         return []
     per_group = max(1, capture.TAIL_BATCH_TOKENS // (prefix_len + max(len(t) for t in tails)))
     return [tails[i : i + per_group] for i in range(0, len(tails), per_group)]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (``None``: as set), then restore the process's setting.
+
+    torch's thread count is process-wide; the scorer's lock keeps its own calls from interleaving, but another
+    thread of the application running torch meanwhile runs with this count too.
+    """
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -20,7 +20,7 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from . import capture
 from ._checks import check_int
 from .config import Order, QueryPart, ScorerConfig, StudyOptions, with_overrides
 from .errors import InvalidInputError, NotPicklableError, PassageTypeError, QRHeadError
-from .forward import Forwards
+from .forward import Forwards, torch_threads
 from .fusion import (
     MODEL_DEFAULT,
     Fusion,
@@ -560,24 +560,6 @@ class QRHeadScorer:
         template = hashlib.sha256(repr((self._builder.before_ids, self._builder.layout)).encode()).hexdigest()[:16]
         dtype = str(self.dtype).removeprefix("torch.")
         return f"{self.model_id}|{dtype}|depth={self.heads.deepest_layer}|template={template}"
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch threads (``None``: as set), then restore the process's setting.
-
-    torch's thread count is process-wide; the scorer's lock keeps its own calls from interleaving, but another
-    thread of the application running torch meanwhile runs with this count too.
-    """
-    previous = torch.get_num_threads()
-    if threads is None or threads == previous:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _row_list(rows: object) -> list[Any]:

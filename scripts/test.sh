@@ -11,4 +11,7 @@ export QRHEAD_CPU_AMX=${QRHEAD_CPU_AMX:-0}
 .venv/bin/mypy qrhead_integrations
 # The docs site: a broken link, page or API reference fails here (site/ is not committed).
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/qrhead-docs-site"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Test workers (pytest-xdist): one per core, at most 4, each with its share of the cores for torch
+# (tests/workers.py); a test file stays on one worker (its module fixtures load once), and the tests that start a
+# local Ray take turns through a lock. `-n 0` runs everything in this one process.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --numprocesses auto --maxprocesses 4 --dist loadfile "$@"

@@ -77,3 +77,9 @@ def hotpotqa_rows() -> list[dict[str, Any]]:
     if not path.is_file():
         pytest.fail(f"{path} is missing: tests expect ../shared/data beside the checkout")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, then the other real-model ones (a stable sort): the test workers take whole files in
+    this order, so the long files start at once instead of last, and the run ends when the short ones run out."""
+    items.sort(key=lambda item: (not item.get_closest_marker("slow"), not item.get_closest_marker("real_model")))

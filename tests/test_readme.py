@@ -60,6 +60,7 @@ def test_the_python_blocks_run_as_written(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.real_model
+@pytest.mark.slow  # every command line in its own process (about 6 minutes on 2 cores)
 def test_the_command_lines_run_as_written(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, smollm2: object
 ) -> None:
