@@ -41,7 +41,8 @@ def test_capture_is_exact_for_the_quantised_model(tokenizer: Any) -> None:
     encoded = PromptBuilder(scorer.tokenizer, scorer.config.layout).encode(
         to_passages(PASSAGES), ["Which city is the capital of France?"]
     )
-    (captured,) = scorer.forwards.capture(encoded)
+    with torch.inference_mode():  # as every scoring call runs it (a shared tiny model may hold inference tensors)
+        (captured,) = scorer.forwards.capture(encoded)
     with torch.no_grad():
         out = eager(torch.tensor([encoded.prefix_ids + encoded.tails[0]]), output_attentions=True)
     rows = encoded.shared_rows + len(encoded.tails[0])
