@@ -179,26 +179,25 @@ model job), and a pure-Python loop that keeps one core busy."""
 
 def bench_threads(model: str, args: argparse.Namespace) -> dict[str, Any]:
     """Seconds per query with torch's default threads and with one, alone and beside each neighbour."""
-    scorer = QRHeadScorer.from_pretrained(model, dtype="float32")
+    base = QRHeadScorer.from_pretrained(model, dtype="float32")
     queries = beir_candidates(read_beir(SCIFACT, split="train"), top_k=20, start=0, limit=100)[: args.queries]
     default_threads = torch.get_num_threads()
-    settings = sorted({default_threads, 1}, reverse=True)
-    scorer.rank(queries[0].question, queries[0].passages)  # warm-up
-    seconds: dict[tuple[str, int], list[float]] = {(n, t): [] for n in args.neighbours.split(",") for t in settings}
+    # the product's own setting (ScorerConfig.threads), as a user would pass it
+    scorers = {t: base.with_config(threads=t) for t in sorted({default_threads, 1}, reverse=True)}
+    base.rank(queries[0].question, queries[0].passages)  # warm-up
     neighbours = {name: NEIGHBOURS[name] for name in args.neighbours.split(",")}
+    seconds: dict[tuple[str, int], list[float]] = {(n, t): [] for n in neighbours for t in scorers}
     for _ in range(args.rounds):
         for neighbour, code in neighbours.items():
             process = None if code is None else subprocess.Popen([sys.executable, "-c", code])
             try:
                 time.sleep(0 if process is None else 2.0)  # the neighbour is running (torch imported) first
-                for threads in settings:
-                    torch.set_num_threads(threads)
+                for threads, scorer in scorers.items():
                     started = time.perf_counter()
                     for example in queries:
                         scorer.rank(example.question, example.passages)
                     seconds[(neighbour, threads)].append((time.perf_counter() - started) / len(queries))
             finally:
-                torch.set_num_threads(default_threads)
                 if process is not None:
                     process.kill()
                     process.wait()

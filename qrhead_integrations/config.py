@@ -81,9 +81,10 @@ class ScorerConfig:
             (``score``, ``score_many``) are never fused.
         threads: torch threads for the scorer's forwards (``torch.set_num_threads`` around each call, restored
             after), or ``None`` (the default): whatever the process runs — torch's own default, every core this
-            process may use, which was fastest alone (1.64x over one thread on 2 cores) and no slower beside a
-            busy process. Set it to leave cores to other work (``threads=1`` beside another job costs that call
-            nothing measurable on 2 cores) or to split a machine between workers (docs/engine.md, "Threads").
+            process may use, which for the default model was fastest alone (1.64x over one thread on 2 cores) and
+            within 3% of one thread beside a busy process. Set it to leave cores to other work (``threads=1``
+            beside another job cost that call about 3% on 2 cores) or to split a machine between workers
+            (docs/engine.md, "Threads").
         study: the retired variants (:class:`StudyOptions`); leave at the default outside a study.
     """
 
