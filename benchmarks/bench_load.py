@@ -50,12 +50,17 @@ wall, cpu = time.perf_counter(), time.process_time()
 loaded = load_model(name, cache=cache, dtype=None if dtype == "auto" else dtype)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 after_load = memory()
+score = time.perf_counter()  # what a user does next: one small query through the default heads
+qrhead_integrations.QRHeadScorer(loaded.model, loaded.tokenizer, model_id=loaded.model_id).score(
+    "Which city is the capital of France?", ["Paris is the capital of France.", "Berlin lies in Germany."])
+score = time.perf_counter() - score
 forward = time.perf_counter()
 with torch.inference_mode():  # one forward touches every weight: the memory the model holds in use
     loaded.model(torch.tensor([[1, 2, 3, 4]]))
 forward = time.perf_counter() - forward
 in_use = memory()
-print(json.dumps({"wall_s": wall, "cpu_s": cpu, "first_forward_s": forward, "peak_rss_mb": after_load["VmHWM"],
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "first_score_s": score, "first_forward_s": forward,
+    "peak_rss_mb": after_load["VmHWM"],
     "in_use_mb": in_use["VmRSS"], "in_use_anon_mb": in_use["RssAnon"], "in_use_file_mb": in_use["RssFile"],
     "peak_with_forward_mb": in_use["VmHWM"], "dtypes": sorted({str(p.dtype) for p in loaded.model.parameters()}),
     "threads": torch.get_num_threads(), "package": qrhead_integrations.__file__,
@@ -128,32 +133,40 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Install and load cost of the bundled models",
         "",
-        "Fresh process per load; `load_model(name)` at the dtype in the last column; wall / CPU seconds of that call "
-        "(and, in brackets, the first forward's wall seconds: a memory-mapped file is read there). Memory "
+        "Fresh process per load; `load_model(name)` at the dtype in the last column; wall / CPU seconds of that call; "
+        "then, wall seconds of the first score (one query, two passages, the default heads: the decoder up to the "
+        "deepest selected layer) and of a forward through the whole model after it (a memory-mapped file is read, "
+        "and a 16-bit cache's layers not yet used are cast, on first use). Memory "
         "of the whole process, imports included: peak resident set during the load, and the resident set in use "
         "after one forward (which touches every weight), split into anonymous memory and file-backed pages "
         "(a memory-mapped cache file). Later loads: median seconds and largest memory over the repeats, page cache "
         "warm. Written by `benchmarks/bench_load.py`.",
         "",
-        "| model | variant | download (GGUF) | cache | first load wall / CPU | later load wall / CPU (+ forward) "
+        "| model | variant | download (GGUF) | cache | first load wall / CPU | later load wall / CPU | + first score "
+        "| + whole forward "
         "| peak RSS first / later load | later: in use (anon + file) | dtype run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         first, later = row.get("first"), row["later"]
         took = f"{first['wall_s']:.0f} s / {first['cpu_s']:.0f} s" if first else "—"
         first_peak = f"{first['peak_rss_mb'] / 1e3:.2f}" if first else "—"
+        score = f"+{later['first_score_s']:.1f} s" if "first_score_s" in later else "—"
         lines.append(
             f"| {row['model']} | {row['variant']} | {row['gguf_bytes'] / 1e6:.0f} MB | "
             f"{row['cache_bytes']['total'] / 1e9:.2f} GB | "
-            f"{took} | {later['wall_s']:.1f} s / {later['cpu_s']:.1f} s (+{later['first_forward_s']:.1f} s) | "
+            f"{took} | {later['wall_s']:.1f} s / {later['cpu_s']:.1f} s | {score} | "
+            f"+{later['first_forward_s']:.1f} s | "
             f"{first_peak} / {later['peak_rss_mb'] / 1e3:.2f} GB | "
             f"{later['in_use_mb'] / 1e3:.2f} GB ({later['in_use_anon_mb'] / 1e3:.2f} + "
             f"{later['in_use_file_mb'] / 1e3:.2f}) | {later['dtypes']} |"
         )
     lines += [
         "",
-        "Code per variant: " + ", ".join(sorted({f"{r['variant']} {r['code'][:10]}" for r in report["rows"]})),
+        "Code per variant (`+`: that commit with uncommitted changes, the change measured): "
+        + ", ".join(
+            sorted({f"{r['variant']} {r['code'][:10]}{'+' * r['code'].endswith('+')}" for r in report["rows"]})
+        ),
     ]
     lines += ["", "Conditions per run:", ""]
     for run in report["runs"]:
@@ -198,6 +211,7 @@ def main() -> None:
         rows[label]["later"] = {
             "wall_s": statistics.median(x["wall_s"] for x in loads),
             "cpu_s": statistics.median(x["cpu_s"] for x in loads),
+            "first_score_s": statistics.median(x["first_score_s"] for x in loads),
             "first_forward_s": statistics.median(x["first_forward_s"] for x in loads),
             **{key: max(x[key] for x in loads) for key in MEMORY},
             "all_wall_s": [round(x["wall_s"], 3) for x in loads],

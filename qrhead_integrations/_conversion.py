@@ -82,6 +82,25 @@ def to_storage_dtypes(model: torch.nn.Module) -> Counter[str]:
     return stored
 
 
+def stored_dtype(folder: Path) -> torch.dtype | None:
+    """The one dtype every weight of a converted ``folder`` is stored in, per its :data:`MARKER`; else ``None``.
+
+    Why: such a folder loads fastest in that dtype (the file is used in place, nothing converted) and is cast
+    afterwards (:mod:`qrhead_integrations._casting`). A folder holding several dtypes (a GGUF with weights only
+    bfloat16 holds well beside float16 ones), or without a readable marker, returns ``None``: loading it at the
+    dtype that runs lets transformers cast each tensor from its own type.
+    """
+    try:
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        names = list(record["stored_elements"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(names) != 1:
+        return None
+    found = getattr(torch, str(names[0]), None)
+    return found if isinstance(found, torch.dtype) and found.is_floating_point else None
+
+
 def older_caches(final: Path) -> list[Path]:
     """Folders beside ``final`` for the same model written by an earlier version (float32, no :data:`MARKER`).
 

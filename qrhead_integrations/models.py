@@ -4,9 +4,11 @@ Why a cache: a GGUF file is dequantised and its tokenizer converted on every loa
 Qwen-0.5B). The first load converts once, saying so on standard error with a progress bar, and saves a regular
 Hugging Face folder under the cache directory (``$QRHEAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/qrhead-integrations``,
 else ``~/.cache/qrhead-integrations``); later loads read that folder in seconds. The folder holds 16-bit weights
-(half the size of float32; see :mod:`qrhead_integrations._conversion` for why and which 16-bit type) that every
-load casts once to the dtype that runs (:func:`resolve_dtype`). It is written under a temporary name and renamed
-into place, so an interrupted conversion never leaves a half-written model behind. Folders from earlier versions
+(half the size of float32; see :mod:`qrhead_integrations._conversion` for why and which 16-bit type), read in place
+and cast to the dtype that runs (:func:`resolve_dtype`): on the CPU each decoder layer and the output head on their
+first forward, so a scorer never pays for the layers after its deepest head (:mod:`qrhead_integrations._casting`).
+The folder is written under a temporary name and renamed into place, so an interrupted conversion never leaves a
+half-written model behind. Folders from earlier versions
 (float32, about twice the size) have another name and are left alone: the first conversion names them so they
 can be deleted.
 """
@@ -30,7 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._conversion import CACHE_FORMAT, Progress, announce, conversion_steps, convert_gguf, release_memory
+from ._casting import cast_weights
+from ._conversion import (
+    CACHE_FORMAT,
+    Progress,
+    announce,
+    conversion_steps,
+    convert_gguf,
+    release_memory,
+    stored_dtype,
+)
 from .errors import InvalidInputError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -390,10 +401,12 @@ def load_model(
     else:
         source = Path(spec) if Path(spec).is_dir() else None
     location = str(source) if source is not None else spec
+    # A converted folder in one 16-bit dtype is read in place in that dtype and cast here (see _casting).
+    load_dtype = (stored_dtype(source) if source is not None else None) or resolved_dtype
     try:
         with _progress_bars(show_progress):
             tokenizer = AutoTokenizer.from_pretrained(location, **dict(tokenizer_kwargs or {}))
-            lm: Any = AutoModelForCausalLM.from_pretrained(location, dtype=resolved_dtype, **dict(model_kwargs or {}))
+            lm: Any = AutoModelForCausalLM.from_pretrained(location, dtype=load_dtype, **dict(model_kwargs or {}))
     except (OSError, ValueError) as exc:
         bundled = ", ".join(BUNDLED_MODELS)
         raise ModelLoadError(
@@ -401,6 +414,8 @@ def load_model(
             f"or a bundled offline model: {bundled}"
         ) from exc
     lm.to(resolved_device)
+    if load_dtype != resolved_dtype:
+        cast_weights(lm, resolved_dtype, defer=resolved_device.type == "cpu" and quantize is None)
     lm.eval()
     if quantize is not None:
         lm = quantize_int8(lm)
