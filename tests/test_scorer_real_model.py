@@ -106,12 +106,12 @@ def test_bf16_scores_track_float32(smollm2: QRHeadScorer, hotpotqa_rows: list[di
     passage in every row; dev quality was identical to the third decimal (reports/bench_rerank_bf16_smollm2.md).
     Without AMX, bf16 is emulated and rounds differently; where float32's two best passages are a near-tie
     (within 2% of the row's score range, e.g. 0.0003 apart), bf16 may pick either, but never a passage outside
-    that tie.
+    that tie. The test reads rows 100-102: emulated bf16 costs about 20 s a row on one core.
     """
     bf16 = QRHeadScorer.from_pretrained("smollm2-135m-instruct", dtype="bfloat16", max_passage_tokens=64, fusion=None)
     exact = smollm2.with_config(max_passage_tokens=64, fusion=None)
     assert bf16.dtype == torch.bfloat16 and exact.dtype == torch.float32
-    for row in hotpotqa_rows[100:106]:
+    for row in hotpotqa_rows[100:103]:
         ours = torch.tensor(bf16.score(row["question"], _passages(row)))
         reference = torch.tensor(exact.score(row["question"], _passages(row)))
         assert torch.corrcoef(torch.stack([ours, reference]))[0, 1] >= 0.99
