@@ -49,7 +49,8 @@ from study_defaults import (
     union_heads,
 )
 
-from qrhead_integrations.fusion import Fusion
+from qrhead_integrations.fusion import DEFAULT_FUSION, Fusion, model_fusion
+from qrhead_integrations.presets import default_preset
 
 Candidate = tuple[str, Fusion | None]
 
@@ -70,6 +71,32 @@ def fusions() -> list[Fusion | None]:
     for form in ("ranks", "scores"):
         out += [Fusion(weight=w, lexical=lex, form=form) for w, lex in FUSION_GRID if w or lex]
     return out
+
+
+def simpler_candidates(sets: dict[str, list[int]]) -> list[tuple[str, Fusion | None]]:
+    """Each single set alone and with the small models' fusion: what ships instead if it is as good."""
+    single = [name for name in sets if "+" not in name]
+    return [(label((name, fusion)), fusion) for name in single for fusion in (None, DEFAULT_FUSION)]
+
+
+def against(
+    data: list[DevScores],
+    candidate: tuple[list[int], Fusion | None],
+    shipped: tuple[list[int], Fusion | None],
+    name: str,
+) -> dict[str, float]:
+    """A candidate against the shipped configuration, query by query: mean difference, better, worse, equal."""
+    diffs = [per_query(item, *candidate, name) - per_query(item, *shipped, name) for item in data]
+    return {
+        "diff": sum(diffs) / len(diffs),
+        "better": sum(d > 1e-9 for d in diffs),
+        "worse": sum(d < -1e-9 for d in diffs),
+        "equal": sum(abs(d) <= 1e-9 for d in diffs),
+    }
+
+
+def per_query(item: DevScores, heads: list[int], fusion: Fusion | None, name: str) -> float:
+    return figure([item], heads, name, fusion)
 
 
 def label(candidate: Candidate) -> str:
@@ -109,6 +136,21 @@ def main() -> None:
         for fusion in (None, Fusion(weight=0.2, lexical=0.3), Fusion(weight=0.1, lexical=0.5, form="scores")):
             rows[label((name, fusion))] = figures((name, fusion), data)[model]
     rows[f"rule's choice: {chosen['cell']}"] = chosen["figures"][model]
+    shipped_set, shipped_fusion = default_preset(model), model_fusion(model)
+    if shipped_set is None:
+        raise SystemExit(f"{model} has no default head set to compare with")
+    shipped_heads = flat_heads(model, shipped_set)
+    shipped_label = f"shipped: {shipped_set.provenance['preset']} · " + (
+        "alone" if shipped_fusion is None else f"{shipped_fusion.weight}/{shipped_fusion.lexical} {shipped_fusion.form}"
+    )
+    rows[shipped_label] = {t: figure(data[model][t], shipped_heads, TASKS[t], shipped_fusion) for t in TASKS}
+    paired = {
+        name: {
+            t: against(data[model][t], (sets[name.split(" · ")[0]], fusion), (shipped_heads, shipped_fusion), TASKS[t])
+            for t in TASKS
+        }
+        for name, fusion in simpler_candidates(sets)
+    }
     pool: list[DevScores] = data[model]["rerank"]
     hop: list[DevScores] = data[model]["multihop"]
     report: dict[str, Any] = {
@@ -121,6 +163,8 @@ def main() -> None:
         "rows": rows,
         "choice": {"cell": chosen["cell"], "qualified": chosen["qualified"], "mean": chosen["mean"]},
         "cross_validated": {"figures": validated["figures"][model], "picks": validated["picks"]},
+        "shipped": shipped_label,
+        "against_shipped": paired,
         "candidates": len(candidates),
     }
     text = markdown(report)
@@ -152,6 +196,21 @@ def markdown(report: dict[str, Any]) -> str:
         f"Cross-validated (the rule on one half, scored on the other): SciFact {cv['figures']['rerank']:.3f}, "
         f"HotpotQA {cv['figures']['multihop']:.3f}; picks: " + ", ".join(f"{p} ×{cv['picks'].count(p)}" for p in picks),
     ]
+    if report.get("against_shipped"):
+        lines += [
+            "",
+            f"Simpler configurations against the shipped one ({report['shipped']}), query by query "
+            "(difference of the means; better / worse / equal):",
+            "",
+            "| configuration | SciFact | HotpotQA |",
+            "|---|---|---|",
+        ]
+        for name, tasks in report["against_shipped"].items():
+            cells = [
+                f"{tasks[t]['diff']:+.3f} ({tasks[t]['better']} / {tasks[t]['worse']} / {tasks[t]['equal']})"
+                for t in ("rerank", "multihop")
+            ]
+            lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
