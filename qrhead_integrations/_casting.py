@@ -83,12 +83,23 @@ def cast_weights(model: torch.nn.Module, dtype: torch.dtype, *, defer: bool = Tr
             _defer(module, dtype)
 
 
-def _defer(module: torch.nn.Module, dtype: torch.dtype) -> None:
-    def cast_once(*_: object) -> None:
-        with _LOCK:
-            _finish(module, dtype)
+class _CastOnFirstUse:
+    """A forward pre-hook that casts the module it is called on.
 
-    setattr(module, _HANDLE, module.register_forward_pre_hook(cast_once))
+    That module, not the one it was registered on: a deep or pickled copy of the model carries the hook and must
+    cast itself. A class rather than a closure, so that the model still pickles.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def __call__(self, module: torch.nn.Module, _: object) -> None:
+        with _LOCK:
+            _finish(module, self.dtype)
+
+
+def _defer(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    setattr(module, _HANDLE, module.register_forward_pre_hook(_CastOnFirstUse(dtype)))
 
 
 def _finish(module: torch.nn.Module, dtype: torch.dtype) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import threading
 from pathlib import Path
@@ -162,6 +164,24 @@ def test_two_threads_first_forwards_cast_once_and_agree(converted: Path) -> None
     assert not errors and len(results) == 4
     assert all(torch.equal(r, results[0]) for r in results)
     assert pending(model, torch.float32) == 0
+
+
+@pytest.mark.parametrize("duplicate", ["deepcopy", "pickle"])
+def test_a_copy_made_before_the_first_forward_casts_itself(converted: Path, duplicate: str) -> None:
+    model = load_model(converted, dtype="float32").model
+    if duplicate == "deepcopy":
+        twin = copy.deepcopy(model)
+    else:
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        twin = torch.load(buffer, weights_only=False)
+    with torch.inference_mode():
+        twin(torch.tensor([[1, 2, 3]]))
+    assert pending(twin, torch.float32) == 0
+    assert pending(model, torch.float32) > 0  # the original still waits for its own first forward
+    with torch.inference_mode():
+        assert torch.equal(model(torch.tensor([[1, 2, 3]])).logits, twin(torch.tensor([[1, 2, 3]])).logits)
 
 
 def test_cast_weights_on_a_plain_module_casts_everything_now() -> None:
