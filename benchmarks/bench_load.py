@@ -3,9 +3,11 @@
 Each load runs in a **fresh process** (what a user's new process pays): the first load converts the GGUF into an
 empty cache folder; each later load reads that folder. Figures per load: wall seconds and CPU seconds of the
 ``load_model`` call (CPU seconds stay comparable on a busy machine, wall seconds do not); the process's peak
-resident memory during the load, and its resident memory after one forward pass, anonymous and file-backed (a
-float32 cache is used in place through a memory map; a 16-bit one is cast into the process's own memory), and the
-time of that forward (a mapped file's pages are read there, not during the load). Several code versions
+resident memory during the load; the time of the first score (one query, two passages, the default heads: a
+16-bit cache's layers are cast on first use, so the layers scoring reads are cast here); then one forward through
+the whole model, its time and the process's resident memory after it, anonymous and file-backed (a float32 cache is
+used in place through a memory map; a 16-bit one is cast into the process's own memory; a mapped file's pages are
+read on first use, not during the load). Several code versions
 ("variants", each a folder that holds a ``qrhead_integrations`` package) are measured in one run, their later
 loads interleaved so that a change in the machine's load hits them alike:
 
