@@ -19,6 +19,9 @@ import threading
 
 import torch
 
+from .capture import decoder_of
+from .errors import UnsupportedModelError
+
 _LOCK = threading.Lock()
 
 
@@ -44,11 +47,15 @@ def _cast_tree(module: torch.nn.Module, dtype: torch.dtype) -> None:
 
 
 def _deferred_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The decoder layers and the output head: the parts a scoring forward may never reach."""
+    """The decoder layers and the output head: the parts a scoring forward may never reach.
+
+    The layers are the ones the scorer runs and stops in (:func:`~qrhead_integrations.capture.decoder_of`).
+    """
     deferred: list[torch.nn.Module] = []
-    get_decoder = getattr(model, "get_decoder", None)
-    decoder = get_decoder() if callable(get_decoder) else None
-    layers = getattr(decoder, "layers", None)
+    try:
+        layers = decoder_of(model).layers  # type: ignore[arg-type]  # any module with decoder layers
+    except UnsupportedModelError:
+        layers = None
     if isinstance(layers, torch.nn.ModuleList):
         deferred.extend(layers)
     get_output = getattr(model, "get_output_embeddings", None)
@@ -69,7 +76,7 @@ def cast_weights(model: torch.nn.Module, dtype: torch.dtype, *, defer: bool = Tr
     """Cast ``model``'s floating weights to ``dtype``; with ``defer``, the layers and head on first use.
 
     Args:
-        model: a Hugging Face causal LM (any ``torch.nn.Module`` works; without ``get_decoder`` nothing is deferred).
+        model: a Hugging Face causal LM (any ``torch.nn.Module`` works; without decoder layers nothing is deferred).
         dtype: the dtype that runs.
         defer: cast the decoder layers and an untied output head in a forward pre-hook, once, instead of now.
     """
