@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from qrhead_integrations._casting import cast_pending, cast_weights, pending
 from qrhead_integrations._conversion import CACHE_FORMAT, MARKER, stored_dtype
 from qrhead_integrations.models import load_model
 
+from .concurrency import run_in_threads
 from .tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -146,21 +146,12 @@ def test_a_mixed_dtype_folder_is_cast_by_transformers_at_load(tmp_path: Path) ->
 def test_two_threads_first_forwards_cast_once_and_agree(converted: Path) -> None:
     model = load_model(converted, dtype="float32").model
     ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
-    results: list[torch.Tensor] = []
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            with torch.inference_mode():
-                results.append(model(ids).logits)
-        except BaseException as exc:
-            errors.append(exc)
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(ids).logits
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_in_threads(run, 4)
     assert not errors and len(results) == 4
     assert all(torch.equal(r, results[0]) for r in results)
     assert pending(model, torch.float32) == 0

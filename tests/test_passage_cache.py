@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from qrhead_integrations.errors import InvalidInputError
 from qrhead_integrations.parallel import ParallelEncoder
 from qrhead_integrations.passage_cache import PassageCache, entry_key
 from qrhead_integrations.prompt import Passage
+from tests.concurrency import run_in_threads
 from tests.tiny_models import tiny_model
 
 PASSAGES = [
@@ -103,20 +103,7 @@ def test_a_damaged_file_is_rebuilt_never_read(encoder: ParallelEncoder, tmp_path
 
 def test_threads_reading_and_writing_one_folder_agree(encoder: ParallelEncoder, tmp_path: Path) -> None:
     reference = _scores(encoder, PassageCache())
-    results: list[torch.Tensor] = []
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            results.append(_scores(encoder, PassageCache(directory=tmp_path)))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_in_threads(lambda: _scores(encoder, PassageCache(directory=tmp_path)), 4)
     assert not errors
     assert all(torch.equal(r, reference) for r in results)
     assert not list(tmp_path.glob("*/.*.tmp"))  # no temporary file left behind
