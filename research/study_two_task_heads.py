@@ -73,10 +73,9 @@ def fusions() -> list[Fusion | None]:
     return out
 
 
-def simpler_candidates(sets: dict[str, list[int]]) -> list[tuple[str, Fusion | None]]:
+def simpler_candidates(sets: dict[str, list[int]]) -> list[Candidate]:
     """Each single set alone and with the small models' fusion: what ships instead if it is as good."""
-    single = [name for name in sets if "+" not in name]
-    return [(label((name, fusion)), fusion) for name in single for fusion in (None, DEFAULT_FUSION)]
+    return [(name, fusion) for name in sets if "+" not in name for fusion in (None, DEFAULT_FUSION)]
 
 
 def against(
@@ -86,17 +85,14 @@ def against(
     name: str,
 ) -> dict[str, float]:
     """A candidate against the shipped configuration, query by query: mean difference, better, worse, equal."""
-    diffs = [per_query(item, *candidate, name) - per_query(item, *shipped, name) for item in data]
+    (heads, fusion), (shipped_heads, shipped_fusion) = candidate, shipped
+    diffs = [figure([item], heads, name, fusion) - figure([item], shipped_heads, name, shipped_fusion) for item in data]
     return {
         "diff": sum(diffs) / len(diffs),
         "better": sum(d > 1e-9 for d in diffs),
         "worse": sum(d < -1e-9 for d in diffs),
         "equal": sum(abs(d) <= 1e-9 for d in diffs),
     }
-
-
-def per_query(item: DevScores, heads: list[int], fusion: Fusion | None, name: str) -> float:
-    return figure([item], heads, name, fusion)
 
 
 def label(candidate: Candidate) -> str:
@@ -145,9 +141,8 @@ def main() -> None:
     )
     rows[shipped_label] = {t: figure(data[model][t], shipped_heads, TASKS[t], shipped_fusion) for t in TASKS}
     paired = {
-        name: {
-            t: against(data[model][t], (sets[name.split(" · ")[0]], fusion), (shipped_heads, shipped_fusion), TASKS[t])
-            for t in TASKS
+        label((name, fusion)): {
+            t: against(data[model][t], (sets[name], fusion), (shipped_heads, shipped_fusion), TASKS[t]) for t in TASKS
         }
         for name, fusion in simpler_candidates(sets)
     }
