@@ -6,6 +6,8 @@ same way (``--model``, ``--heads``, ``--device``, ``--quantize``) and the error 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from .batch import batch
@@ -20,6 +22,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _threads(
+    context: typer.Context,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch threads for this command (default: torch's, one per core the process may use; 1 leaves the "
+            "other cores to another busy process). Goes before the command: qrhead --threads 1 rank ...; "
+            "batch workers take --cpus-per-worker.",
+        ),
+    ] = None,
+) -> None:
+    """Set torch's threads for the command that follows and restore them when it ends.
+
+    torch's thread count is process-wide, so the whole command (loading, scoring, answering, baselines) runs with
+    it; it is restored on exit so that an in-process caller (a test's CliRunner, a notebook) keeps its own.
+    """
+    if threads is None:
+        return
+    import torch  # only here: `qrhead --help` and argument errors stay fast
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    context.call_on_close(lambda: torch.set_num_threads(previous))
+
+
 app.command()(rank)
 app.command()(demo)
 app.command()(detect)

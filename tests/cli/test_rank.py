@@ -194,3 +194,32 @@ def test_an_install_hint_keeps_its_extra_in_brackets() -> None:
     # the hint reads "pip install 'qrhead-integrations[...]'": rich must not take "[...]" for a style tag
     result = runner.invoke(app, ["rank", "-q", "x", "-m", "[no-such]-model"], input="a passage\n")
     assert result.exit_code == 2 and "[no-such]-model" in result.output
+
+
+def test_threads_option_runs_the_command_with_that_many_and_restores_them(
+    saved_tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from qrhead_integrations.scorer import QRHeadScorer
+
+    seen: list[int] = []
+    rank = QRHeadScorer.rank
+
+    def recording_rank(self: QRHeadScorer, *args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return rank(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QRHeadScorer, "rank", recording_rank)
+    passages = tmp_path / "p.txt"
+    passages.write_text("the moon\nthe sun\n")
+    args = ["rank", "-q", "moon?", "-p", str(passages), "-m", str(saved_tiny_model), "--heads", "1-0", "--json"]
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2  # a count different from the process's, so that setting it shows
+    result = runner.invoke(app, ["--threads", str(wanted), *args])
+    assert result.exit_code == 0, result.output
+    assert seen == [wanted]
+    assert torch.get_num_threads() == before  # restored for the in-process caller
+    assert runner.invoke(app, args).exit_code == 0 and seen[-1] == before  # no option: the process's setting
+    bad = runner.invoke(app, ["--threads", "0", *args])
+    assert bad.exit_code == 2 and "--threads" in bad.output
