@@ -1,7 +1,8 @@
 """The ``qrhead`` command line: thin wrappers that parse arguments and call the public API (no scoring here).
 
 One module per command (``rank``/``demo``, ``detect``, ``eval``, ``batch``); the options every command types the
-same way (``--model``, ``--heads``, ``--device``, ``--quantize``) and the error exit live in ``_common``.
+same way (``--model``, ``--heads``, ``--device``, ``--quantize``) and the error exit live in ``_common``; the one
+option before any command, ``--threads``, is this app's callback.
 """
 
 from __future__ import annotations
