@@ -168,6 +168,7 @@ def lexical_figure(data: list[DevScores], name: str) -> float:
 
 Figures = dict[str, dict[str, float]]  # model -> task -> dev figure
 PooledData = dict[str, dict[str, list[DevScores]]]  # model -> task -> dev queries
+Halving = dict[str, dict[str, list[int]]]  # model -> task -> indices of one half's queries
 
 
 def baseline_figures(data: PooledData) -> dict[str, dict[str, dict[str, float]]]:
@@ -202,35 +203,54 @@ def pooled_choice(
     return {**best, "qualified": len(qualified)}
 
 
+def halvings(data: PooledData, splits: int) -> list[tuple[Halving, Halving]]:
+    """``splits`` random halvings of each model's and task's queries (seeds 0, 1, ...): pairs of index lists."""
+    out = []
+    for seed in range(splits):
+        rng = random.Random(seed)
+        first: Halving = {m: {} for m in data}
+        second: Halving = {m: {} for m in data}
+        for m in data:
+            for t in TASKS:
+                order = list(range(len(data[m][t])))
+                rng.shuffle(order)
+                first[m][t], second[m][t] = order[::2], order[1::2]
+        out.append((first, second))
+    return out
+
+
+def part(data: PooledData, indices: Halving) -> PooledData:
+    """The queries of ``data`` at ``indices`` (one half of a halving)."""
+    return {m: {t: [data[m][t][i] for i in indices[m][t]] for t in TASKS} for m in data}
+
+
 def cross_validated_choice(
     candidates: list[Any],
     figures: Callable[[Any, PooledData], Figures],
     name: Callable[[Any], str],
     data: PooledData,
     splits: int,
+    *,
+    held_out: bool = False,
 ) -> dict[str, Any]:
     """Two-fold cross-validation of :func:`pooled_choice` over ``splits`` random halvings of each task's queries:
-    the mean figure of each half's choice on the other half (``figures``), and the choices (``picks``)."""
+    the mean figure of each half's choice on the other half (``figures``), and the choices (``picks``). With
+    ``held_out``, also each choice with the indices of the half it was scored on (``held_out``: ``(candidate,
+    indices)`` pairs), for query-by-query comparisons."""
     scores: dict[str, dict[str, list[float]]] = {m: {t: [] for t in TASKS} for m in data}
     picks: list[str] = []
-    for seed in range(splits):
-        rng = random.Random(seed)
-        halves: list[PooledData] = [{m: {} for m in data}, {m: {} for m in data}]
-        for m in data:
-            for t in TASKS:
-                order = list(range(len(data[m][t])))
-                rng.shuffle(order)
-                halves[0][m][t] = [data[m][t][i] for i in order[::2]]
-                halves[1][m][t] = [data[m][t][i] for i in order[1::2]]
+    scored_on: list[tuple[Any, Halving]] = []
+    for pair in halvings(data, splits):
         for i in (0, 1):
-            chosen = pooled_choice(candidates, figures, name, halves[i])["raw"]
+            chosen = pooled_choice(candidates, figures, name, part(data, pair[i]))["raw"]
             picks.append(name(chosen))
-            values = figures(chosen, halves[1 - i])
+            scored_on.append((chosen, pair[1 - i]))
+            values = figures(chosen, part(data, pair[1 - i]))
             for m in data:
                 for t in TASKS:
                     scores[m][t].append(values[m][t])
     means = {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in scores.items()}
-    return {"figures": means, "picks": picks}
+    return {"figures": means, "picks": picks, **({"held_out": scored_on} if held_out else {})}
 
 
 def fitted_sets(
