@@ -44,13 +44,10 @@ def _threads(
     torch's thread count is process-wide, so the whole command (loading, scoring, answering, baselines) runs with
     it; it is restored on exit so that an in-process caller (a test's CliRunner, a notebook) keeps its own.
     """
-    if threads is None:
-        return
-    import torch  # only here: `qrhead --help` and argument errors stay fast
+    if threads is not None:
+        from ..forward import torch_threads  # imports torch: only here, so `qrhead --help` stays fast
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    context.call_on_close(lambda: torch.set_num_threads(previous))
+        context.with_resource(torch_threads(threads))  # left when the command's context closes
 
 
 app.command()(rank)
